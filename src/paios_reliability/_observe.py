@@ -1,0 +1,219 @@
+"""Trace context and logging setup.
+
+:func:`trace` binds ``trace_id``/``span_id``/``parent_span_id`` and any user
+keys (run ids, tool names) in a :mod:`contextvars` variable, so every log line
+and every event emitted inside the block carries them, across ``await`` and
+without leaking between concurrent asyncio tasks or threads.
+
+:func:`configure_logging` routes stdlib logging and structlog through one
+pipeline to **stderr**: JSON when stderr is not a terminal, readable text when
+it is.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from types import MappingProxyType, TracebackType
+from typing import Any, ParamSpec, TypeVar, cast
+
+__all__ = ["configure_logging", "current_trace", "new_id", "trace"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "paios_reliability_trace", default=_EMPTY
+)
+_RESERVED = frozenset({"trace_id", "span_id", "parent_span_id"})
+
+
+def new_id(nbytes: int = 8) -> str:
+    """A random lowercase hex id (16 hex digits for spans, 32 for traces)."""
+    return os.urandom(nbytes).hex()
+
+
+def current_trace() -> Mapping[str, str]:
+    """The trace context of the running code (empty outside any trace)."""
+    return _context.get()
+
+
+class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(...)`
+    """Bind a trace span for a block or for every call of a function.
+
+    Entering starts a new span: a fresh ``span_id``, the enclosing span as
+    ``parent_span_id`` and the enclosing ``trace_id`` (or a new one at the
+    top, or the one passed in). User keys are merged over the enclosing ones.
+
+    Works as ``with``, ``async with`` and as a decorator of sync and async
+    functions (each call gets its own span). Concurrent tasks never see each
+    other's context.
+
+    Args:
+        trace_id: Join an existing trace (e.g. one received in a request).
+        **context: Extra keys to bind, e.g. ``run_id="r-42"``; values become
+            strings.
+    """
+
+    __slots__ = ("_context", "_tokens", "_trace_id")
+
+    def __init__(self, trace_id: str | None = None, **context: object) -> None:
+        bad = _RESERVED & context.keys()
+        if bad:
+            raise ValueError(f"trace() sets {sorted(bad)} itself; pass trace_id= only")
+        self._trace_id = trace_id
+        self._context = {k: str(v) for k, v in context.items()}
+        self._tokens: list[contextvars.Token[Mapping[str, str]]] = []
+
+    def _enter(self) -> Mapping[str, str]:
+        parent = _context.get()
+        ctx = {**parent, **self._context}
+        ctx["trace_id"] = self._trace_id or parent.get("trace_id") or new_id(16)
+        parent_span = parent.get("span_id")
+        if parent_span is not None:
+            ctx["parent_span_id"] = parent_span
+        else:
+            ctx.pop("parent_span_id", None)
+        ctx["span_id"] = new_id(8)
+        frozen = MappingProxyType(ctx)
+        self._tokens.append(_context.set(frozen))
+        return frozen
+
+    def __enter__(self) -> Mapping[str, str]:
+        return self._enter()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _context.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> Mapping[str, str]:
+        return self._enter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _context.reset(self._tokens.pop())
+
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+        trace_id, context = self._trace_id, self._context
+        if inspect.iscoroutinefunction(fn):
+            afn = cast(Callable[P, Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with trace(trace_id, **context):
+                    return await afn(*args, **kwargs)
+
+            return cast(Callable[P, T], async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            with trace(trace_id, **context):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+# -- logging -------------------------------------------------------------------
+
+_HANDLER_MARK = "_paios_reliability_handler"
+
+
+def _add_trace(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in _context.get().items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
+def _lift_event(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Restore the structured fields of records logged by the default event hook."""
+    record = event_dict.get("_record")
+    payload = getattr(record, "paios_event", None)
+    if isinstance(payload, dict):
+        event_dict.update(payload)
+    return event_dict
+
+
+def configure_logging(*, json: bool | None = None, level: int | str = "INFO") -> None:
+    """Route structlog and stdlib logging through one pipeline to stderr.
+
+    Calling it again replaces the previous setup (it never stacks handlers).
+    Log lines carry the trace context of :func:`trace`.
+
+    Args:
+        json: ``True`` for one JSON object per line, ``False`` for readable
+            text; ``None`` picks JSON unless stderr is a terminal.
+        level: Root log level, a name (``"INFO"``) or a number.
+
+    Raises:
+        ValueError: If ``level`` is not a known level name.
+    """
+    import logging
+
+    import structlog
+
+    if isinstance(level, str):
+        levelno = logging.getLevelName(level.upper())
+        if not isinstance(levelno, int):
+            raise ValueError(  # noqa: TRY004 - a bad level name is a bad value
+                f"configure_logging(level=...): unknown level {level!r}"
+            )
+    else:
+        levelno = int(level)
+    if json is None:
+        json = not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        _add_trace,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: Any
+    if json:
+        renderer = structlog.processors.JSONRenderer()
+        final = [structlog.processors.dict_tracebacks, renderer]
+    else:
+        colors = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+        final = [structlog.dev.ConsoleRenderer(colors=colors)]
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[_lift_event, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(levelno)

@@ -1,0 +1,937 @@
+"""Failure taxonomy: is this exception worth retrying, and what does it mean?
+
+:func:`classify` turns *any* exception into a :class:`Failure` without importing
+the libraries that raised it: our own errors by their ``code``; ``OSError`` by
+errno; timeouts; ``sqlite3`` busy/locked/corrupt; HTTP errors of httpx,
+requests, urllib and aiohttp by status (duck-typed), honouring ``Retry-After``;
+pydantic validation errors; and built-in programming errors, which are
+permanent because retrying a bug never helps. Anything else is transient with
+code ``UNCLASSIFIED``: an unknown failure in an agent system is far more often a
+flaky dependency than a bug, and retries are bounded anyway.
+
+:data:`CATALOG` lists every stable code with its kind, exit code, recovery mode
+and a one-line summary. Exit codes come in families::
+
+    0       success
+    10-19   input, validation, configuration
+    20-29   transient: network, timeouts, contention, overload
+    30-39   policy, authentication, credentials
+    40-49   internal, integrity, resources, interruption
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno as _errno
+import itertools
+import math
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._config import Restorer
+from ._exceptions import ReliabilityError
+
+__all__ = [
+    "CATALOG",
+    "Catalog",
+    "CatalogEntry",
+    "Failure",
+    "Kind",
+    "Recovery",
+    "audit_event",
+    "classify",
+    "exit_code_for",
+    "is_retryable",
+    "parse_retry_after",
+]
+
+Kind = Literal["transient", "permanent"]
+Recovery = Literal[
+    "retry",
+    "retry_after",
+    "wait_for_lock",
+    "reduce_load",
+    "fail_fast",
+    "fix_input",
+    "fix_config",
+    "fix_code",
+    "refresh_credentials",
+    "request_approval",
+    "restore_backup",
+    "free_resources",
+    "escalate",
+    "abort",
+]
+_KINDS = frozenset({"transient", "permanent"})
+_RECOVERIES = frozenset(Recovery.__args__)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What :func:`classify` concluded about one exception.
+
+    Attributes:
+        kind: ``"transient"`` (trying again later may work) or ``"permanent"``.
+        code: Stable code from :data:`CATALOG`.
+        retryable: Whether a retry policy should try again.
+        retry_after: Seconds the other side asked us to wait, if it said so.
+        reason: Short human explanation of the decision.
+    """
+
+    kind: Kind
+    code: str
+    retryable: bool
+    retry_after: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """One stable error code.
+
+    Attributes:
+        code: UPPER_SNAKE_CASE identifier, stable across releases.
+        kind: ``"transient"`` or ``"permanent"``.
+        exit_code: Process exit code, 10-49 by family.
+        recovery: What an operator or a policy should do about it.
+        summary: One line for humans.
+    """
+
+    code: str
+    kind: Kind
+    exit_code: int
+    recovery: Recovery
+    summary: str
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind == "transient"
+
+
+_T: Literal["transient"] = "transient"
+_P: Literal["permanent"] = "permanent"
+
+# fmt: off
+_ENTRIES: tuple[tuple[str, Kind, int, Recovery, str], ...] = (
+    # 10-19: input, validation, configuration
+    ("USAGE_ERROR", _P, 10, "fix_input", "A command or function was called with wrong arguments."),
+    ("VALIDATION_ERROR", _P, 11, "fix_input", "Input failed validation (pydantic model or schema)."),
+    ("MALFORMED_DATA", _P, 11, "fix_input", "Data could not be decoded or parsed (JSON, text encoding)."),
+    ("CONFIG_INVALID", _P, 12, "fix_config", "A configuration file or value is invalid."),
+    ("CONFIG_MISSING", _P, 13, "fix_config", "A required configuration file or value is missing."),
+    ("HTTP_BAD_REQUEST", _P, 14, "fail_fast", "HTTP 400: the server rejected the request as malformed."),
+    ("HTTP_UNPROCESSABLE", _P, 14, "fail_fast", "HTTP 422: the server could not process the request content."),
+    ("HTTP_NOT_FOUND", _P, 15, "fail_fast", "HTTP 404: the resource does not exist."),
+    ("HTTP_GONE", _P, 15, "fail_fast", "HTTP 410: the resource was removed for good."),
+    ("FILE_NOT_FOUND", _P, 15, "fix_config", "A file or directory does not exist (ENOENT)."),
+    ("HTTP_METHOD_NOT_ALLOWED", _P, 16, "fix_code", "HTTP 405: the method is not allowed on this resource."),
+    ("IS_A_DIRECTORY", _P, 16, "fix_config", "A directory was given where a file was expected (EISDIR)."),
+    ("NOT_A_DIRECTORY", _P, 16, "fix_config", "A file was given where a directory was expected (ENOTDIR)."),
+    ("HTTP_CONFLICT", _P, 17, "fail_fast", "HTTP 409: the request conflicts with the resource's state."),
+    ("FILE_EXISTS", _P, 17, "fix_input", "A file that must not exist already does (EEXIST)."),
+    ("DB_CONSTRAINT", _P, 17, "fix_input", "A database constraint (unique, foreign key, check) was violated."),
+    ("HTTP_CLIENT_ERROR", _P, 18, "fail_fast", "HTTP 4xx: the server rejected the request."),
+    ("HTTP_NOT_IMPLEMENTED", _P, 18, "fail_fast", "HTTP 501/505: the server does not support the request."),
+    ("DEPENDENCY_MISSING", _P, 19, "escalate", "A module or program the code needs is not installed."),
+    # 20-29: transient
+    ("TRANSIENT", _T, 20, "retry", "A transient failure; trying again later may succeed."),
+    ("TIMEOUT", _T, 21, "retry", "An operation ran past its time budget."),
+    ("CONNECTION_TIMEOUT", _T, 21, "retry", "A network operation timed out (ETIMEDOUT)."),
+    ("HTTP_REQUEST_TIMEOUT", _T, 21, "retry", "HTTP 408: the server timed out waiting for the request."),
+    ("HTTP_GATEWAY_TIMEOUT", _T, 21, "retry", "HTTP 504: an upstream server did not answer in time."),
+    ("CONNECTION_RESET", _T, 22, "retry", "The peer reset the connection (ECONNRESET)."),
+    ("CONNECTION_REFUSED", _T, 22, "retry", "Nothing accepted the connection (ECONNREFUSED)."),
+    ("CONNECTION_ABORTED", _T, 22, "retry", "The connection was aborted (ECONNABORTED)."),
+    ("BROKEN_PIPE", _T, 22, "retry", "The peer closed the connection while we wrote (EPIPE)."),
+    ("CONNECTION_ERROR", _T, 22, "retry", "A connection could not be made or was lost."),
+    ("CONNECTION_CLOSED", _T, 22, "retry", "The peer closed the connection before a full answer (EOF)."),
+    ("HOST_UNREACHABLE", _T, 23, "retry", "No route to the host (EHOSTUNREACH)."),
+    ("NETWORK_UNREACHABLE", _T, 23, "retry", "The network is unreachable (ENETUNREACH)."),
+    ("DNS_FAILURE", _T, 23, "retry", "A host name could not be resolved."),
+    ("RESOURCE_BUSY", _T, 24, "retry", "A device or resource is busy (EBUSY)."),
+    ("TRY_AGAIN", _T, 24, "retry", "The resource is temporarily unavailable (EAGAIN)."),
+    ("INTERRUPTED_SYSCALL", _T, 24, "retry", "A system call was interrupted (EINTR)."),
+    ("TOO_MANY_OPEN_FILES", _T, 24, "free_resources", "The process or system ran out of file descriptors."),
+    ("OS_ERROR", _T, 24, "retry", "An operating-system error with no more specific code."),
+    ("DB_LOCKED", _T, 24, "wait_for_lock", "SQLite stayed busy/locked past the busy timeout."),
+    ("RATE_LIMITED", _T, 25, "retry_after", "A rate limit rejected the call; wait retry_after seconds."),
+    ("HTTP_TOO_MANY_REQUESTS", _T, 25, "retry_after", "HTTP 429: the server asks us to slow down."),
+    ("HTTP_TOO_EARLY", _T, 25, "retry", "HTTP 425: the server will not process a replayable request yet."),
+    ("BULKHEAD_FULL", _T, 25, "reduce_load", "A bulkhead had no free slot for the call."),
+    ("CIRCUIT_OPEN", _T, 26, "retry_after", "A circuit breaker is open; the call was not attempted."),
+    ("HTTP_INTERNAL_SERVER_ERROR", _T, 27, "retry", "HTTP 500: the server failed."),
+    ("HTTP_BAD_GATEWAY", _T, 27, "retry", "HTTP 502: an upstream server sent a bad answer."),
+    ("HTTP_SERVICE_UNAVAILABLE", _T, 27, "retry_after", "HTTP 503: the server is overloaded or down."),
+    ("HTTP_SERVER_ERROR", _T, 27, "retry", "HTTP 5xx: the server failed."),
+    ("LOCK_CONFLICT", _T, 28, "wait_for_lock", "A lock is held by another worker."),
+    ("STORE_UNAVAILABLE", _T, 28, "retry", "The shared state store (SQLite, Redis) cannot be reached."),
+    ("UNCLASSIFIED", _T, 29, "retry", "An unknown exception; treated as transient (bounded retries)."),
+    # 30-39: policy, authentication, credentials
+    ("HTTP_UNAUTHORIZED", _P, 30, "refresh_credentials", "HTTP 401: the credentials were missing or rejected."),
+    ("CREDENTIAL_ERROR", _P, 31, "refresh_credentials", "A credential is unusable."),
+    ("CREDENTIAL_MISSING", _P, 32, "fix_config", "No credential is stored under that name."),
+    ("CREDENTIAL_EXPIRED", _P, 33, "refresh_credentials", "A credential has expired; refresh it."),
+    ("HTTP_FORBIDDEN", _P, 34, "escalate", "HTTP 403: the credentials lack permission."),
+    ("PERMISSION_DENIED", _P, 34, "escalate", "The OS denied access to a file or resource (EACCES)."),
+    ("OPERATION_NOT_PERMITTED", _P, 34, "escalate", "The OS forbids the operation (EPERM)."),
+    ("POLICY_DENIED", _P, 35, "escalate", "A policy forbids the operation."),
+    ("APPROVAL_REQUIRED", _P, 36, "request_approval", "The operation needs a human approval first."),
+    ("CAPABILITY_DENIED", _P, 37, "escalate", "The caller lacks a capability the operation needs."),
+    ("TLS_ERROR", _P, 38, "escalate", "A TLS handshake or certificate check failed."),
+    # 40-49: internal, integrity, resources, interruption
+    ("PROGRAMMING_ERROR", _P, 40, "fix_code", "A bug (TypeError, KeyError, ...); retrying never helps."),
+    ("RECURSION_LIMIT", _P, 40, "fix_code", "The maximum recursion depth was exceeded."),
+    ("RELIABILITY_ERROR", _P, 41, "escalate", "A paios_reliability error with no more specific code."),
+    ("PERMANENT", _P, 41, "fail_fast", "A permanent failure; retrying cannot help."),
+    ("INTEGRITY_ERROR", _P, 42, "restore_backup", "Stored data failed a signature or checksum check."),
+    ("DB_CORRUPT", _P, 43, "restore_backup", "The SQLite database image is malformed."),
+    ("DB_NOT_A_DATABASE", _P, 43, "restore_backup", "The file is not an SQLite database (or is encrypted)."),
+    ("DB_ERROR", _P, 44, "escalate", "An SQLite error with no more specific code."),
+    ("DB_READONLY", _P, 44, "escalate", "The database cannot be written (read-only file or mount)."),
+    ("DISK_FULL", _P, 45, "free_resources", "No space left on the device (ENOSPC)."),
+    ("READ_ONLY_FILESYSTEM", _P, 45, "escalate", "The file system is mounted read-only (EROFS)."),
+    ("OUT_OF_MEMORY", _P, 46, "free_resources", "The process ran out of memory."),
+    ("PROCESS_FAILED", _P, 47, "escalate", "A child process exited with a failure status."),
+    ("INTERRUPTED", _P, 48, "abort", "Interrupted by the user or a generator close (never retried)."),
+    ("CANCELLED", _P, 48, "abort", "The task was cancelled (never retried, never counted)."),
+    ("SYSTEM_EXIT", _P, 49, "abort", "The process is exiting (SystemExit)."),
+)
+# fmt: on
+
+_CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    code: str
+    type: type[BaseException] | tuple[type[BaseException], ...] | None
+    errno: int | None
+    status: int | None
+    message: re.Pattern[str] | None
+    predicate: Callable[[BaseException], bool] | None
+
+    def matches(self, exc: BaseException) -> bool:
+        if self.type is not None and not isinstance(exc, self.type):
+            return False
+        if self.errno is not None and _safe_attr(exc, "errno") != self.errno:
+            return False
+        if self.status is not None and http_status(exc) != self.status:
+            return False
+        if self.message is not None and not self.message.search(_safe_str(exc)):
+            return False
+        return self.predicate is None or bool(self.predicate(exc))
+
+
+class Catalog:
+    """The table of stable error codes, plus user classification rules.
+
+    Read it like a mapping (``CATALOG["DB_LOCKED"]``, ``"X" in CATALOG``,
+    iteration in code order). :meth:`register` adds a rule mapping some
+    exceptions to a code (new or existing); user rules are consulted before the
+    built-in classification, newest first. Thread-safe.
+    """
+
+    def __init__(
+        self, entries: tuple[tuple[str, Kind, int, Recovery, str], ...]
+    ) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, CatalogEntry] = {}
+        self._builtin: frozenset[str] = frozenset()
+        self._rules: tuple[_Rule, ...] = ()
+        for code, kind, exit_code, recovery, summary in entries:
+            self._add(CatalogEntry(code, kind, exit_code, recovery, summary))
+        self._builtin = frozenset(self._entries)
+
+    def _add(self, entry: CatalogEntry) -> None:
+        if not _CODE_RE.match(entry.code):
+            raise ValueError(f"catalog code {entry.code!r} must be UPPER_SNAKE_CASE")
+        if entry.kind not in _KINDS:
+            raise ValueError(
+                f"catalog code {entry.code}: kind must be 'transient' or 'permanent', got {entry.kind!r}"
+            )
+        if not 10 <= entry.exit_code <= 49:
+            raise ValueError(
+                f"catalog code {entry.code}: exit_code must be in 10..49, got {entry.exit_code!r}"
+            )
+        if entry.recovery not in _RECOVERIES:
+            raise ValueError(
+                f"catalog code {entry.code}: unknown recovery {entry.recovery!r}; one of {sorted(_RECOVERIES)}"
+            )
+        if not entry.summary.strip():
+            raise ValueError(f"catalog code {entry.code}: summary must not be empty")
+        self._entries[entry.code] = entry
+
+    def __getitem__(self, code: str) -> CatalogEntry:
+        return self._entries[code]
+
+    def __contains__(self, code: object) -> bool:
+        return code in self._entries
+
+    def __iter__(self) -> Iterator[CatalogEntry]:
+        return iter(list(self._entries.values()))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, code: str) -> CatalogEntry | None:
+        return self._entries.get(code)
+
+    def exit_code(self, code: str, *, retryable: bool = False) -> int:
+        """The exit code of ``code``; unknown codes get 29 (transient) or 41."""
+        entry = self._entries.get(code)
+        if entry is not None:
+            return entry.exit_code
+        return 29 if retryable else 41
+
+    def register(
+        self,
+        code: str,
+        *,
+        type: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        errno: int | None = None,
+        status: int | None = None,
+        message: str | re.Pattern[str] | None = None,
+        predicate: Callable[[BaseException], bool] | None = None,
+        kind: Kind | None = None,
+        exit_code: int | None = None,
+        recovery: Recovery | None = None,
+        summary: str | None = None,
+    ) -> Restorer:
+        """Classify matching exceptions as ``code``; user rules win.
+
+        A rule matches when *every* criterion given matches: ``type``
+        (isinstance), ``errno``, HTTP ``status``, ``message`` (regex searched
+        in ``str(exc)``) and ``predicate``. At least one is required.
+
+        A new code needs ``kind`` and ``summary`` (``exit_code`` defaults to 29
+        for transient, 41 for permanent; ``recovery`` to ``retry`` or
+        ``fail_fast``). For an existing code, leave those out.
+
+        Returns:
+            A :class:`Restorer` that removes the rule (and the code, if this
+            call added it).
+
+        Raises:
+            ValueError: On no criteria, a bad code or entry, or an attempt to
+                redefine an existing code.
+        """
+        if (
+            type is None
+            and errno is None
+            and status is None
+            and message is None
+            and predicate is None
+        ):
+            raise ValueError(
+                "CATALOG.register() needs at least one of type, errno, status, message, predicate"
+            )
+        pattern = re.compile(message) if isinstance(message, str) else message
+        rule = _Rule(code, type, errno, status, pattern, predicate)
+        with self._lock:
+            added = False
+            if code in self._entries:
+                if any(v is not None for v in (kind, exit_code, recovery, summary)):
+                    raise ValueError(
+                        f"CATALOG.register({code!r}): the code exists; pass only match criteria"
+                    )
+            else:
+                if kind is None or summary is None:
+                    raise ValueError(
+                        f"CATALOG.register({code!r}): a new code needs kind= and summary="
+                    )
+                self._add(
+                    CatalogEntry(
+                        code,
+                        kind,
+                        exit_code
+                        if exit_code is not None
+                        else (29 if kind == _T else 41),
+                        recovery or ("retry" if kind == _T else "fail_fast"),
+                        summary,
+                    )
+                )
+                added = True
+            self._rules = (rule, *self._rules)
+
+        def undo() -> None:
+            with self._lock:
+                self._rules = tuple(r for r in self._rules if r is not rule)
+                if added and not any(r.code == code for r in self._rules):
+                    self._entries.pop(code, None)
+
+        return Restorer(undo)
+
+    def snapshot(self) -> Restorer:
+        """A restorer that drops every rule and code added after this call."""
+        with self._lock:
+            rules, entries = self._rules, dict(self._entries)
+
+        def undo() -> None:
+            with self._lock:
+                self._rules, self._entries = rules, entries
+
+        return Restorer(undo)
+
+    def _match(self, exc: BaseException) -> CatalogEntry | None:
+        for rule in self._rules:
+            try:
+                if rule.matches(exc):
+                    return self._entries.get(rule.code)
+            except Exception:  # noqa: BLE001, S112 - a broken user predicate must not break classify
+                continue
+        return None
+
+    def to_markdown(self) -> str:
+        """The catalog as a Markdown table (the source of docs/taxonomy.md)."""
+        lines = [
+            "| code | kind | exit | recovery | summary |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{e.code}` | {e.kind} | {e.exit_code} | {e.recovery} | {e.summary} |"
+            for e in sorted(self, key=lambda e: (e.exit_code, e.code))
+        ]
+        return "\n".join(lines) + "\n"
+
+
+CATALOG = Catalog(_ENTRIES)
+"""The process-wide catalog of error codes (see :class:`Catalog`)."""
+
+
+# -- classification ------------------------------------------------------------
+
+_ERRNO_CODES: dict[int, str] = {
+    code_num: name
+    for name, code_num in (
+        ("CONNECTION_TIMEOUT", getattr(_errno, "ETIMEDOUT", -1)),
+        ("CONNECTION_RESET", getattr(_errno, "ECONNRESET", -1)),
+        ("CONNECTION_REFUSED", getattr(_errno, "ECONNREFUSED", -1)),
+        ("CONNECTION_ABORTED", getattr(_errno, "ECONNABORTED", -1)),
+        ("BROKEN_PIPE", getattr(_errno, "EPIPE", -1)),
+        ("HOST_UNREACHABLE", getattr(_errno, "EHOSTUNREACH", -1)),
+        ("HOST_UNREACHABLE", getattr(_errno, "EHOSTDOWN", -1)),
+        ("NETWORK_UNREACHABLE", getattr(_errno, "ENETUNREACH", -1)),
+        ("NETWORK_UNREACHABLE", getattr(_errno, "ENETDOWN", -1)),
+        ("CONNECTION_RESET", getattr(_errno, "ENETRESET", -1)),
+        ("TRY_AGAIN", getattr(_errno, "EAGAIN", -1)),
+        ("TRY_AGAIN", getattr(_errno, "EWOULDBLOCK", -1)),
+        ("RESOURCE_BUSY", getattr(_errno, "EBUSY", -1)),
+        ("INTERRUPTED_SYSCALL", getattr(_errno, "EINTR", -1)),
+        ("TOO_MANY_OPEN_FILES", getattr(_errno, "EMFILE", -1)),
+        ("TOO_MANY_OPEN_FILES", getattr(_errno, "ENFILE", -1)),
+        ("PERMISSION_DENIED", getattr(_errno, "EACCES", -1)),
+        ("OPERATION_NOT_PERMITTED", getattr(_errno, "EPERM", -1)),
+        ("FILE_NOT_FOUND", getattr(_errno, "ENOENT", -1)),
+        ("IS_A_DIRECTORY", getattr(_errno, "EISDIR", -1)),
+        ("NOT_A_DIRECTORY", getattr(_errno, "ENOTDIR", -1)),
+        ("FILE_EXISTS", getattr(_errno, "EEXIST", -1)),
+        ("DISK_FULL", getattr(_errno, "ENOSPC", -1)),
+        ("DISK_FULL", getattr(_errno, "EDQUOT", -1)),
+        ("READ_ONLY_FILESYSTEM", getattr(_errno, "EROFS", -1)),
+        ("OUT_OF_MEMORY", getattr(_errno, "ENOMEM", -1)),
+    )
+    if code_num != -1
+}
+
+# OSError subclasses raised without an errno (e.g. ``raise ConnectionResetError``).
+_OSERROR_TYPES: tuple[tuple[type[OSError], str], ...] = (
+    (ConnectionResetError, "CONNECTION_RESET"),
+    (ConnectionRefusedError, "CONNECTION_REFUSED"),
+    (ConnectionAbortedError, "CONNECTION_ABORTED"),
+    (BrokenPipeError, "BROKEN_PIPE"),
+    (ConnectionError, "CONNECTION_ERROR"),
+    (TimeoutError, "TIMEOUT"),
+    (BlockingIOError, "TRY_AGAIN"),
+    (InterruptedError, "INTERRUPTED_SYSCALL"),
+    (FileNotFoundError, "FILE_NOT_FOUND"),
+    (FileExistsError, "FILE_EXISTS"),
+    (IsADirectoryError, "IS_A_DIRECTORY"),
+    (NotADirectoryError, "NOT_A_DIRECTORY"),
+    (PermissionError, "PERMISSION_DENIED"),
+)
+
+_HTTP_CODES: Mapping[int, str] = {
+    400: "HTTP_BAD_REQUEST",
+    401: "HTTP_UNAUTHORIZED",
+    403: "HTTP_FORBIDDEN",
+    404: "HTTP_NOT_FOUND",
+    405: "HTTP_METHOD_NOT_ALLOWED",
+    408: "HTTP_REQUEST_TIMEOUT",
+    409: "HTTP_CONFLICT",
+    410: "HTTP_GONE",
+    422: "HTTP_UNPROCESSABLE",
+    425: "HTTP_TOO_EARLY",
+    429: "HTTP_TOO_MANY_REQUESTS",
+    500: "HTTP_INTERNAL_SERVER_ERROR",
+    501: "HTTP_NOT_IMPLEMENTED",
+    502: "HTTP_BAD_GATEWAY",
+    503: "HTTP_SERVICE_UNAVAILABLE",
+    504: "HTTP_GATEWAY_TIMEOUT",
+    505: "HTTP_NOT_IMPLEMENTED",
+}
+
+# Transport errors of HTTP clients, recognised by class name anywhere in the MRO
+# (httpx, requests, urllib3, aiohttp) so none of them is imported.
+_TIMEOUT_NAMES = frozenset(
+    {
+        "TimeoutException", "ConnectTimeout", "ReadTimeout", "WriteTimeout",
+        "PoolTimeout", "Timeout", "ServerTimeoutError", "ConnectionTimeoutError",
+        "SocketTimeoutError", "TimeoutError",
+    }
+)  # fmt: skip
+_CONNECTION_NAMES = frozenset(
+    {
+        "ConnectError", "ReadError", "WriteError", "NetworkError", "RemoteProtocolError",
+        "ConnectionError", "ClientConnectionError", "ClientConnectorError",
+        "ServerDisconnectedError", "ClientOSError", "ProtocolError",
+        "IncompleteRead", "ChunkedEncodingError", "ClientPayloadError",
+    }
+)  # fmt: skip
+_TLS_NAMES = frozenset(
+    {
+        "SSLError",
+        "SSLCertVerificationError",
+        "ClientSSLError",
+        "ClientConnectorCertificateError",
+    }
+)
+_PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
+    TypeError,
+    ValueError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    AssertionError,
+    NotImplementedError,
+    ZeroDivisionError,
+    NameError,
+    StopIteration,
+    StopAsyncIteration,
+)
+_MAX_RETRY_AFTER = 7 * 24 * 3600.0
+
+
+def _safe_attr(obj: object, name: str) -> Any:
+    try:
+        return getattr(obj, name, None)
+    except Exception:  # noqa: BLE001 - a raising property must not break classify
+        return None
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001
+        return f"<unprintable {type(exc).__name__}>"
+
+
+def _status_value(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+        return value
+    return None
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status an exception carries, duck-typed across client libraries."""
+    response = _safe_attr(exc, "response")
+    if response is not None:
+        status = _status_value(_safe_attr(response, "status_code")) or _status_value(
+            _safe_attr(response, "status")
+        )
+        if status is not None:
+            return status
+    status = _status_value(_safe_attr(exc, "status_code")) or _status_value(
+        _safe_attr(exc, "status")
+    )
+    if status is not None:
+        return status
+    # urllib.error.HTTPError: ``.code`` plus headers; guard so unrelated ``.code``
+    # attributes (ours are strings, SystemExit's may be ints) never match.
+    if _safe_attr(exc, "headers") is not None or _safe_attr(exc, "hdrs") is not None:
+        return _status_value(_safe_attr(exc, "code"))
+    return None
+
+
+def _headers_retry_after(exc: BaseException) -> float | None:
+    for owner in (_safe_attr(exc, "response"), exc):
+        if owner is None:
+            continue
+        headers = _safe_attr(owner, "headers")
+        if headers is None:
+            headers = _safe_attr(owner, "hdrs")
+        if headers is None:
+            continue
+        for key in ("Retry-After", "retry-after"):
+            try:
+                value = headers.get(key)
+            except Exception:  # noqa: BLE001
+                value = None
+            if value is not None:
+                return parse_retry_after(value)
+    return None
+
+
+def parse_retry_after(
+    value: object, *, now: _dt.datetime | None = None
+) -> float | None:
+    """Parse a ``Retry-After`` value: delay seconds or an HTTP date.
+
+    Returns seconds to wait (never negative, at most a week), or ``None`` when
+    the value is missing or unreadable. Never raises.
+    """
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("latin-1", "replace")
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        if not text:
+            return None
+        try:
+            seconds = float(text)
+        except ValueError:
+            import email.utils
+
+            try:
+                when = email.utils.parsedate_to_datetime(text)
+            except (TypeError, ValueError, IndexError, OverflowError):
+                return None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=_dt.timezone.utc)
+            current = now or _dt.datetime.now(_dt.timezone.utc)
+            try:
+                seconds = (when - current).total_seconds()
+            except OverflowError:  # pragma: no cover - dates near datetime.min/max
+                return None
+            return min(max(0.0, seconds), _MAX_RETRY_AFTER)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, _MAX_RETRY_AFTER)
+
+
+def _mro_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _from_entry(
+    entry: CatalogEntry, reason: str, retry_after: float | None = None
+) -> Failure:
+    return Failure(entry.kind, entry.code, entry.retryable, retry_after, reason)
+
+
+def _failure(code: str, reason: str, retry_after: float | None = None) -> Failure:
+    return _from_entry(CATALOG[code], reason, retry_after)
+
+
+def _classify_sqlite(exc: BaseException) -> Failure | None:
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is None or not isinstance(exc, sqlite3.Error):
+        return None
+    name = str(_safe_attr(exc, "sqlite_errorname") or "")
+    text = _safe_str(exc).lower()
+    if (
+        name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+        or "locked" in text
+        or "busy" in text
+    ):
+        return _failure("DB_LOCKED", f"sqlite: {text}")
+    if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
+        return _failure("DB_CORRUPT", f"sqlite: {text}")
+    if name == "SQLITE_NOTADB" or "not a database" in text:
+        return _failure("DB_NOT_A_DATABASE", f"sqlite: {text}")
+    if name == "SQLITE_FULL" or "disk is full" in text:
+        return _failure("DISK_FULL", f"sqlite: {text}")
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return _failure("DB_READONLY", f"sqlite: {text}")
+    if isinstance(exc, sqlite3.IntegrityError) or name.startswith("SQLITE_CONSTRAINT"):
+        return _failure("DB_CONSTRAINT", f"sqlite: {text}")
+    if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+        return _failure("PROGRAMMING_ERROR", f"sqlite misuse: {text}")
+    return _failure("DB_ERROR", f"sqlite: {text}")
+
+
+def _classify_oserror(exc: OSError, names: set[str]) -> Failure:
+    name = type(exc).__name__
+    if name in {"gaierror", "herror"}:
+        return _failure("DNS_FAILURE", f"name resolution failed: {_safe_str(exc)}")
+    number = _safe_attr(exc, "errno")
+    if isinstance(number, int) and number in _ERRNO_CODES:
+        code = _ERRNO_CODES[number]
+        return _failure(code, f"errno {_errno.errorcode.get(number, number)}")
+    for cls, code in _OSERROR_TYPES:
+        if isinstance(exc, cls):
+            return _failure(code, name)
+    reason = _safe_attr(exc, "reason")  # urllib.error.URLError wraps the real error
+    if isinstance(reason, BaseException) and reason is not exc:
+        inner = _classify(reason)
+        return Failure(
+            inner.kind,
+            inner.code,
+            inner.retryable,
+            inner.retry_after,
+            f"{name}: {inner.reason}",
+        )
+    if names & _CONNECTION_NAMES:
+        return _failure("CONNECTION_ERROR", name)
+    return _failure("OS_ERROR", f"{name} errno={number!r}")
+
+
+def _classify(exc: BaseException) -> Failure:
+    # Interrupts come first: no rule may ever make them retryable.
+    if not isinstance(exc, Exception):
+        if isinstance(exc, SystemExit):
+            return _failure("SYSTEM_EXIT", "the process is exiting")
+        if "CancelledError" in _mro_names(exc) or type(exc).__name__ == "Cancelled":
+            return _failure("CANCELLED", "the task was cancelled")
+        return _failure("INTERRUPTED", f"{type(exc).__name__} is never retried")
+
+    entry = CATALOG._match(exc)
+    if entry is not None:
+        return _from_entry(
+            entry, "matched a registered rule", _headers_retry_after(exc)
+        )
+
+    if isinstance(exc, ReliabilityError):
+        code = exc.code
+        retryable = bool(exc.retryable)
+        retry_after = _safe_attr(exc, "retry_after")
+        if not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool):
+            retry_after = None
+        known = CATALOG.get(code)
+        if known is not None and known.retryable == retryable:
+            return _from_entry(known, type(exc).__name__, retry_after)
+        kind: Kind = "transient" if retryable else "permanent"
+        return Failure(kind, code, retryable, retry_after, type(exc).__name__)
+
+    if "CancelledError" in _mro_names(exc):  # concurrent.futures.CancelledError
+        return _failure("CANCELLED", "the future was cancelled")
+    if isinstance(exc, MemoryError):
+        return _failure("OUT_OF_MEMORY", "MemoryError")
+    if isinstance(exc, RecursionError):
+        return _failure("RECURSION_LIMIT", "RecursionError")
+
+    module = type(exc).__module__ or ""
+    if type(exc).__name__ == "ValidationError" and module.startswith(
+        ("pydantic", "jsonschema")
+    ):
+        return _failure("VALIDATION_ERROR", f"{module}.ValidationError")
+
+    status = http_status(exc)
+    if status is not None and status >= 400:
+        code = _HTTP_CODES.get(status) or (
+            "HTTP_SERVER_ERROR" if status >= 500 else "HTTP_CLIENT_ERROR"
+        )
+        return _failure(code, f"HTTP {status}", _headers_retry_after(exc))
+
+    sqlite_failure = _classify_sqlite(exc)
+    if sqlite_failure is not None:
+        return sqlite_failure
+
+    names = _mro_names(exc)
+    if isinstance(exc, TimeoutError) or (
+        "TimeoutError" in names and not isinstance(exc, OSError)
+    ):
+        # builtin, asyncio.TimeoutError and concurrent.futures.TimeoutError on 3.10
+        return _failure("TIMEOUT", type(exc).__name__)
+    if names & _TLS_NAMES:
+        return _failure("TLS_ERROR", type(exc).__name__)
+    if names & _TIMEOUT_NAMES:
+        return _failure("TIMEOUT", type(exc).__name__)
+    if isinstance(exc, OSError):
+        return _classify_oserror(exc, names)
+    if names & _CONNECTION_NAMES:
+        return _failure("CONNECTION_ERROR", type(exc).__name__)
+    if isinstance(exc, EOFError):
+        return _failure("CONNECTION_CLOSED", type(exc).__name__)
+    if isinstance(exc, ImportError):
+        return _failure("DEPENDENCY_MISSING", type(exc).__name__)
+    if isinstance(exc, UnicodeError) or "JSONDecodeError" in names:
+        return _failure("MALFORMED_DATA", type(exc).__name__)
+    if isinstance(exc, _PROGRAMMING_ERRORS):
+        return _failure("PROGRAMMING_ERROR", f"{type(exc).__name__} is a bug")
+    return _failure(
+        "UNCLASSIFIED", f"unknown {type(exc).__qualname__}; treated as transient"
+    )
+
+
+def classify(exc: BaseException) -> Failure:
+    """Decide whether ``exc`` is transient or permanent, and give it a code.
+
+    Never raises for an exception instance, whatever its attributes do; a
+    classification that fails internally yields ``UNCLASSIFIED``.
+
+    Raises:
+        TypeError: If ``exc`` is not an exception instance.
+    """
+    if not isinstance(exc, BaseException):
+        raise TypeError(
+            f"classify() needs an exception instance, got {type(exc).__name__}"
+        )
+    try:
+        return _classify(exc)
+    except Exception:  # noqa: BLE001 - classification must never raise
+        return _failure("UNCLASSIFIED", "classification failed; treated as transient")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a retry policy should try again after ``exc`` (the default ``on=``).
+
+    Always ``False`` for ``KeyboardInterrupt``, ``SystemExit``,
+    ``GeneratorExit`` and cancellation.
+    """
+    return classify(exc).retryable
+
+
+def exit_code_for(exc: BaseException | None) -> int:
+    """The process exit code for ``exc``: 0 for ``None``, else 10-49 by family.
+
+    ``SystemExit`` with code 0 or ``None`` maps to 0 (a clean exit).
+    """
+    if exc is None:
+        return 0
+    if isinstance(exc, SystemExit) and exc.code in (0, None):
+        return 0
+    if isinstance(exc, ReliabilityError):
+        return CATALOG.exit_code(exc.code, retryable=bool(exc.retryable))
+    failure = classify(exc)
+    return CATALOG.exit_code(failure.code, retryable=failure.retryable)
+
+
+# -- audit events -------------------------------------------------------------
+
+REDACTED = "[REDACTED]"
+_SECRET_WORDS = frozenset(
+    {
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "authorization",
+        "cookie",
+        "apikey",
+        "credential",
+        "credentials",
+    }
+)
+_SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key")})
+_SPLIT = re.compile(r"[^a-zA-Z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+_TEXT_SECRETS = re.compile(
+    r"(?i)(bearer\s+|basic\s+)[A-Za-z0-9._~+/=-]{4,}"
+    r"|((?:access_|refresh_|id_|api_|auth_)?(?:token|secret|password|passwd|api[_-]?key|authorization|cookie)"
+    r"[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+)
+
+
+def is_secret_key(key: object) -> bool:
+    """Whether a mapping key looks like it holds a secret (token, password...)."""
+    words = [w.lower() for w in _SPLIT.split(str(key)) if w]
+    if any(w in _SECRET_WORDS for w in words):
+        return True
+    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
+
+
+def redact_text(text: str) -> str:
+    """Mask ``token=...``, ``Authorization: Bearer ...`` and similar in free text."""
+
+    def repl(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(1) + REDACTED
+        return match.group(2) + REDACTED
+
+    return _TEXT_SECRETS.sub(repl, text)
+
+
+def json_safe(value: object, *, _depth: int = 0) -> Any:
+    """A JSON-serialisable copy of ``value`` with secret-looking keys redacted."""
+    if _depth > 8:
+        return "<nested too deep>"
+    if value is None or isinstance(value, (bool, int, str)):
+        return redact_text(value) if isinstance(value, str) else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for i, (k, v) in enumerate(value.items()):
+            if i >= 200:
+                out["<truncated>"] = len(value) - 200
+                break
+            key = str(k)
+            out[key] = (
+                REDACTED if is_secret_key(key) else json_safe(v, _depth=_depth + 1)
+            )
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)[:200]
+        return [json_safe(v, _depth=_depth + 1) for v in items]
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if hasattr(value, "get_secret_value"):
+        return REDACTED
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001
+        text = f"<unrepresentable {type(value).__name__}>"
+    return redact_text(text[:500])
+
+
+def audit_event(exc: BaseException, **context: object) -> dict[str, Any]:
+    """A JSON-serialisable record of ``exc`` for audit logs and event stores.
+
+    Includes the classification (code, kind, exit code, recovery), the message
+    and cause chain, the trace context and ``context`` merged over the error's
+    own context. Values under secret-looking keys (token, secret, password,
+    authorization, api_key, cookie...) and secrets in messages are redacted.
+    """
+    from ._observe import current_trace
+
+    failure = classify(exc)
+    entry = CATALOG.get(failure.code)
+    merged: dict[str, object] = {}
+    own = _safe_attr(exc, "context") if isinstance(exc, ReliabilityError) else None
+    if isinstance(own, Mapping):
+        merged.update(own)
+    merged.update(context)
+    causes: list[dict[str, str]] = []
+    seen = {id(exc)}
+    link = exc.__cause__ or exc.__context__
+    while link is not None and len(causes) < 5 and id(link) not in seen:
+        seen.add(id(link))
+        causes.append(
+            {
+                "error_type": _qualname(link),
+                "message": redact_text(_safe_str(link)[:500]),
+            }
+        )
+        link = link.__cause__ or link.__context__
+    record: dict[str, Any] = {
+        "event": "paios_reliability.error",
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "error_type": _qualname(exc),
+        "message": redact_text(_safe_str(exc)[:2000]),
+        "code": failure.code,
+        "kind": failure.kind,
+        "retryable": failure.retryable,
+        "retry_after": failure.retry_after,
+        "reason": redact_text(failure.reason),
+        "exit_code": exit_code_for(exc),
+        "recovery": entry.recovery if entry else None,
+        "summary": entry.summary if entry else None,
+        "causes": causes,
+        "context": json_safe(merged),
+    }
+    record.update(json_safe(dict(current_trace())))
+    return record
+
+
+def _qualname(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
