@@ -53,8 +53,8 @@ class Event:
     name: str
     level: Level = "info"
     subject: str | None = None
-    fields: Mapping[str, Any] = field(default=_EMPTY)
-    trace: Mapping[str, str] = field(default=_EMPTY)
+    fields: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    trace: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     timestamp: float = 0.0
     exc: BaseException | None = None
 
