@@ -31,7 +31,9 @@ def _expose_pyenv_interpreters() -> None:
     for version in PYTHONS:
         candidates = sorted(
             glob.glob(os.path.join(root, "versions", f"{version}.*", "bin")),
-            key=lambda p: [int(x) for x in Path(p).parent.name.split(".") if x.isdigit()],
+            key=lambda p: [
+                int(x) for x in Path(p).parent.name.split(".") if x.isdigit()
+            ],
         )
         if candidates:
             found.append(candidates[-1])

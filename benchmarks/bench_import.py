@@ -14,7 +14,14 @@ import subprocess
 import sys
 
 RUNS = 15
-PACKAGES = ["paios_reliability", "tenacity", "stamina", "pybreaker", "structlog", "pydantic"]
+PACKAGES = [
+    "paios_reliability",
+    "tenacity",
+    "stamina",
+    "pybreaker",
+    "structlog",
+    "pydantic",
+]
 
 
 def cumulative_us(module: str) -> int:
@@ -39,13 +46,17 @@ def main() -> None:
             continue
         results[name] = statistics.median(cumulative_us(name) for _ in range(RUNS))
     ours = results["paios_reliability"]
-    print(f"import time, median of {RUNS} fresh interpreters (python {sys.version.split()[0]})")
-    print(f"{'package':<20}{'µs':>10}{'× ours':>10}")
+    print(
+        f"import time, median of {RUNS} fresh interpreters (python {sys.version.split()[0]})"
+    )
+    print(f"{'package':<20}{'µs':>10}{'x ours':>10}")
     for name, us in sorted(results.items(), key=lambda kv: kv[1]):
         print(f"{name:<20}{us:>10.0f}{us / ours:>10.1f}")
     budget_ms = 15.0
     verdict = "within" if ours / 1000 <= budget_ms else "OVER"
-    print(f"paios_reliability: {ours / 1000:.2f} ms ({verdict} the {budget_ms:.0f} ms budget)")
+    print(
+        f"paios_reliability: {ours / 1000:.2f} ms ({verdict} the {budget_ms:.0f} ms budget)"
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ import pytest
 
 DOCS = Path(__file__).parent.parent / "docs"
 README = Path(__file__).parent.parent / "README.md"
-FENCE = re.compile(r"^(?P<fence>```+|~~~+)python[ \t]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
+FENCE = re.compile(
+    r"^(?P<fence>```+|~~~+)python[ \t]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S
+)
 
 RUNNER = textwrap.dedent(
     """

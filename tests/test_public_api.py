@@ -42,9 +42,13 @@ def test_all_matches_lazy_table_and_type_checking_imports() -> None:
     assert public == _type_checking_imports()
 
 
-@pytest.mark.parametrize("name", sorted(set(paios_reliability.__all__) - {"__version__"}))
+@pytest.mark.parametrize(
+    "name", sorted(set(paios_reliability.__all__) - {"__version__"})
+)
 def test_every_public_name_resolves_to_its_module(name: str) -> None:
-    module = importlib.import_module(f"paios_reliability.{paios_reliability._LAZY[name]}")
+    module = importlib.import_module(
+        f"paios_reliability.{paios_reliability._LAZY[name]}"
+    )
     assert getattr(paios_reliability, name) is getattr(module, name)
 
 

@@ -38,7 +38,11 @@ def _check_import(_tmp: Path) -> str:
         "print(f'{ms:.1f} ' + ','.join(heavy))"
     )
     out = subprocess.run(  # noqa: S603 - our own interpreter, fixed code
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout.split()
     if len(out) > 1:
         raise AssertionError(f"import paios_reliability loaded {out[1]}")
@@ -70,7 +74,9 @@ def _check_taxonomy(_tmp: Path) -> str:
     for exc, code, retryable in cases:
         got = classify(exc)
         if (got.code, got.retryable) != (code, retryable):
-            raise AssertionError(f"{exc!r} -> {got.code}/{got.retryable}, want {code}/{retryable}")
+            raise AssertionError(
+                f"{exc!r} -> {got.code}/{got.retryable}, want {code}/{retryable}"
+            )
     bad = [e.code for e in CATALOG if not 10 <= e.exit_code <= 49]
     if bad:
         raise AssertionError(f"exit codes out of range: {bad}")
@@ -144,7 +150,13 @@ def run_checks(only: frozenset[str] | None = None) -> list[CheckResult]:
                 detail = check(Path(tmp))
             except Exception as exc:  # noqa: BLE001 - a failing check is a result
                 results.append(
-                    CheckResult(name, False, f"{type(exc).__name__}: {exc}", time.perf_counter() - start, exc)
+                    CheckResult(
+                        name,
+                        False,
+                        f"{type(exc).__name__}: {exc}",
+                        time.perf_counter() - start,
+                        exc,
+                    )
                 )
                 continue
         results.append(CheckResult(name, True, detail, time.perf_counter() - start))
@@ -154,9 +166,17 @@ def run_checks(only: frozenset[str] | None = None) -> list[CheckResult]:
 def render_table(results: list[CheckResult]) -> str:
     """A plain-text table (no colours) of check results."""
     rows = [("CHECK", "STATUS", "TIME", "DETAIL")]
-    rows += [(r.name, "ok" if r.ok else "FAIL", f"{r.seconds * 1000:.0f} ms", r.detail) for r in results]
+    rows += [
+        (r.name, "ok" if r.ok else "FAIL", f"{r.seconds * 1000:.0f} ms", r.detail)
+        for r in results
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3] for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
+        + "  "
+        + row[3]
+        for row in rows
+    ]
     failed = sum(not r.ok for r in results)
     lines.append("")
     lines.append(f"{len(results) - failed} ok, {failed} failed")

@@ -25,7 +25,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 [
-                    {"check": r.name, "ok": r.ok, "detail": r.detail, "seconds": round(r.seconds, 4)}
+                    {
+                        "check": r.name,
+                        "ok": r.ok,
+                        "detail": r.detail,
+                        "seconds": round(r.seconds, 4),
+                    }
                     for r in results
                 ],
                 indent=2,
@@ -50,7 +55,9 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
         wanted = {c.upper() for c in args.code}
         unknown = sorted(wanted - {e.code for e in entries})
         if unknown:
-            raise ConfigError(f"unknown error code(s): {', '.join(unknown)}", code="USAGE_ERROR")
+            raise ConfigError(
+                f"unknown error code(s): {', '.join(unknown)}", code="USAGE_ERROR"
+            )
         entries = [e for e in entries if e.code in wanted]
     if args.markdown:
         print(CATALOG.to_markdown(), end="")
@@ -73,7 +80,9 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
     else:
         width = max(len(e.code) for e in entries)
         for e in sorted(entries, key=lambda e: (e.exit_code, e.code)):
-            print(f"{e.exit_code:>3}  {e.code.ljust(width)}  {e.kind:<9}  {e.recovery:<19}  {e.summary}")
+            print(
+                f"{e.exit_code:>3}  {e.code.ljust(width)}  {e.kind:<9}  {e.recovery:<19}  {e.summary}"
+            )
     return 0
 
 
@@ -82,17 +91,30 @@ def _parser() -> argparse.ArgumentParser:
         prog="paios-reliability",
         description="Reliability toolkit for the Python parts of an AI-agent system.",
     )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "--version", action="store_true", help="print the version and exit"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    doctor = sub.add_parser("doctor", help="self-check every primitive on embedded defaults")
+    doctor = sub.add_parser(
+        "doctor", help="self-check every primitive on embedded defaults"
+    )
     doctor.add_argument("--json", action="store_true", help="print results as JSON")
-    doctor.add_argument("--check", action="append", metavar="NAME", help="run only this check (repeatable)")
+    doctor.add_argument(
+        "--check",
+        action="append",
+        metavar="NAME",
+        help="run only this check (repeatable)",
+    )
     doctor.set_defaults(handler=_cmd_doctor)
 
-    catalog = sub.add_parser("catalog", help="list the stable error codes and exit codes")
+    catalog = sub.add_parser(
+        "catalog", help="list the stable error codes and exit codes"
+    )
     fmt = catalog.add_mutually_exclusive_group()
-    fmt.add_argument("--markdown", action="store_true", help="the full table as Markdown")
+    fmt.add_argument(
+        "--markdown", action="store_true", help="the full table as Markdown"
+    )
     fmt.add_argument("--json", action="store_true", help="as JSON")
     catalog.add_argument("code", nargs="*", help="only these codes")
     catalog.set_defaults(handler=_cmd_catalog)
