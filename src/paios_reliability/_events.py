@@ -69,19 +69,26 @@ class Event:
         return self.name.split(".", 2)[2]
 
     def to_dict(self) -> dict[str, Any]:
-        """A flat, JSON-friendly view (exception as type and message)."""
-        out: dict[str, Any] = {
-            "event": self.name,
-            "level": self.level,
-            "timestamp": self.timestamp,
-        }
+        """A flat, JSON-safe view (exception as type and message).
+
+        The event's own keys (``event``, ``level``, ``timestamp``, ``subject``,
+        trace ids, ``error_type``/``error``) win over fields of the same name.
+        Values under secret-looking keys and secrets in text (``token=...``,
+        ``Bearer ...``) are redacted, so logs and stores never receive them.
+        """
+        from ._taxonomy import json_safe, redact_text
+
+        out: dict[str, Any] = json_safe(dict(self.fields))
+        out.update(self.trace)
+        out.update(event=self.name, level=self.level, timestamp=self.timestamp)
         if self.subject is not None:
             out["subject"] = self.subject
-        out.update(self.trace)
-        out.update(self.fields)
         if self.exc is not None:
             out["error_type"] = type(self.exc).__qualname__
-            out["error"] = str(self.exc)
+            try:
+                out["error"] = redact_text(str(self.exc))
+            except Exception:  # noqa: BLE001 - an unprintable error is still an event
+                out["error"] = f"<unprintable {type(self.exc).__name__}>"
         return out
 
 
@@ -134,6 +141,7 @@ def hook_errors() -> int:
 def emit(
     primitive: str,
     action: str,
+    /,
     *,
     level: Level = "info",
     subject: str | None = None,
@@ -142,7 +150,9 @@ def emit(
 ) -> Event:
     """Build an event and hand it to the default log hook and every added hook.
 
-    Never raises because of a hook. Returns the event (handy in tests).
+    ``primitive`` and ``action`` are positional-only, so any other name
+    (even ``action=``) can be a field. Never raises because of a hook.
+    Returns the event (handy in tests).
     """
     event = Event(
         name=f"paios_reliability.{primitive}.{action}",
@@ -224,6 +234,8 @@ def log_event(event: Event) -> None:
     name = data.pop("event")
     data.pop("level", None)
     data.pop("timestamp", None)
+    if "exc_info" in data:  # a field may not steal the logger's own argument
+        data["field_exc_info"] = data.pop("exc_info")
     exc = event.exc
     # Tracebacks only where someone must act; a scheduled retry is not that.
     exc_info = (

@@ -104,10 +104,13 @@ class ReliabilityError(Exception):
 
     @property
     def exit_code(self) -> int:
-        """The process exit code for this error (10-49, stable per code)."""
-        from ._taxonomy import CATALOG
+        """The process exit code for this error (10-49, stable per code).
 
-        return CATALOG.exit_code(self.code, retryable=self.retryable)
+        The same number as ``exit_code_for(self)``, so user catalog rules count.
+        """
+        from ._taxonomy import exit_code_for
+
+        return exit_code_for(self)
 
     def __str__(self) -> str:
         return self.message

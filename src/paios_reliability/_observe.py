@@ -12,6 +12,7 @@ it is.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -19,7 +20,10 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType, TracebackType
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+
+if TYPE_CHECKING:
+    from ._config import Restorer
 
 __all__ = ["configure_logging", "current_trace", "new_id", "trace"]
 
@@ -52,7 +56,7 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
 
     Works as ``with``, ``async with`` and as a decorator of sync and async
     functions (each call gets its own span). Concurrent tasks never see each
-    other's context.
+    other's context, even when they enter the same ``trace`` object.
 
     Args:
         trace_id: Join an existing trace (e.g. one received in a request).
@@ -68,7 +72,9 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
             raise ValueError(f"trace() sets {sorted(bad)} itself; pass trace_id= only")
         self._trace_id = trace_id
         self._context = {k: str(v) for k, v in context.items()}
-        self._tokens: list[contextvars.Token[Mapping[str, str]]] = []
+        # span mapping id -> token; one object may be entered by several tasks
+        # or threads at once, each in its own context.
+        self._tokens: dict[int, contextvars.Token[Mapping[str, str]]] = {}
 
     def _enter(self) -> Mapping[str, str]:
         parent = _context.get()
@@ -81,8 +87,24 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
             ctx.pop("parent_span_id", None)
         ctx["span_id"] = new_id(8)
         frozen = MappingProxyType(ctx)
-        self._tokens.append(_context.set(frozen))
+        self._tokens[id(frozen)] = _context.set(frozen)
         return frozen
+
+    def _exit(self, exc: BaseException | None = None) -> None:
+        if exc is not None and not hasattr(exc, "_paios_trace"):
+            # Remember where the error left the innermost span: by the time
+            # it reaches sys.excepthook (crash handler) the span is gone.
+            with contextlib.suppress(Exception):
+                exc._paios_trace = dict(_context.get())  # type: ignore[attr-defined]
+        token = self._tokens.pop(id(_context.get()), None)
+        if token is None:  # exited out of order: undo the newest span
+            try:
+                token = self._tokens.popitem()[1]
+            except KeyError:
+                return
+        # A token of another context has nothing of ours to undo.
+        with contextlib.suppress(ValueError):
+            _context.reset(token)
 
     def __enter__(self) -> Mapping[str, str]:
         return self._enter()
@@ -93,7 +115,7 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _context.reset(self._tokens.pop())
+        self._exit(exc)
 
     async def __aenter__(self) -> Mapping[str, str]:
         return self._enter()
@@ -104,7 +126,7 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _context.reset(self._tokens.pop())
+        self._exit(exc)
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         trace_id, context = self._trace_id, self._context
@@ -150,7 +172,9 @@ def _lift_event(
     return event_dict
 
 
-def configure_logging(*, json: bool | None = None, level: int | str = "INFO") -> None:
+def configure_logging(
+    *, json: bool | None = None, level: int | str = "INFO"
+) -> Restorer:
     """Route structlog and stdlib logging through one pipeline to stderr.
 
     Calling it again replaces the previous setup (it never stacks handlers).
@@ -161,12 +185,19 @@ def configure_logging(*, json: bool | None = None, level: int | str = "INFO") ->
             text; ``None`` picks JSON unless stderr is a terminal.
         level: Root log level, a name (``"INFO"``) or a number.
 
+    Returns:
+        A :class:`Restorer` that puts back the previous logging setup (root
+        handlers and level, structlog configuration); most programs ignore it,
+        tests use it.
+
     Raises:
         ValueError: If ``level`` is not a known level name.
     """
     import logging
 
     import structlog
+
+    from ._config import Restorer
 
     if isinstance(level, str):
         levelno = logging.getLevelName(level.upper())
@@ -179,6 +210,7 @@ def configure_logging(*, json: bool | None = None, level: int | str = "INFO") ->
     if json is None:
         json = not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
 
+    previous_config = structlog.get_config()
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         _add_trace,
@@ -213,7 +245,18 @@ def configure_logging(*, json: bool | None = None, level: int | str = "INFO") ->
     handler.setFormatter(formatter)
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+    previous_level = root.level
+    removed = [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]
+    for old in removed:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(levelno)
+
+    def undo() -> None:
+        root.removeHandler(handler)
+        for old in removed:
+            root.addHandler(old)
+        root.setLevel(previous_level)
+        structlog.configure(**previous_config)
+
+    return Restorer(undo)

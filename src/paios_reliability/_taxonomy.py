@@ -21,6 +21,7 @@ and a one-line summary. Exit codes come in families::
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import errno as _errno
 import itertools
@@ -253,9 +254,20 @@ class Catalog:
             raise ValueError(
                 f"catalog code {entry.code}: kind must be 'transient' or 'permanent', got {entry.kind!r}"
             )
-        if not 10 <= entry.exit_code <= 49:
+        exit_code: object = entry.exit_code  # user input: may be any type
+        if (
+            not isinstance(exit_code, int)
+            or isinstance(exit_code, bool)
+            or not 10 <= exit_code <= 49
+        ):
             raise ValueError(
-                f"catalog code {entry.code}: exit_code must be in 10..49, got {entry.exit_code!r}"
+                f"catalog code {entry.code}: exit_code must be an int in 10..49, got {entry.exit_code!r}"
+            )
+        # The families are a contract scripts rely on: 20-29 means "try again".
+        if (entry.kind == _T) != (20 <= entry.exit_code <= 29):
+            raise ValueError(
+                f"catalog code {entry.code}: a {entry.kind} code needs an exit code "
+                f"{'in 20..29' if entry.kind == _T else 'in 10..19 or 30..49'}, got {entry.exit_code}"
             )
         if entry.recovery not in _RECOVERIES:
             raise ValueError(
@@ -312,8 +324,8 @@ class Catalog:
         ``fail_fast``). For an existing code, leave those out.
 
         Returns:
-            A :class:`Restorer` that removes the rule (and the code, if this
-            call added it).
+            A :class:`Restorer` that removes the rule (and a user-added code
+            once no rule uses it any more).
 
         Raises:
             ValueError: On no criteria, a bad code or entry, or an attempt to
@@ -329,10 +341,48 @@ class Catalog:
             raise ValueError(
                 "CATALOG.register() needs at least one of type, errno, status, message, predicate"
             )
-        pattern = re.compile(message) if isinstance(message, str) else message
+        given: tuple[object, object] = (code, errno)  # callers may pass anything
+        if not isinstance(given[0], str) or not _CODE_RE.match(given[0]):
+            raise ValueError(
+                f"CATALOG.register(): code must be UPPER_SNAKE_CASE, got {code!r}"
+            )
+        types = type if isinstance(type, tuple) else (type,)
+        if type is not None and not (
+            types
+            and all(
+                isinstance(t, builtins.type) and issubclass(t, BaseException)
+                for t in types
+            )
+        ):
+            raise ValueError(
+                f"CATALOG.register({code!r}): type must be an exception class or a tuple of them, got {type!r}"
+            )
+        if errno is not None and (
+            not isinstance(given[1], int) or isinstance(given[1], bool)
+        ):
+            raise ValueError(
+                f"CATALOG.register({code!r}): errno must be an int, got {errno!r}"
+            )
+        if status is not None and _status_value(status) is None:
+            raise ValueError(
+                f"CATALOG.register({code!r}): status must be an int in 100..599, got {status!r}"
+            )
+        if predicate is not None and not callable(predicate):
+            raise ValueError(
+                f"CATALOG.register({code!r}): predicate must be callable, got {predicate!r}"
+            )
+        try:
+            pattern = re.compile(message) if isinstance(message, str) else message
+        except re.error as err:
+            raise ValueError(
+                f"CATALOG.register({code!r}): bad message regex {message!r}: {err}"
+            ) from err
+        if pattern is not None and not isinstance(pattern, re.Pattern):
+            raise ValueError(
+                f"CATALOG.register({code!r}): message must be a str or compiled regex, got {message!r}"
+            )
         rule = _Rule(code, type, errno, status, pattern, predicate)
         with self._lock:
-            added = False
             if code in self._entries:
                 if any(v is not None for v in (kind, exit_code, recovery, summary)):
                     raise ValueError(
@@ -354,13 +404,16 @@ class Catalog:
                         summary,
                     )
                 )
-                added = True
             self._rules = (rule, *self._rules)
 
         def undo() -> None:
             with self._lock:
                 self._rules = tuple(r for r in self._rules if r is not rule)
-                if added and not any(r.code == code for r in self._rules):
+                # A user code lives as long as some rule uses it, whichever
+                # registration happened to create it.
+                if code not in self._builtin and not any(
+                    r.code == code for r in self._rules
+                ):
                     self._entries.pop(code, None)
 
         return Restorer(undo)
@@ -582,7 +635,19 @@ def parse_retry_after(
 
     Returns seconds to wait (never negative, at most a week), or ``None`` when
     the value is missing or unreadable. Never raises.
+
+    Args:
+        value: The header value: text, bytes or a number of seconds.
+        now: The current time for HTTP dates (default: now, UTC); a naive
+            datetime is taken as UTC.
     """
+    try:
+        return _parse_retry_after(value, now)
+    except Exception:  # noqa: BLE001 - outside input must never break a caller
+        return None
+
+
+def _parse_retry_after(value: object, now: _dt.datetime | None) -> float | None:
     if isinstance(value, (bytes, bytearray)):
         value = bytes(value).decode("latin-1", "replace")
     if isinstance(value, bool) or value is None:
@@ -605,10 +670,9 @@ def parse_retry_after(
             if when.tzinfo is None:
                 when = when.replace(tzinfo=_dt.timezone.utc)
             current = now or _dt.datetime.now(_dt.timezone.utc)
-            try:
-                seconds = (when - current).total_seconds()
-            except OverflowError:  # pragma: no cover - dates near datetime.min/max
-                return None
+            if current.tzinfo is None:
+                current = current.replace(tzinfo=_dt.timezone.utc)
+            seconds = (when - current).total_seconds()
             return min(max(0.0, seconds), _MAX_RETRY_AFTER)
     if not math.isfinite(seconds) or seconds < 0:
         return None
@@ -629,28 +693,39 @@ def _failure(code: str, reason: str, retry_after: float | None = None) -> Failur
     return _from_entry(CATALOG[code], reason, retry_after)
 
 
+_SQLITE_LOCKED_PHRASES = (
+    "database is locked",
+    "database table is locked",
+    "database schema is locked",
+    "database is busy",
+)
+
+
 def _classify_sqlite(exc: BaseException) -> Failure | None:
     sqlite3 = sys.modules.get("sqlite3")
     if sqlite3 is None or not isinstance(exc, sqlite3.Error):
         return None
-    name = str(_safe_attr(exc, "sqlite_errorname") or "")
+    name = _safe_attr(exc, "sqlite_errorname")
+    name = name if isinstance(name, str) else ""
     text = _safe_str(exc).lower()
-    if (
-        name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
-        or "locked" in text
-        or "busy" in text
-    ):
-        return _failure("DB_LOCKED", f"sqlite: {text}")
-    if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
-        return _failure("DB_CORRUPT", f"sqlite: {text}")
-    if name == "SQLITE_NOTADB" or "not a database" in text:
-        return _failure("DB_NOT_A_DATABASE", f"sqlite: {text}")
-    if name == "SQLITE_FULL" or "disk is full" in text:
-        return _failure("DISK_FULL", f"sqlite: {text}")
-    if name.startswith("SQLITE_READONLY") or "readonly" in text:
-        return _failure("DB_READONLY", f"sqlite: {text}")
+    # A constraint message names user columns ("UNIQUE constraint failed:
+    # jobs.locked"), so it is decided before any text matching.
     if isinstance(exc, sqlite3.IntegrityError) or name.startswith("SQLITE_CONSTRAINT"):
         return _failure("DB_CONSTRAINT", f"sqlite: {text}")
+    # Python 3.11+ gives the result code name; 3.10 has only SQLite's fixed
+    # messages, matched as whole phrases.
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or (
+        not name and any(p in text for p in _SQLITE_LOCKED_PHRASES)
+    ):
+        return _failure("DB_LOCKED", f"sqlite: {text}")
+    if name.startswith("SQLITE_CORRUPT") or (not name and "is malformed" in text):
+        return _failure("DB_CORRUPT", f"sqlite: {text}")
+    if name == "SQLITE_NOTADB" or (not name and "file is not a database" in text):
+        return _failure("DB_NOT_A_DATABASE", f"sqlite: {text}")
+    if name == "SQLITE_FULL" or (not name and "database or disk is full" in text):
+        return _failure("DISK_FULL", f"sqlite: {text}")
+    if name.startswith("SQLITE_READONLY") or (not name and "readonly database" in text):
+        return _failure("DB_READONLY", f"sqlite: {text}")
     if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError)):
         return _failure("PROGRAMMING_ERROR", f"sqlite misuse: {text}")
     return _failure("DB_ERROR", f"sqlite: {text}")
@@ -679,38 +754,77 @@ def _classify_oserror(exc: OSError, names: set[str]) -> Failure:
         )
     if names & _CONNECTION_NAMES:
         return _failure("CONNECTION_ERROR", name)
-    return _failure("OS_ERROR", f"{name} errno={number!r}")
+    shown = number if isinstance(number, int) else None  # never repr() a stranger
+    return _failure("OS_ERROR", f"{name} errno={shown!r}")
+
+
+def _interruption(exc: BaseException) -> Failure | None:
+    """Interrupts, exits and cancellation: never retryable, whatever the rules say.
+
+    Uses ``type(exc)`` only, so an exception with a hostile ``__class__`` can
+    not slip through.
+    """
+    cls = type(exc)
+    if issubclass(cls, SystemExit):
+        return _failure("SYSTEM_EXIT", "the process is exiting")
+    if "CancelledError" in _mro_names(exc) or cls.__name__ == "Cancelled":
+        # asyncio, anyio/trio, and concurrent.futures.CancelledError (an Exception)
+        return _failure("CANCELLED", "the task was cancelled")
+    if not issubclass(cls, Exception) or issubclass(
+        cls, (KeyboardInterrupt, GeneratorExit)
+    ):
+        return _failure("INTERRUPTED", f"{cls.__name__} is never retried")
+    return None
+
+
+def _retry_after_attr(exc: BaseException) -> float | None:
+    value = _safe_attr(exc, "retry_after")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return parse_retry_after(value)
 
 
 def _classify(exc: BaseException) -> Failure:
     # Interrupts come first: no rule may ever make them retryable.
-    if not isinstance(exc, Exception):
-        if isinstance(exc, SystemExit):
-            return _failure("SYSTEM_EXIT", "the process is exiting")
-        if "CancelledError" in _mro_names(exc) or type(exc).__name__ == "Cancelled":
-            return _failure("CANCELLED", "the task was cancelled")
-        return _failure("INTERRUPTED", f"{type(exc).__name__} is never retried")
+    interrupted = _interruption(exc)
+    if interrupted is not None:
+        return interrupted
 
     entry = CATALOG._match(exc)
     if entry is not None:
-        return _from_entry(
-            entry, "matched a registered rule", _headers_retry_after(exc)
-        )
+        retry_after = _retry_after_attr(exc)
+        if retry_after is None:
+            retry_after = _headers_retry_after(exc)
+        return _from_entry(entry, "matched a registered rule", retry_after)
 
     if isinstance(exc, ReliabilityError):
-        code = exc.code
-        retryable = bool(exc.retryable)
-        retry_after = _safe_attr(exc, "retry_after")
-        if not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool):
-            retry_after = None
+        # A subclass may have put anything there (or broken the attribute):
+        # fall back to the class defaults rather than to UNCLASSIFIED.
+        cls = type(exc)
+        raw_retryable = _safe_attr(exc, "retryable")
+        try:
+            retryable = (
+                bool(cls.default_retryable)
+                if raw_retryable is None
+                else bool(raw_retryable)
+            )
+        except Exception:  # noqa: BLE001
+            retryable = bool(cls.default_retryable)
+        code = next(
+            (
+                c
+                for c in (_safe_attr(exc, "code"), cls.default_code)
+                if isinstance(c, str) and c
+            ),
+            "TRANSIENT" if retryable else "PERMANENT",
+        )
+        retry_after = _retry_after_attr(exc)
         known = CATALOG.get(code)
         if known is not None and known.retryable == retryable:
             return _from_entry(known, type(exc).__name__, retry_after)
         kind: Kind = "transient" if retryable else "permanent"
         return Failure(kind, code, retryable, retry_after, type(exc).__name__)
 
-    if "CancelledError" in _mro_names(exc):  # concurrent.futures.CancelledError
-        return _failure("CANCELLED", "the future was cancelled")
     if isinstance(exc, MemoryError):
         return _failure("OUT_OF_MEMORY", "MemoryError")
     if isinstance(exc, RecursionError):
@@ -734,6 +848,11 @@ def _classify(exc: BaseException) -> Failure:
         return sqlite_failure
 
     names = _mro_names(exc)
+    number = _safe_attr(exc, "errno")
+    if isinstance(exc, OSError) and isinstance(number, int) and number in _ERRNO_CODES:
+        # OSError(ETIMEDOUT, ...) is built as a TimeoutError; the errno is the
+        # more precise fact.
+        return _classify_oserror(exc, names)
     if isinstance(exc, TimeoutError) or (
         "TimeoutError" in names and not isinstance(exc, OSError)
     ):
@@ -776,7 +895,9 @@ def classify(exc: BaseException) -> Failure:
     try:
         return _classify(exc)
     except Exception:  # noqa: BLE001 - classification must never raise
-        return _failure("UNCLASSIFIED", "classification failed; treated as transient")
+        return _interruption(exc) or _failure(
+            "UNCLASSIFIED", "classification failed; treated as transient"
+        )
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -791,16 +912,25 @@ def is_retryable(exc: BaseException) -> bool:
 def exit_code_for(exc: BaseException | None) -> int:
     """The process exit code for ``exc``: 0 for ``None``, else 10-49 by family.
 
-    ``SystemExit`` with code 0 or ``None`` maps to 0 (a clean exit).
+    ``SystemExit`` with code 0 or ``None`` maps to 0 (a clean exit). Transient
+    failures always get 20-29 and permanent ones never do, so a scheduler can
+    decide "run again later?" from the exit status alone.
     """
     if exc is None:
         return 0
-    if isinstance(exc, SystemExit) and exc.code in (0, None):
-        return 0
-    if isinstance(exc, ReliabilityError):
-        return CATALOG.exit_code(exc.code, retryable=bool(exc.retryable))
+    if isinstance(exc, SystemExit):
+        code = _safe_attr(exc, "code")
+        if code is None or (isinstance(code, int) and code == 0):
+            return 0
+    # Through classify() so user rules win here too, and a hostile exception
+    # (a ``code`` of the wrong type, raising properties) still gets a number.
     failure = classify(exc)
-    return CATALOG.exit_code(failure.code, retryable=failure.retryable)
+    entry = CATALOG.get(failure.code)
+    if entry is not None and entry.kind == failure.kind:
+        return entry.exit_code
+    # Unknown code, or an error whose retryable flag overrides its code's kind
+    # (TransientError(code="HTTP_NOT_FOUND")): stay in the kind's family.
+    return 29 if failure.retryable else 41
 
 
 # -- audit events -------------------------------------------------------------
@@ -820,20 +950,61 @@ _SECRET_WORDS = frozenset(
     }
 )
 _SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key")})
+# In LLM systems "tokens" are mostly counts (max_tokens, input_tokens): those
+# words stay readable unless a credential word qualifies them (access_tokens).
+_TOKEN_COUNT_WORDS = frozenset(
+    {"tokens", "tokenize", "tokenized", "tokenizer", "tokenizers", "tokenization"}
+)
+_TOKEN_QUALIFIERS = frozenset(
+    {
+        "access",
+        "refresh",
+        "auth",
+        "api",
+        "bearer",
+        "id",
+        "session",
+        "oauth",
+        "csrf",
+        "xsrf",
+    }
+)
 _SPLIT = re.compile(r"[^a-zA-Z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 _TEXT_SECRETS = re.compile(
     r"(?i)(bearer\s+|basic\s+)[A-Za-z0-9._~+/=-]{4,}"
     r"|((?:access_|refresh_|id_|api_|auth_)?(?:token|secret|password|passwd|api[_-]?key|authorization|cookie)"
-    r"[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+    # "Authorization: Bearer abc": the scheme is part of the value, so the
+    # credential after it is masked too.
+    r"[\"']?\s*[=:]\s*)((?:(?:bearer|basic|digest|token)\s+)?(?:\"[^\"]*\"|'[^']*'|[^\s,;&]+))"
 )
 
 
 def is_secret_key(key: object) -> bool:
-    """Whether a mapping key looks like it holds a secret (token, password...)."""
-    words = [w.lower() for w in _SPLIT.split(str(key)) if w]
-    if any(w in _SECRET_WORDS for w in words):
+    """Whether a mapping key looks like it holds a secret (token, password...).
+
+    Keys are split into words (``_``, ``-``, ``.``, camelCase); a word that
+    contains a secret word (``authToken``, ``XAPIKEY``, ``db_passwords``) or a
+    pair like ``api_key`` marks the key secret. Token *counts* (``max_tokens``)
+    are not secrets.
+    """
+    try:
+        text = str(key)
+    except Exception:  # noqa: BLE001 - an unprintable key cannot be shown anyway
         return True
-    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
+    words = [w.lower() for w in _SPLIT.split(text) if w]
+    previous = ""
+    for word in words:
+        if word in _TOKEN_COUNT_WORDS:
+            if previous in _TOKEN_QUALIFIERS:
+                return True
+        elif any(secret in word for secret in _SECRET_WORDS):
+            return True
+        previous = word
+    return any(
+        first.endswith(a) and second in (b, b + "s")  # xapi_key, private_keys
+        for first, second in itertools.pairwise(words)
+        for a, b in _SECRET_PAIRS
+    )
 
 
 def redact_text(text: str) -> str:
@@ -855,25 +1026,22 @@ def json_safe(value: object, *, _depth: int = 0) -> Any:
         return redact_text(value) if isinstance(value, str) else value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for i, (k, v) in enumerate(value.items()):
-            if i >= 200:
-                out["<truncated>"] = len(value) - 200
-                break
-            key = str(k)
-            out[key] = (
-                REDACTED if is_secret_key(key) else json_safe(v, _depth=_depth + 1)
-            )
-        return out
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = list(value)[:200]
-        return [json_safe(v, _depth=_depth + 1) for v in items]
+    try:
+        if isinstance(value, Mapping):
+            return _json_safe_mapping(value, _depth)
+        if isinstance(value, (list, tuple, set, frozenset)):
+            items = list(itertools.islice(value, 200))
+            return [json_safe(v, _depth=_depth + 1) for v in items]
+    except Exception:  # noqa: BLE001 - a hostile container becomes a placeholder
+        return f"<unreadable {type(value).__name__}>"
     if isinstance(value, (bytes, bytearray)):
         return f"<{len(value)} bytes>"
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
         return value.isoformat()
-    if hasattr(value, "get_secret_value"):
+    try:
+        if hasattr(value, "get_secret_value"):  # pydantic SecretStr and friends
+            return REDACTED
+    except Exception:  # noqa: BLE001
         return REDACTED
     try:
         text = repr(value)
@@ -882,7 +1050,21 @@ def json_safe(value: object, *, _depth: int = 0) -> Any:
     return redact_text(text[:500])
 
 
-def audit_event(exc: BaseException, **context: object) -> dict[str, Any]:
+def _json_safe_mapping(value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, (k, v) in enumerate(value.items()):
+        if i >= 200:
+            out["<truncated>"] = len(value) - 200
+            break
+        try:
+            key = str(k)
+        except Exception:  # noqa: BLE001
+            key = f"<unprintable key {i}>"
+        out[key] = REDACTED if is_secret_key(k) else json_safe(v, _depth=depth + 1)
+    return out
+
+
+def audit_event(exc: BaseException, /, **context: object) -> dict[str, Any]:
     """A JSON-serialisable record of ``exc`` for audit logs and event stores.
 
     Includes the classification (code, kind, exit code, recovery), the message
@@ -897,7 +1079,10 @@ def audit_event(exc: BaseException, **context: object) -> dict[str, Any]:
     merged: dict[str, object] = {}
     own = _safe_attr(exc, "context") if isinstance(exc, ReliabilityError) else None
     if isinstance(own, Mapping):
-        merged.update(own)
+        try:
+            merged.update(own)
+        except Exception:  # noqa: BLE001 - a hostile context must not break auditing
+            merged["<context>"] = "<unreadable>"
     merged.update(context)
     causes: list[dict[str, str]] = []
     seen = {id(exc)}
@@ -927,7 +1112,9 @@ def audit_event(exc: BaseException, **context: object) -> dict[str, Any]:
         "causes": causes,
         "context": json_safe(merged),
     }
-    record.update(json_safe(dict(current_trace())))
+    # Trace keys add to the record; they never replace what classify decided.
+    for key, value in json_safe(dict(current_trace())).items():
+        record.setdefault(key, value)
     return record
 
 

@@ -61,7 +61,7 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds`` (must not be negative)."""
-        if seconds < 0:
+        if not seconds >= 0:  # also rejects NaN, which would poison every reading
             raise ValueError(f"FakeClock.advance() cannot go back in time: {seconds!r}")
         with self._lock:
             self._now += seconds
