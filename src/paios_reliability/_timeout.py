@@ -1,0 +1,424 @@
+"""Time budgets: ``deadline()`` blocks, ``remaining()`` and the ``timeout()`` decorator.
+
+The innermost deadline lives in a :mod:`contextvars` variable as an absolute
+reading of the clock's ``monotonic()``. Nested deadlines take the tighter one,
+so an inner ``deadline(10)`` inside an outer ``deadline(1)`` still ends after
+one second. Every primitive that waits (retry backoff, rate-limit waits,
+bulkhead queues, breakers, subprocesses) reads :func:`remaining` and never
+waits past it.
+
+- ``async with deadline(s)`` really cancels the block when the budget runs out
+  and raises :class:`TimeoutExceeded`; a cancellation that comes from outside
+  the block passes through as :class:`asyncio.CancelledError`, untouched.
+- ``with deadline(s)`` is cooperative: Python cannot interrupt a running
+  thread, so it only sets the budget everything inside honours.
+- ``@timeout(s)`` on a coroutine function is ``async with deadline(s)``; on a
+  plain function it runs the call in a worker thread and gives control back
+  to the caller when the budget is spent (the worker is abandoned and an event
+  says so).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import math
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+
+from ._clock import get_clock
+from ._exceptions import TimeoutExceeded
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["deadline", "remaining", "timeout"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Absolute deadline on the default clock's monotonic scale; None = no budget.
+_current: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "paios_reliability_deadline", default=None
+)
+# The innermost deadline that will really cancel: (task, absolute deadline).
+# A nested ``async with`` that is not tighter arms no timer of its own, so
+# exactly one block - the one whose budget ran out - reports the timeout.
+_armed: contextvars.ContextVar[tuple[object, float] | None] = contextvars.ContextVar(
+    "paios_reliability_armed_deadline", default=None
+)
+
+if sys.version_info >= (3, 11):
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return task.cancelling()
+
+    def _is_ours(task: asyncio.Task[Any], cancelling_at_entry: int) -> bool:
+        # Only our cancel is left to account for: anything above the count at
+        # entry is someone else's cancellation, which must pass through.
+        return task.uncancel() <= cancelling_at_entry
+
+else:  # Python 3.10 has no cancel counting: our flag is all we can go by.
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return 0
+
+    def _is_ours(task: asyncio.Task[Any], cancelling_at_entry: int) -> bool:
+        return True
+
+
+def remaining() -> float | None:
+    """Seconds left in the innermost deadline, or ``None`` when there is none.
+
+    Never negative: a passed deadline reads ``0.0``. Cheap enough to call on
+    every operation (one context-variable read and one clock read).
+    """
+    at = _current.get()
+    if at is None:
+        return None
+    left = at - get_clock().monotonic()
+    return left if left > 0.0 else 0.0
+
+
+def current_deadline() -> float | None:
+    """The innermost absolute deadline on the clock's monotonic scale, if any."""
+    return _current.get()
+
+
+def _check_seconds(seconds: float | None, what: str) -> float | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, got {seconds!r}")
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"{what} must be >= 0, got {seconds!r}")
+    return float(seconds)
+
+
+class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
+    """A time budget for a block: ``with`` (cooperative) or ``async with`` (cancels).
+
+    Entering computes ``now + seconds`` and keeps the tighter of that and any
+    enclosing deadline, so :func:`remaining` inside never exceeds an outer
+    budget. Each ``with`` gets its own copy of the context: concurrent tasks
+    and threads never see each other's deadlines.
+
+    ``async with`` schedules a real cancellation of the current task at the
+    deadline; the block's :class:`asyncio.CancelledError` is then turned into
+    :class:`TimeoutExceeded`. A cancellation that did not come from this
+    deadline (the caller cancelled the task, or an outer deadline fired) is
+    re-raised untouched. On Python 3.10, which lacks ``Task.uncancel()``, an
+    outer cancel arriving in the same instant as the timeout cannot be told
+    apart and is reported as the timeout.
+
+    Plain ``with`` cannot interrupt running code; it sets the budget that
+    retries, rate limiters, bulkheads, breakers and :func:`run_process` inside
+    the block honour. Use ``@timeout`` to bound an uncooperative sync call.
+
+    Args:
+        seconds: The budget, ``>= 0``; ``None`` adds no budget of its own (an
+            enclosing one still applies) and ``math.inf`` means unbounded.
+        name: What the block does, for the error message and the event.
+
+    Attributes:
+        seconds: The budget as given.
+        expires_at: The effective absolute deadline (clock ``monotonic()``
+            scale) while entered, else ``None``.
+
+    Raises:
+        TimeoutExceeded: From ``async with`` when the budget runs out.
+        ValueError: If ``seconds`` is negative or NaN.
+    """
+
+    __slots__ = (
+        "_armed_token",
+        "_cancelling",
+        "_fired",
+        "_handle",
+        "_own",
+        "_task",
+        "_token",
+        "expires_at",
+        "name",
+        "seconds",
+    )
+
+    def __init__(self, seconds: float | None, *, name: str | None = None) -> None:
+        self.seconds = _check_seconds(seconds, "deadline(seconds)")
+        self.name = name
+        self.expires_at: float | None = None
+        self._token: contextvars.Token[float | None] | None = None
+        self._armed_token: contextvars.Token[tuple[object, float] | None] | None = None
+        self._handle: asyncio.Handle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._fired = False
+        self._own = False
+        self._cancelling = 0
+
+    def __repr__(self) -> str:
+        return f"deadline({self.seconds!r})"
+
+    def remaining(self) -> float | None:
+        """Seconds left in this block's effective budget (``None`` if unbounded)."""
+        if self.expires_at is None:
+            return None
+        return max(0.0, self.expires_at - get_clock().monotonic())
+
+    @property
+    def expired(self) -> bool:
+        """Whether the effective budget has run out (False when unbounded)."""
+        left = self.remaining()
+        return left is not None and left <= 0.0
+
+    # -- sync -----------------------------------------------------------------
+
+    def __enter__(self) -> deadline:
+        if self._token is not None:
+            raise RuntimeError(f"{self!r} is already entered; make a new one per block")
+        outer = _current.get()
+        at = outer
+        self._own = False
+        if self.seconds is not None and not math.isinf(self.seconds):
+            mine = get_clock().monotonic() + self.seconds
+            if outer is None or mine < outer:
+                at, self._own = mine, True
+        self.expires_at = at
+        self._token = _current.set(at)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            _current.reset(token)
+
+    def _describe(self) -> str:
+        if self._own and self.seconds is not None:
+            return f"{self.seconds:g}s"
+        return "an enclosing deadline"
+
+    # -- async ----------------------------------------------------------------
+
+    async def __aenter__(self) -> deadline:
+        import asyncio
+
+        self.__enter__()
+        self._fired = False
+        at = self.expires_at
+        if at is None:
+            return self
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - only outside a task (raw coroutine)
+            self.__exit__(None, None, None)
+            raise RuntimeError(
+                "async with deadline(...) must run inside an asyncio task"
+            )
+        armed = _armed.get()
+        if armed is not None and armed[0] is task and armed[1] <= at:
+            return self  # an enclosing block of this task cancels first
+        self._task = task
+        self._cancelling = _cancelling(task)
+        self._armed_token = _armed.set((task, at))
+        delay = at - get_clock().monotonic()
+        loop = asyncio.get_running_loop()
+        if delay <= 0:
+            # Already spent: cancel at the first await, as asyncio.timeout does.
+            self._handle = loop.call_soon(self._on_expiry)
+        else:
+            self._handle = loop.call_later(delay, self._on_expiry)
+        return self
+
+    def _on_expiry(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            self._fired = True
+            task.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        import asyncio
+
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.cancel()
+        armed_token, self._armed_token = self._armed_token, None
+        if armed_token is not None:
+            _armed.reset(armed_token)
+        task, self._task = self._task, None
+        self.__exit__(exc_type, exc, tb)
+        if not self._fired:
+            return
+        self._fired = False
+        ours = task is None or _is_ours(task, self._cancelling)
+        if (
+            ours
+            and exc_type is not None
+            and issubclass(exc_type, asyncio.CancelledError)
+        ):
+            from ._events import emit
+
+            emit(
+                "timeout",
+                "exceeded",
+                level="warning",
+                subject=self.name,
+                seconds=self.seconds,
+                mode="async",
+            )
+            what = f"{self.name}()" if self.name else "block"
+            raise TimeoutExceeded(
+                f"{what} ran past its deadline of {self._describe()}",
+                seconds=self.seconds,
+                context={"function": self.name} if self.name else None,
+            ) from exc
+
+
+class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
+    """Bound every call of a function to ``seconds`` (and any enclosing deadline).
+
+    Coroutine functions run under ``async with deadline(seconds)``: the call is
+    really cancelled when the budget runs out and :class:`TimeoutExceeded` is
+    raised; a cancellation of the caller passes through as
+    :class:`asyncio.CancelledError`.
+
+    Plain functions run in a fresh daemon worker thread (with a copy of the
+    caller's context, so the deadline, trace ids and other context variables
+    are visible inside). The caller waits at most the budget; when it runs out
+    the worker is *abandoned* - Python cannot kill a thread, so it keeps running
+    to completion in the background and its result is dropped - a
+    ``timeout.abandoned`` event is emitted and :class:`TimeoutExceeded` is
+    raised. Control returns within the budget plus thread wake-up latency
+    (well under 50 ms). Prefer cooperative code (read :func:`remaining`, pass
+    it to your client's timeout) so abandoned work does not pile up.
+
+    With the policies switched off (:func:`set_active(False)
+    <paios_reliability.set_active>`) the function is called straight through.
+
+    Args:
+        seconds: The per-call budget, ``> 0`` (``math.inf``: only an enclosing
+            deadline applies).
+
+    Raises:
+        TimeoutExceeded: From the decorated function when a call runs out of time.
+        ValueError: If ``seconds`` is not positive.
+    """
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        checked = _check_seconds(seconds, "timeout(seconds)")
+        if checked is None or checked <= 0:
+            raise ValueError(f"timeout(seconds) must be > 0, got {seconds!r}")
+        self.seconds = checked
+
+    def __repr__(self) -> str:
+        return f"timeout({self.seconds!r})"
+
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+        from ._dispatch import callable_name, is_async_callable
+
+        seconds = self.seconds
+        name = callable_name(fn)
+
+        if is_async_callable(fn):
+            afn = cast(Callable[P, Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                from ._config import is_active
+
+                if not is_active():
+                    return await afn(*args, **kwargs)
+                async with deadline(seconds, name=name):
+                    return await afn(*args, **kwargs)
+
+            return cast(Callable[P, T], async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            from ._config import is_active
+
+            if not is_active():
+                return fn(*args, **kwargs)
+            return call_in_thread(fn, seconds, name, args, kwargs)
+
+        return wrapper
+
+
+class _Outcome:
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+def call_in_thread(
+    fn: Callable[..., T],
+    seconds: float,
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> T:
+    """Run ``fn`` in a daemon worker thread; wait at most the effective budget.
+
+    Raises:
+        TimeoutExceeded: When the budget runs out first; the worker is abandoned.
+    """
+    outcome = _Outcome()
+    with deadline(seconds) as block:
+        budget = block.remaining()
+        own = block._own
+        ctx = contextvars.copy_context()
+
+    def work() -> None:
+        try:
+            outcome.value = ctx.run(fn, *args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as is
+            outcome.error = exc
+        finally:
+            outcome.done.set()
+
+    worker = threading.Thread(target=work, name=f"paios-timeout:{name}", daemon=True)
+    worker.start()
+    if outcome.done.wait(budget):
+        error = outcome.error
+        if error is not None:
+            outcome.error = None  # break the frame <-> exception cycle
+            raise error
+        return cast(T, outcome.value)
+    from ._events import emit
+
+    emit(
+        "timeout",
+        "abandoned",
+        level="warning",
+        subject=name,
+        seconds=seconds,
+        budget=budget,
+        thread=worker.name,
+    )
+    raise TimeoutExceeded(
+        f"{name}() did not finish within {_fmt_budget(seconds, budget, own=own)}; "
+        "its worker thread was abandoned",
+        seconds=seconds,
+        context={"function": name},
+    )
+
+
+def _fmt_budget(seconds: float, budget: float | None, *, own: bool) -> str:
+    if not own and budget is not None:
+        return f"the {budget:.3g}s left of an enclosing deadline"
+    return f"{seconds:g}s"

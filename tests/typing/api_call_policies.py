@@ -1,0 +1,193 @@
+"""Type-checked (mypy --strict), never run: call policies keep exact signatures."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from typing_extensions import assert_type
+
+import paios_reliability as pr
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+# -- retry --------------------------------------------------------------------------
+
+
+@pr.retry(attempts=3, deadline=10.0, seed=1)
+def fetch(url: str, *, timeout: float = 5.0) -> bytes:
+    return url.encode()
+
+
+assert_type(fetch("https://example.org"), bytes)
+assert_type(fetch("https://example.org", timeout=1.0), bytes)
+fetch(3)  # type: ignore[arg-type]
+fetch("x", timeout="slow")  # type: ignore[arg-type]
+
+
+@pr.retry(on=(ConnectionError, TimeoutError), jitter="equal")
+async def afetch(url: str, retries_seen: int = 0) -> dict[str, int]:
+    return {url: retries_seen}
+
+
+# The async wrappers are typed as the same coroutine-returning callables.
+afetch_ref: Callable[[str, int], Coroutine[Any, Any, dict[str, int]]] = afetch
+
+
+@pr.retry(on=lambda exc: isinstance(exc, OSError))
+def predicate_based() -> None:
+    return None
+
+
+pr.retry(jitter="sometimes")  # type: ignore[arg-type]
+pr.retry(attempts="5")  # type: ignore[arg-type]
+
+
+class Repo:
+    @pr.retry()
+    def get(self, key: str) -> int:
+        return len(key)
+
+    @pr.retry()
+    async def aget(self, key: str) -> int:
+        return len(key)
+
+
+assert_type(Repo().get("k"), int)
+Repo().get(1)  # type: ignore[arg-type]
+
+
+def use_retry_context() -> int:
+    total = 0
+    for attempt in pr.retry_context(attempts=3, name="block"):
+        with attempt:
+            assert_type(attempt.num, int)
+            total += attempt.num
+    return total
+
+
+async def use_async_retry_context() -> None:
+    async for attempt in pr.retry_context(deadline=5.0):
+        with attempt:
+            assert_type(attempt.num, int)
+
+
+# -- timeout / deadline / remaining -----------------------------------------------------
+
+
+@pr.timeout(2.0)
+def slow(n: int) -> list[int]:
+    return list(range(n))
+
+
+@pr.timeout(2.0)
+async def aslow(n: int) -> list[int]:
+    return list(range(n))
+
+
+assert_type(slow(3), list[int])
+slow("3")  # type: ignore[arg-type]
+assert_type(pr.remaining(), float | None)
+with pr.deadline(1.0) as block:
+    assert_type(block, pr.deadline)
+    assert_type(block.remaining(), float | None)
+    assert_type(block.expired, bool)
+
+
+async def use_async_deadline() -> None:
+    async with pr.deadline(0.5):
+        assert_type(pr.remaining(), float | None)
+
+
+pr.deadline("1")  # type: ignore[arg-type]
+
+
+# -- error_boundary -------------------------------------------------------------------
+
+
+@pr.error_boundary(fallback="unavailable", name="tool.summary")
+def summary(text: str) -> str:
+    return text[:10]
+
+
+@pr.error_boundary(fallback=lambda exc: 0)
+async def acount(items: list[str]) -> int:
+    return len(items)
+
+
+assert_type(summary("abc"), str)
+summary(1)  # type: ignore[arg-type]
+with pr.error_boundary(name="cleanup") as boundary:
+    assert_type(boundary.error, Exception | None)
+
+
+# -- resilient ---------------------------------------------------------------------
+
+
+class Gate:
+    """A user-written call policy: anything with ``__call__(fn) -> fn`` fits."""
+
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+        return fn
+
+
+@pr.resilient(
+    name="weather", timeout=5.0, retry={"attempts": 3}, breaker=Gate(), fallback=None
+)
+async def weather(city: str, days: int = 3) -> list[str]:
+    """Forecast."""
+    return [city] * days
+
+
+@pr.resilient(name="convert", retry=True, limiter=Gate(), bulkhead=Gate())
+def convert(amount: float, currency: str = "EUR") -> float:
+    return amount
+
+
+assert_type(convert(1.5), float)
+convert("x")  # type: ignore[arg-type]
+policy: pr.CallPolicy = Gate()
+pr.resilient(name="x", breaker=42)  # type: ignore[arg-type]
+breaker_policy: pr.CallPolicy = pr.CircuitBreaker("dep")
+limiter_policy: pr.CallPolicy = pr.RateLimiter("dep", rate=1, per=1.0)
+retry_policy: pr.CallPolicy = pr.retry()
+
+
+# -- run_process ----------------------------------------------------------------------
+
+
+result = pr.run_process(["git", "status"], input=b"", timeout=5.0, check=False)
+assert_type(result, pr.ProcessResult)
+assert_type(result.returncode, int)
+assert_type(result.stdout, bytes)
+assert_type(result.duration, float)
+arun_ref: Callable[..., Awaitable[pr.ProcessResult]] = pr.arun_process
+pr.run_process("git status", timeout="5")  # type: ignore[arg-type]
+
+
+async def use_arun() -> None:
+    done = await pr.arun_process(["ls"], cwd="/")
+    assert_type(done, pr.ProcessResult)
+
+
+try:
+    pr.run_process(["false"])
+except pr.ProcessError as failed:
+    assert_type(failed.returncode, int)
+    assert_type(failed.stderr, bytes)
+except pr.ProcessTimeoutError as timed_out:
+    assert_type(timed_out.stdout, bytes)
+    assert_type(timed_out.killed, bool)
+
+
+async def use_async_wrappers() -> None:
+    assert_type(await afetch("u"), dict[str, int])
+    await afetch(1)  # type: ignore[arg-type]
+    assert_type(await Repo().aget("k"), int)
+    assert_type(await aslow(3), list[int])
+    await aslow("3")  # type: ignore[arg-type]
+    assert_type(await acount(["a"]), int)
+    assert_type(await weather("Oslo"), list[str])
+    await weather(1)  # type: ignore[arg-type]
