@@ -1,0 +1,498 @@
+"""Durable atomic file replacement: the file is always the old or the new content.
+
+The recipe, in this order: create a temp file *exclusively* in the target's own
+directory (a rename is only atomic within one file system), write, flush,
+``fsync`` the file (its data is on disk *before* the name points at it), give it
+the target's permissions, ``os.replace`` it over the target, ``fsync`` the
+directory (the rename itself is on disk). Any error removes the temp file and
+leaves the target untouched.
+
+An ``fsync`` failure is never retried on the same file: after a failed
+``fsync`` Linux may already have dropped the dirty pages and a second
+``fsync`` would report success for data that never reached the disk. The temp
+file is discarded and the error raised; a retry (by the caller) writes a fresh
+temp file.
+
+Temp files are named ``.<name>.<pid>.<random>.tmp``. A writer killed with
+SIGKILL leaves one behind; the next write to the same target removes those
+whose process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import stat
+import threading
+from collections.abc import Iterator
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, TextIO, overload
+
+from ._clock import get_clock
+from ._events import emit
+from ._exceptions import LockConflictError
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+__all__ = ["atomic_open", "atomic_write"]
+
+_TMP_SUFFIX = ".tmp"
+_NAME_KEEP = 120  # bytes of the target name kept in the temp name
+_TMP_TAIL = re.compile(r"^(\d+)\.([0-9a-f]{8})\.tmp$")
+_POSIX = os.name == "posix"
+
+
+def _resolve(path: str | os.PathLike[str]) -> str:
+    """The file to replace: a symlink's final target, so the link survives."""
+    name = os.fspath(path)
+    if os.path.islink(name):
+        return os.path.realpath(name)
+    return os.path.abspath(name)
+
+
+def _tmp_prefix(target: str) -> str:
+    # Truncated by *bytes*, so the temp name stays under the 255-byte limit
+    # even for a maximal target name in a multi-byte script; a character cut
+    # in half is dropped (some file systems require valid UTF-8 names).
+    raw = os.fsencode(os.path.basename(target))[:_NAME_KEEP]
+    return f".{raw.decode('utf-8', 'ignore')}."
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (someone else's), or we cannot tell: keep the file
+    return True
+
+
+def _try_lock(fd: int) -> bool:
+    """Whether nobody holds ``fd``'s file lock (POSIX); elsewhere always true."""
+    if not _POSIX:
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _clean_stale(target: str) -> int:
+    """Remove temp files of ``target`` left by writers that died; count them.
+
+    A temp file is stale when the process named in it is gone and (POSIX) no
+    one holds its lock; live writers of any process keep theirs.
+    """
+    directory = os.path.dirname(target)
+    prefix = _tmp_prefix(target)
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
+            continue
+        match = _TMP_TAIL.match(name[len(prefix) :])
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if _try_lock(fd):
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    if removed:
+        emit("atomic_write", "stale_temp_removed", subject=target, count=removed)
+    return removed
+
+
+def _fsync_directory(directory: str) -> None:
+    if not _POSIX:
+        return  # Windows cannot open a directory for fsync; NTFS journals renames
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some file systems cannot fsync a directory at all; that is not a
+        # failure of this write.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+class _AtomicFile:
+    """One replacement in progress: the temp file and how to finish it."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        binary: bool,
+        mode: int | None,
+        encoding: str,
+        newline: str | None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.target = _resolve(path)
+        self.binary = binary
+        self.mode = mode
+        self.encoding = encoding
+        self.newline = newline
+        self.tmp: str | None = None
+        self.file: IO[Any] | None = None
+
+    def open(self) -> IO[Any]:
+        directory = os.path.dirname(self.target)
+        _clean_stale(self.target)
+        try:
+            existing: os.stat_result | None = os.stat(self.target)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            raise IsADirectoryError(
+                errno.EISDIR, "cannot atomically replace a directory", self.path
+            )
+        prefix = os.path.join(directory, _tmp_prefix(self.target))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        fd = -1
+        for _ in range(100):
+            candidate = f"{prefix}{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
+            try:
+                # 0o666 minus the umask, as a plain open() would create it.
+                fd = os.open(candidate, flags, 0o666)
+            except FileExistsError:
+                continue
+            self.tmp = candidate
+            break
+        else:  # pragma: no cover - 100 collisions of 32 random bits
+            raise FileExistsError(
+                errno.EEXIST, "no free temp file name", prefix + "*.tmp"
+            )
+        try:
+            _try_lock(fd)  # marks it live for other processes' stale cleanup
+            self._set_permissions(fd, existing)
+            if self.binary:
+                self.file = os.fdopen(fd, "wb")
+            else:
+                self.file = os.fdopen(
+                    fd, "w", encoding=self.encoding, newline=self.newline
+                )
+        except BaseException:
+            if self.file is None:
+                os.close(fd)
+            self.discard()
+            raise
+        return self.file
+
+    def _set_permissions(self, fd: int, existing: os.stat_result | None) -> None:
+        if self.mode is not None:
+            if _POSIX:
+                os.fchmod(fd, self.mode)
+            else:  # pragma: no cover - Windows
+                os.chmod(self.tmp or "", self.mode)
+        elif existing is not None:
+            perms = stat.S_IMODE(existing.st_mode)
+            if _POSIX:
+                os.fchmod(fd, perms)
+                if (existing.st_uid, existing.st_gid) != (os.getuid(), os.getgid()):
+                    # Keep the owner where we may (running as root); else the
+                    # file becomes ours, as any rewrite would make it.
+                    with contextlib.suppress(OSError):
+                        os.fchown(fd, existing.st_uid, existing.st_gid)
+            else:  # pragma: no cover - Windows
+                os.chmod(self.tmp or "", perms)
+
+    def commit(self) -> None:
+        file = self.file
+        tmp = self.tmp
+        assert file is not None
+        assert tmp is not None
+        try:
+            file.flush()
+            # Never retried: see the module docstring.
+            os.fsync(file.fileno())
+            file.close()
+            os.replace(tmp, self.target)
+            self.tmp = None
+            _fsync_directory(os.path.dirname(self.target))
+        except BaseException as exc:
+            self.discard()
+            emit("atomic_write", "failed", level="error", subject=self.path, exc=exc)
+            raise
+        emit("atomic_write", "replaced", level="debug", subject=self.path)
+
+    def discard(self) -> None:
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                self.file.close()
+        if self.tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+            self.tmp = None
+
+    def __enter__(self) -> IO[Any]:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    data: str | bytes | bytearray | memoryview,
+    *,
+    mode: int | None = None,
+    encoding: str = "utf-8",
+) -> None:
+    """Replace the file at ``path`` with ``data``, atomically and durably.
+
+    At every instant ``path`` holds either the complete old content or the
+    complete new content, even if the process is killed or the machine loses
+    power mid-write. When it returns, the new content is on disk.
+
+    Args:
+        path: The file to write. A symlink is followed: its target is
+            replaced and the link is kept.
+        data: Text (encoded with ``encoding``) or bytes.
+        mode: Permission bits for the file. Default: those of the file being
+            replaced, or ``0o666`` minus the umask for a new file.
+        encoding: Encoding for text ``data``.
+
+    Raises:
+        OSError: Unchanged from the failing call (``ENOSPC``, ``EIO`` from
+            ``fsync``...); the temp file is removed and the target untouched.
+        TypeError: If ``data`` is neither text nor bytes.
+    """
+    if isinstance(data, str):
+        payload = data.encode(encoding)
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        payload = bytes(data)
+    else:
+        raise TypeError(
+            f"atomic_write() needs str or bytes data, got {type(data).__name__}"
+        )
+    writer = _AtomicFile(path, True, mode, encoding, None)
+    file = writer.open()
+    try:
+        file.write(payload)
+    except BaseException:
+        writer.discard()
+        raise
+    writer.commit()
+
+
+@overload
+def atomic_open(
+    path: str | os.PathLike[str],
+    mode: Literal["w"] = "w",
+    *,
+    perms: int | None = None,
+    encoding: str = "utf-8",
+    newline: str | None = None,
+) -> AbstractContextManager[TextIO]: ...
+
+
+@overload
+def atomic_open(
+    path: str | os.PathLike[str],
+    mode: Literal["wb"],
+    *,
+    perms: int | None = None,
+    encoding: str = "utf-8",
+    newline: str | None = None,
+) -> AbstractContextManager[BinaryIO]: ...
+
+
+def atomic_open(
+    path: str | os.PathLike[str],
+    mode: Literal["w", "wb"] = "w",
+    *,
+    perms: int | None = None,
+    encoding: str = "utf-8",
+    newline: str | None = None,
+) -> AbstractContextManager[IO[Any]]:
+    """Write a file through a context manager; it appears atomically at the end.
+
+    ``with atomic_open(path, "w") as f: f.write(...)`` writes a temp file;
+    when the block ends normally it is flushed, fsynced and renamed over
+    ``path`` (see :func:`atomic_write`). If the block raises, the temp file is
+    removed and ``path`` is untouched.
+
+    Args:
+        path: The file to write (a symlink is followed and kept).
+        mode: ``"w"`` (text) or ``"wb"`` (bytes).
+        perms: Permission bits; default: kept from the existing file.
+        encoding: Text encoding for ``"w"``.
+        newline: Newline translation for ``"w"``, as for :func:`open`.
+
+    Raises:
+        ValueError: For any other ``mode`` (appending cannot be atomic).
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(
+            f"atomic_open() mode must be 'w' or 'wb', got {mode!r}"
+            " (append or update modes cannot be atomic)"
+        )
+    return _AtomicFile(path, mode == "wb", perms, encoding, newline)
+
+
+# -- inter-process lock on a sidecar file ----------------------------------------
+#
+# A lock on the data file itself is useless: the data file is *replaced* by
+# every write, so a second writer locks the new inode while the first still
+# holds the old one. The lock lives on ``.<name>.lock`` beside the target,
+# which is never deleted or replaced.
+
+
+class _Held:
+    __slots__ = ("count", "fd", "rlock")
+
+    def __init__(self) -> None:
+        self.rlock = threading.RLock()
+        self.count = 0
+        self.fd = -1
+
+
+_held_lock = threading.Lock()
+_held: dict[str, _Held] = {}
+
+
+def _forget_held_locks() -> None:  # pragma: no cover - runs in forked children
+    # The child holds none of the parent's flocks' owners (threads); start clean.
+    global _held_lock  # noqa: PLW0603
+    _held_lock = threading.Lock()
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_held_locks)
+
+
+def lock_path_for(path: str | os.PathLike[str]) -> str:
+    """The sidecar lock file guarding ``path`` (symlinks resolved)."""
+    target = _resolve(path)
+    return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.lock")
+
+
+def _os_try_lock(fd: int) -> bool:
+    if _POSIX:
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    import msvcrt  # pragma: no cover - Windows
+
+    try:  # pragma: no cover - Windows
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+    except OSError:  # pragma: no cover - Windows
+        return False
+    return True  # pragma: no cover - Windows
+
+
+def _os_unlock(fd: int) -> None:
+    if _POSIX:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:  # pragma: no cover - Windows
+        import msvcrt
+
+        with contextlib.suppress(OSError):
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str], *, timeout: float = 30.0) -> Iterator[str]:
+    """Hold the inter-process lock of ``path`` for the block (re-entrant per thread).
+
+    Other threads of this process wait on an in-process lock; other
+    processes on ``flock`` (POSIX) or ``msvcrt.locking`` (Windows) of the
+    sidecar file. Waits are bounded by ``timeout``.
+
+    Yields:
+        The lock file's path.
+
+    Raises:
+        LockConflictError: If the lock could not be had within ``timeout``.
+    """
+    lock_file = lock_path_for(path)
+    with _held_lock:
+        held = _held.setdefault(lock_file, _Held())
+    if not held.rlock.acquire(timeout=max(0.0, timeout)):
+        raise LockConflictError(
+            f"{lock_file} is held by another thread of this process",
+            key=lock_file,
+            retry_after=None,
+        )
+    try:
+        if held.count == 0:
+            held.fd = _acquire_os_lock(lock_file, timeout)
+        held.count += 1
+        try:
+            yield lock_file
+        finally:
+            held.count -= 1
+            if held.count == 0:
+                fd, held.fd = held.fd, -1
+                try:
+                    _os_unlock(fd)
+                finally:
+                    os.close(fd)
+    finally:
+        held.rlock.release()
+
+
+def _acquire_os_lock(lock_file: str, timeout: float) -> int:
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        fd = os.open(lock_file, os.O_RDONLY)  # flock works on a read-only fd
+    clock = get_clock()
+    deadline = clock.monotonic() + timeout
+    wait = 0.0005
+    try:
+        while not _os_try_lock(fd):
+            remaining = deadline - clock.monotonic()
+            if remaining <= 0:
+                emit("file_lock", "timeout", level="warning", subject=lock_file)
+                raise LockConflictError(
+                    f"could not lock {lock_file} within {timeout:g}s: another "
+                    "process holds it",
+                    key=lock_file,
+                )
+            clock.sleep(min(wait, remaining))
+            wait = min(wait * 2, 0.05)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

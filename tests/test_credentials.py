@@ -1,0 +1,678 @@
+"""CredentialStore: durable sets, throttled usage, expiry, single-flight refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from paios_reliability import (
+    ConfigError,
+    Credential,
+    CredentialError,
+    CredentialExpiredError,
+    CredentialMissingError,
+    CredentialStore,
+    audit_event,
+)
+from paios_reliability._credentials import credential_status
+from paios_reliability.testing import CapturedEvents, FakeClock, capture_events
+
+WORKERS = str(Path(__file__).with_name("_proc_data_workers.py"))
+UTC = dt.timezone.utc
+SECRET = "sk-live-VERY-SECRET-0123456789"
+REFRESH = "rt-ALSO-SECRET-9876543210"
+
+
+@pytest.fixture
+def clock() -> Iterator[FakeClock]:
+    fake = FakeClock(wall=1_700_000_000.0)  # 2023-11-14T22:13:20Z
+    with fake.install():
+        yield fake
+
+
+def _now(clock: FakeClock) -> dt.datetime:
+    return dt.datetime.fromtimestamp(clock.time(), UTC)
+
+
+def _cred(**update: object) -> Credential:
+    base: dict[str, object] = {
+        "provider": "github",
+        "token": SECRET,
+        "refresh_token": REFRESH,
+        "metadata": {"account": "me"},
+    }
+    base.update(update)
+    return Credential.model_validate(base)
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: FakeClock) -> CredentialStore:
+    return CredentialStore(tmp_path / "auth.json", create=True)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _no_secret_in(events: CapturedEvents, *texts: str) -> None:
+    blob = " ".join([repr(e.to_dict()) for e in events] + list(texts))
+    assert SECRET not in blob
+    assert REFRESH not in blob
+
+
+# -- the model -----------------------------------------------------------------------
+
+
+def test_credential_hides_its_secrets() -> None:
+    cred = _cred(expires_at=dt.datetime(2030, 1, 1))
+    for text in (
+        repr(cred),
+        str(cred),
+        cred.model_dump_json(),
+        repr(cred.model_dump()),
+    ):
+        assert SECRET not in text
+        assert REFRESH not in text
+    assert cred.token.get_secret_value() == SECRET
+    assert cred.expires_at == dt.datetime(2030, 1, 1, tzinfo=UTC)  # naive -> UTC
+    assert not cred.expired(dt.datetime(2029, 1, 1, tzinfo=UTC))
+    assert cred.expired(dt.datetime(2030, 1, 1, tzinfo=UTC))
+    assert not _cred().expired()
+
+
+# -- opening ----------------------------------------------------------------------------
+
+
+def test_missing_store_fails_fast(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        CredentialStore(tmp_path / "none.json")
+    assert info.value.code == "CONFIG_MISSING"
+    assert "create=True" in str(info.value)
+    assert not (tmp_path / "none.json").exists()
+
+
+def test_create_makes_an_empty_0600_store(tmp_path: Path) -> None:
+    path = tmp_path / "auth.json"
+    with capture_events() as events:
+        store = CredentialStore(path, create=True)
+    assert _mode(path) == 0o600
+    assert json.loads(path.read_text()) == {"version": 1, "profiles": {}}
+    assert store.names() == []
+    assert len(events.of("credentials.created")) == 1
+    CredentialStore(path, create=True)  # existing: left alone
+    assert json.loads(path.read_text()) == {"version": 1, "profiles": {}}
+
+
+def test_invalid_store_error_carries_no_secret(tmp_path: Path) -> None:
+    path = tmp_path / "auth.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "profiles": {
+                    "a": {"provider": "x", "token": {"nested": SECRET}},
+                    "b": {"provider": "y", "token": "t", "expires_at": SECRET},
+                    "c": {"provider": "z", "token": REFRESH, "surprise": REFRESH},
+                },
+            }
+        )
+    )
+    path.chmod(0o600)
+    with pytest.raises(ConfigError) as info:
+        CredentialStore(path)
+    err = info.value
+    assert err.path == str(path)
+    assert [f for f, _ in err.errors] == [
+        "profiles.a.token",
+        "profiles.b.expires_at",
+        "profiles.c.surprise",
+    ]
+    assert err.__cause__ is None
+    assert err.__context__ is None
+    record = json.dumps(audit_event(err))
+    for text in (str(err), repr(err), repr(err.errors), record):
+        assert SECRET not in text
+        assert REFRESH not in text
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (b"not json", "<file>"),
+        (b"[]", "<root>"),
+        (b'{"version": 2, "profiles": {}}', "version"),
+        (b'{"version": 1, "profiles": []}', "profiles"),
+        (b"\xff\xfe", "<file>"),
+    ],
+)
+def test_bad_store_files(tmp_path: Path, content: bytes, field: str) -> None:
+    path = tmp_path / "auth.json"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        CredentialStore(path)
+    assert info.value.errors[0][0] == field
+    assert path.read_bytes() == content
+
+
+def test_loose_permissions_are_corrected_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "auth.json"
+    CredentialStore(path, create=True).set("a", _cred())
+    path.chmod(0o644)
+    with capture_events() as events:
+        store = CredentialStore(path)
+    assert _mode(path) == 0o600
+    [event] = events.of("credentials.permissions_fixed")
+    assert event.level == "warning"
+    assert event.fields["was"] == "0o644"
+    assert store.get("a").provider == "github"
+
+
+# -- get / set ---------------------------------------------------------------------------
+
+
+def test_set_then_get(store: CredentialStore, clock: FakeClock) -> None:
+    with capture_events() as events:
+        store.set("gh", _cred(expires_at=_now(clock) + dt.timedelta(days=30)))
+    got = store.get("gh")
+    assert got.token.get_secret_value() == SECRET
+    assert got.refresh_token is not None
+    assert got.refresh_token.get_secret_value() == REFRESH
+    assert got.metadata == {"account": "me"}
+    assert _mode(store.path) == 0o600
+    on_disk = json.loads(store.path.read_text())
+    assert on_disk["profiles"]["gh"]["token"] == SECRET  # the file is the secret store
+    assert store.names() == ["gh"]
+    # Another store object (another process, in effect) sees it at once.
+    assert CredentialStore(store.path).get("gh") == got
+    assert [e.subject for e in events.of("credentials.set")] == ["gh"]
+    _no_secret_in(events, repr(store))
+
+
+def test_get_missing_and_expired(store: CredentialStore, clock: FakeClock) -> None:
+    with pytest.raises(CredentialMissingError) as missing:
+        store.get("nope")
+    assert missing.value.code == "CREDENTIAL_MISSING"
+    store.set("old", _cred(expires_at=_now(clock) - dt.timedelta(seconds=1)))
+    with pytest.raises(CredentialExpiredError) as expired:
+        store.get("old")
+    assert expired.value.code == "CREDENTIAL_EXPIRED"
+    assert SECRET not in str(expired.value)
+    assert store.get("old", allow_expired=True).provider == "github"
+    with pytest.raises(TypeError):
+        store.set("x", {"provider": "p", "token": "t"})  # type: ignore[arg-type]
+
+
+def test_delete(store: CredentialStore) -> None:
+    store.set("a", _cred())
+    store.set("b", _cred())
+    assert store.delete("a") is True
+    assert store.delete("a") is False
+    assert store.names() == ["b"]
+
+
+# -- usage ----------------------------------------------------------------------------------
+
+
+def test_record_usage_writes_once_per_interval(
+    store: CredentialStore, clock: FakeClock
+) -> None:
+    store.set("gh", _cred())
+    with capture_events() as events:
+        for _ in range(10_000):
+            store.record_usage("gh")
+            clock.advance(0.029)  # 10,000 uses over 290 s of (fake) time
+    writes = [
+        e for e in events.of("credentials.written") if e.fields["reason"] == "usage"
+    ]
+    assert len(writes) == 1
+    inode = store.path.stat().st_ino
+    first_write = json.loads(store.path.read_text())["profiles"]["gh"]["last_used"]
+    assert first_write == "2023-11-14T22:13:20+00:00"
+    # The newest usage is visible in this process before it is written...
+    assert store.get("gh").last_used == _now(clock) - dt.timedelta(seconds=0.029)
+    assert store.path.stat().st_ino == inode
+    clock.advance(11)  # ...and goes out with the first use after the interval
+    store.record_usage("gh")
+    assert store.path.stat().st_ino != inode
+    on_disk = CredentialStore(store.path).get("gh").last_used
+    assert on_disk == _now(clock)
+
+
+def test_flush_and_close_write_pending_usage(
+    store: CredentialStore, clock: FakeClock
+) -> None:
+    store.set("gh", _cred())
+    store.record_usage("gh")  # written at once
+    clock.advance(5)
+    store.record_usage("gh")  # pending
+    other = CredentialStore(store.path)
+    assert other.get("gh").last_used == _now(clock) - dt.timedelta(seconds=5)
+    assert store.flush() is True
+    assert store.flush() is False
+    assert other.get("gh").last_used == _now(clock)
+    clock.advance(5)
+    store.record_usage("gh")
+    store.close()
+    assert other.get("gh").last_used == _now(clock)
+
+
+def test_usage_never_goes_backwards(store: CredentialStore, clock: FakeClock) -> None:
+    store.set("gh", _cred())
+    later = _now(clock) + dt.timedelta(hours=1)
+    other = CredentialStore(store.path)
+    other.record_usage("gh", when=later)
+    store.record_usage("gh", when=_now(clock))  # older: must not win
+    store.flush()
+    assert other.get("gh").last_used == later
+    store.set("gh", _cred(token="rotated"))  # a new credential keeps the max too
+    assert store.get("gh").last_used == later
+
+
+def test_record_usage_of_unknown_profile(store: CredentialStore) -> None:
+    with pytest.raises(CredentialMissingError):
+        store.record_usage("ghost")
+
+
+def test_pending_usage_is_flushed_at_interpreter_exit(tmp_path: Path) -> None:
+    path = tmp_path / "auth.json"
+    CredentialStore(path, create=True).set("gh", _cred())
+    script = textwrap.dedent(
+        f"""
+        import datetime as dt
+        from paios_reliability import CredentialStore
+        store = CredentialStore({str(path)!r})
+        store.record_usage("gh", when=dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
+        store.record_usage("gh", when=dt.datetime(2031, 1, 1, tzinfo=dt.timezone.utc))
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    last = CredentialStore(path).get("gh").last_used
+    assert last == dt.datetime(2031, 1, 1, tzinfo=UTC)
+
+
+# -- expiry -----------------------------------------------------------------------------------
+
+
+def test_expiring_lists_profiles_in_the_window(
+    store: CredentialStore, clock: FakeClock
+) -> None:
+    now = _now(clock)
+    store.set("later", _cred(expires_at=now + dt.timedelta(days=30)))
+    store.set("soon", _cred(expires_at=now + dt.timedelta(days=3)))
+    store.set("gone", _cred(expires_at=now - dt.timedelta(days=1)))
+    store.set("never", _cred())
+    with capture_events() as events:
+        assert [n for n, _ in store.expiring()] == ["gone", "soon"]
+        assert [n for n, _ in store.expiring(within=dt.timedelta(days=60))] == [
+            "gone",
+            "soon",
+            "later",
+        ]
+        store.get("soon")
+    warned = events.of("credentials.expiring")
+    # warnings only inside expiry_warning (7 days), once per profile and date
+    assert sorted(e.subject or "" for e in warned) == ["gone", "soon"]
+    assert all(e.level == "warning" for e in warned)
+    _no_secret_in(events)
+
+
+# -- refresh ---------------------------------------------------------------------------------
+
+
+def test_refresh_due(store: CredentialStore, clock: FakeClock) -> None:
+    now = _now(clock)
+    store.set("due", _cred(expires_at=now + dt.timedelta(minutes=1)))
+    store.set("fine", _cred(expires_at=now + dt.timedelta(days=1)))
+    store.set("other", _cred(provider="gitlab", expires_at=now))
+    calls: list[str] = []
+
+    @store.refresher("github")
+    def refresh(cred: Credential) -> Credential:
+        calls.append(cred.token.get_secret_value())
+        return cred.model_copy(
+            update={
+                "token": "new-token",
+                "refresh_token": "new-refresh",
+                "expires_at": now + dt.timedelta(hours=1),
+            }
+        )
+
+    with capture_events() as events:
+        assert store.refresh_due() == ["due"]
+        assert store.refresh_due() == []
+    assert calls == [SECRET]
+    fresh = CredentialStore(store.path).get("due")
+    assert fresh.token.get_secret_value() == "new-token"
+    assert fresh.expires_at == now + dt.timedelta(hours=1)
+    assert [e.subject for e in events.of("credentials.refreshed")] == ["due"]
+    _no_secret_in(events)
+
+
+def test_refresh_failures_are_reported_after_trying_all(
+    store: CredentialStore, clock: FakeClock
+) -> None:
+    now = _now(clock)
+    store.set("a-bad", _cred(provider="broken", expires_at=now))
+    store.set("b-good", _cred(provider="ok", expires_at=now))
+    store.set("c-wrong", _cred(provider="wrong", expires_at=now))
+
+    @store.refresher("broken")
+    def broken(cred: Credential) -> Credential:
+        raise ConnectionResetError("token endpoint down")
+
+    @store.refresher("ok")
+    def ok(cred: Credential) -> Credential:
+        return cred.model_copy(update={"expires_at": now + dt.timedelta(days=1)})
+
+    @store.refresher("wrong")
+    def wrong(cred: Credential) -> Credential:
+        return "not a credential"  # type: ignore[return-value]
+
+    with capture_events() as events, pytest.raises(CredentialError) as info:
+        store.refresh_due()
+    assert info.value.context["failed"] == ["a-bad", "c-wrong"]
+    assert info.value.context["refreshed"] == ["b-good"]
+    assert isinstance(info.value.__cause__, ConnectionResetError)
+    assert store.get("b-good").expires_at == now + dt.timedelta(days=1)
+    assert len(events.of("credentials.refresh_failed")) == 2
+
+
+def test_secrets_never_reach_logs(
+    store: CredentialStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="paios_reliability")
+    store.set("gh", _cred(expires_at=_now(clock)))
+    store.record_usage("gh")
+    store.expiring()
+
+    @store.refresher("github")
+    def refresh(cred: Credential) -> Credential:
+        return cred.model_copy(update={"expires_at": None})
+
+    store.refresh_due()
+    assert caplog.records  # something was logged...
+    assert SECRET not in caplog.text  # ...and no secret
+    assert REFRESH not in caplog.text
+
+
+# -- status (CLI) -----------------------------------------------------------------------------
+
+
+def test_credential_status(store: CredentialStore, clock: FakeClock) -> None:
+    now = _now(clock)
+    store.set("ok", _cred(expires_at=now + dt.timedelta(days=60)))
+    store.set("soon", _cred(expires_at=now + dt.timedelta(days=2)))
+    report = credential_status(store.path)
+    assert report.ok
+    assert [p["state"] for p in report.profiles] == ["ok", "expiring"]
+    assert any("soon" in w for w in report.warnings)
+    store.set("dead", _cred(provider="slack", expires_at=now - dt.timedelta(days=1)))
+    store.path.chmod(0o644)
+    report = credential_status(store.path)
+    assert not report.ok
+    assert any("dead expired" in p for p in report.problems)
+    assert any("looser than 0o600" in w for w in report.warnings)
+    assert _mode(store.path) == 0o644  # status never changes the file
+    text = report.to_text()
+    assert "dead: slack, expired" in text
+    for out in (text, json.dumps(report.to_dict())):
+        assert SECRET not in out
+        assert REFRESH not in out
+
+
+def test_credential_status_of_bad_files(tmp_path: Path) -> None:
+    missing = credential_status(tmp_path / "none.json")
+    assert not missing.ok
+    assert "cannot read" in missing.problems[0]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert "invalid JSON" in credential_status(bad).problems[0]
+
+
+# -- real processes ----------------------------------------------------------------------------
+
+
+def test_eight_processes_lose_no_profile(tmp_path: Path) -> None:
+    path = tmp_path / "auth.json"
+    go = tmp_path / "go"
+    CredentialStore(path, create=True).set("shared", _cred())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, WORKERS, "cred_writer", str(path), str(i), "8", str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    time.sleep(0.2)
+    go.touch()
+    observed = 0
+    while any(p.poll() is None for p in procs):
+        raw = path.read_bytes()  # the file is valid at every instant
+        doc = json.loads(raw)
+        assert doc["version"] == 1
+        assert _mode(path) == 0o600
+        observed += 1
+        time.sleep(0.005)
+    for proc in procs:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-3000:]
+    final = CredentialStore(path)
+    expected = {"shared"} | {f"p{i}-{j}" for i in range(8) for j in range(8)}
+    assert set(final.names()) == expected
+    assert final.get("p3-7").token.get_secret_value() == "secret-token-3-7"
+    assert all(final.get(n).last_used is not None for n in expected)
+    assert _mode(path) == 0o600
+    assert observed > 0
+
+
+def test_racing_refreshers_use_a_rotating_token_once(tmp_path: Path) -> None:
+    path = tmp_path / "auth.json"
+    log = tmp_path / "refresh.log"
+    server = tmp_path / "server-token"
+    go = tmp_path / "go"
+    server.write_text("rt-0")
+    CredentialStore(path, create=True).set(
+        "svc",
+        Credential(
+            provider="oauth",
+            token="access-0",
+            refresh_token="rt-0",
+            expires_at=dt.datetime.now(UTC) - dt.timedelta(seconds=1),
+        ),
+    )
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                WORKERS,
+                "cred_refresh",
+                str(path),
+                str(log),
+                str(server),
+                str(go),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    time.sleep(0.2)
+    go.touch()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(json.loads(out)["refreshed"])
+    assert sorted(results) == [[], ["svc"]]
+    assert len(log.read_text().splitlines()) == 1
+    assert log.read_text().split()[1] == "ok"
+    stored = CredentialStore(path).get("svc")
+    assert stored.refresh_token is not None
+    assert stored.refresh_token.get_secret_value() == server.read_text() == "rt-0+"
+
+
+# -- Hypothesis: outside input ------------------------------------------------------------------
+
+json_leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=10)
+profile_like = st.dictionaries(
+    st.sampled_from(
+        ["provider", "token", "refresh_token", "expires_at", "last_used", "metadata"]
+    )
+    | st.text(max_size=5),
+    json_leaf | st.dictionaries(st.text(max_size=5), json_leaf, max_size=2),
+    max_size=6,
+)
+store_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "version": st.sampled_from([1, 2, "1", None]),
+        "profiles": st.dictionaries(st.text(max_size=6), profile_like, max_size=3)
+        | json_leaf,
+    },
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(raw=st.binary(max_size=300) | store_like.map(lambda d: json.dumps(d).encode()))
+def test_any_store_file_gives_a_typed_error_or_a_store(
+    tmp_path: Path, raw: bytes
+) -> None:
+    path = tmp_path / "fuzz.json"
+    path.write_bytes(raw)
+    path.chmod(0o600)
+    error: ConfigError | None = None
+    try:
+        store = CredentialStore(path)
+    except ConfigError as exc:
+        error = exc
+    if error is not None:
+        assert error.errors
+        assert error.__context__ is None
+    else:
+        for name in store.names():
+            with contextlib.suppress(CredentialExpiredError):
+                store.get(name)
+    report = credential_status(path)
+    assert report.ok == (error is None) or any("expired" in p for p in report.problems)
+    assert path.read_bytes() == raw
+
+
+# -- Hypothesis: two store objects (two processes, in effect) against a dict model ----------
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Writers interleave; the file always holds exactly what the model says."""
+
+    names = st.sampled_from(["a", "b", "c"])
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dir = tempfile.TemporaryDirectory()
+        self.clock = FakeClock(wall=1_700_000_000.0)
+        self._restore = self.clock.install()
+        path = Path(self._dir.name) / "auth.json"
+        self.stores = [
+            CredentialStore(path, create=True, usage_interval=60.0),
+            CredentialStore(path, usage_interval=60.0),
+        ]
+        self.tokens: dict[str, str] = {}
+        self.used: dict[str, dt.datetime] = {}  # latest usage ever recorded
+        self.fresh: dict[str, dt.datetime] = {}  # ... since the profile was created
+        self.counter = 0
+
+    @rule(which=st.integers(0, 1), name=names)
+    def set(self, which: int, name: str) -> None:
+        self.counter += 1
+        token = f"tok-{self.counter}"
+        self.stores[which].set(name, _cred(token=token))
+        self.tokens[name] = token
+
+    @rule(which=st.integers(0, 1), name=names)
+    def delete(self, which: int, name: str) -> None:
+        assert self.stores[which].delete(name) == (name in self.tokens)
+        self.tokens.pop(name, None)
+        self.fresh.pop(name, None)
+
+    @rule(which=st.integers(0, 1), name=names, seconds=st.integers(0, 90))
+    def use(self, which: int, name: str, seconds: int) -> None:
+        self.clock.advance(seconds)
+        if name not in self.tokens:
+            with pytest.raises(CredentialMissingError):
+                self.stores[which].record_usage(name)
+            return
+        self.stores[which].record_usage(name)
+        self.used[name] = self.fresh[name] = _now(self.clock)
+
+    @rule(which=st.integers(0, 1))
+    def flush(self, which: int) -> None:
+        self.stores[which].flush()
+
+    @invariant()
+    def file_matches(self) -> None:
+        fresh = CredentialStore(self.stores[0].path)
+        assert fresh.names() == sorted(self.tokens)
+        for name, token in self.tokens.items():
+            got = fresh.get(name)
+            assert got.token.get_secret_value() == token
+            if got.last_used is not None:  # never ahead of real use
+                assert got.last_used <= self.used[name]
+        assert _mode(fresh.path) == 0o600
+
+    @invariant()
+    def nothing_pending_is_lost(self) -> None:
+        for name, latest in self.fresh.items():
+            seen = [s.get(name, allow_expired=True).last_used for s in self.stores]
+            assert max(x for x in seen if x is not None) == latest
+
+    def teardown(self) -> None:
+        for store in self.stores:
+            store.flush()
+        fresh = CredentialStore(self.stores[0].path)
+        for name, latest in self.fresh.items():
+            assert fresh.get(name).last_used == latest  # all usage reached disk
+        self._restore()
+        self._dir.cleanup()
+
+
+StoreMachine.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=15, deadline=None
+)
+test_store_state_machine = StoreMachine.TestCase
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+async def test_set_and_get_from_sync_and_async_code(
+    tmp_path: Path, driver: str
+) -> None:
+    store = CredentialStore(tmp_path / "auth.json", create=True)
+    if driver == "sync":
+        store.set("gh", _cred())
+        got = store.get("gh")
+    else:
+        await asyncio.to_thread(store.set, "gh", _cred())
+        got = await asyncio.to_thread(store.get, "gh")
+    assert got.token.get_secret_value() == SECRET
+    assert _mode(store.path) == 0o600
