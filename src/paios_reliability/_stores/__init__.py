@@ -1,0 +1,175 @@
+"""Shared state for breakers, limiters and bulkheads: memory, SQLite, Redis.
+
+A store maps string keys to small JSON values and offers one operation that
+matters, ``update(key, fn, ttl=...)``: an atomic read-modify-write. The
+protection primitives keep their logic in pure functions and run them inside
+``update``, so they behave the same on every store:
+
+- :class:`MemoryStore`: one process, the default, no I/O (and a fast path the
+  breaker and bulkhead use directly).
+- :class:`SQLiteStore`: many processes on one host; each update is one
+  ``BEGIN IMMEDIATE`` transaction.
+- :class:`RedisStore`: many hosts; each update is a read plus a server-side
+  compare-and-set Lua script, retried when another writer got there first.
+
+A store that cannot be reached raises :class:`StoreUnavailableError` within a
+bounded time; primitives built with ``fail_open=True`` let calls through
+instead and emit an event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._exceptions import StoreUnavailableError
+from ._memory import MemoryStore
+
+if TYPE_CHECKING:
+    from ..typing import Clock, StateStore
+    from ._redis import RedisStore
+    from ._sqlite import SQLiteStore
+
+__all__ = [
+    "MemoryStore",
+    "RedisStore",
+    "SQLiteStore",
+    "StoreUnavailableError",
+    "now_ns",
+    "resolve_store",
+    "seconds_to_ns",
+    "ttl_seconds",
+]
+
+R = TypeVar("R")
+
+# Keys expire this long after the state they hold stops mattering: expiry is
+# garbage collection, never semantics, and the margin keeps a test's FakeClock
+# (which may lag real time) from seeing state vanish early.
+GC_MARGIN = 60.0
+NS = 1_000_000_000
+
+
+def __getattr__(name: str) -> Any:
+    # SQLite and Redis stores load their drivers only when asked for.
+    if name == "SQLiteStore":
+        from ._sqlite import SQLiteStore
+
+        return SQLiteStore
+    if name == "RedisStore":
+        from ._redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def resolve_store(store: StateStore | None) -> StateStore:
+    """``store``, or a fresh private :class:`MemoryStore` when ``None``."""
+    if store is None:
+        return MemoryStore()
+    for method in ("get", "update", "aget", "aupdate"):
+        if not callable(getattr(store, method, None)):
+            raise TypeError(
+                f"store must implement paios_reliability.typing.StateStore "
+                f"(missing {method}()), got {store!r}"
+            )
+    return store
+
+
+def seconds_to_ns(seconds: float) -> int:
+    """``seconds`` in whole nanoseconds (the unit of every stored time), rounded."""
+    return round(seconds * NS)
+
+
+def now_ns(clock: Clock, shared: bool) -> int:
+    """The current time for state in a store, in integer nanoseconds.
+
+    Shared state uses the wall clock, which every process and host agrees on;
+    process-local state uses the monotonic clock, which never jumps. Integer
+    nanoseconds keep comparisons exact in every store and every language.
+    """
+    return int((clock.time() if shared else clock.monotonic()) * NS)
+
+
+def ttl_seconds(seconds_that_matter: float) -> float:
+    """A key's TTL: the time its state matters plus the GC margin."""
+    return max(0.0, seconds_that_matter) + GC_MARGIN
+
+
+# -- argument checks shared by the protection primitives ---------------------------
+
+
+def check_name(owner: str, name: object) -> str:
+    """``name`` if it is a non-empty string, else ``ValueError``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{owner} name must be a non-empty string, got {name!r}")
+    return name
+
+
+def check_seconds(
+    owner: str, label: str, value: object, *, zero: bool = False
+) -> float:
+    """A finite number of seconds > 0 (or >= 0 with ``zero``), else ``ValueError``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (value >= 0 if zero else value > 0)
+        or value == float("inf")
+    ):
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(
+            f"{owner}({label}=...) must be a finite number {bound}, got {value!r}"
+        )
+    return float(value)
+
+
+def check_optional_seconds(
+    owner: str, label: str, value: object, *, zero: bool = False
+) -> float | None:
+    """Like :func:`check_seconds`, but ``None`` passes."""
+    return None if value is None else check_seconds(owner, label, value, zero=zero)
+
+
+def check_count(owner: str, label: str, value: object, *, minimum: int = 1) -> int:
+    """An int >= ``minimum``, else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"{owner}({label}=...) must be an int >= {minimum}, got {value!r}"
+        )
+    return value
+
+
+# -- async store calls that must not be abandoned half-way ----------------------------
+
+
+async def complete(
+    operation: Awaitable[R],
+    undo: Callable[[R], Awaitable[object]] | None = None,
+) -> R:
+    """Await a store operation; if the caller is cancelled meanwhile, finish it.
+
+    Shared stores run in a worker thread, which cancellation cannot stop: the
+    update may land after the caller gave up (a probe permit issued, a slot
+    taken). So on cancellation this waits for the operation to end, runs
+    ``undo(result)`` when it succeeded, and then lets the cancellation
+    propagate unchanged.
+    """
+    import asyncio
+
+    task = asyncio.ensure_future(operation)
+    try:
+        return await asyncio.shield(task)
+    except BaseException:
+        if not task.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.wait((task,))
+        if (
+            undo is not None
+            and task.done()
+            and not task.cancelled()
+            and task.exception() is None
+        ):
+            with contextlib.suppress(Exception):
+                await undo(task.result())
+        raise
