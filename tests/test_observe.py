@@ -366,9 +366,12 @@ def test_stdout_stays_clean_for_stdio_servers() -> None:
 def test_exception_leaving_a_span_remembers_that_span() -> None:
     from paios_reliability import trace
 
-    with pytest.raises(RuntimeError) as info, trace(run_id="outer"):
-        with trace(step="inner") as inner:
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError) as info,
+        trace(run_id="outer"),
+        trace(step="inner") as inner,
+    ):
+        raise RuntimeError("boom")
     remembered = info.value._paios_trace  # type: ignore[attr-defined]
     assert remembered["span_id"] == inner["span_id"]
     assert remembered["step"] == "inner"

@@ -732,7 +732,9 @@ def test_backoff_is_bounded_and_reproducible(
             expected = 0.0
         else:  # in log space, so the reference itself cannot overflow
             log_wait = math.log(wait_initial) + (attempt - 1) * math.log(base)
-            expected = wait_max if log_wait >= math.log(wait_max) else math.exp(log_wait)
+            expected = (
+                wait_max if log_wait >= math.log(wait_max) else math.exp(log_wait)
+            )
         assert first[0] == pytest.approx(expected, rel=1e-6, abs=1e-300)
 
 

@@ -32,11 +32,12 @@ import time
 from collections import Counter as _Tally
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from ._clock import get_clock
 from ._events import emit
 from ._exceptions import ConfigError
+from .typing import Channel
 
 if TYPE_CHECKING:
     from ._eventstore import EventStore, StoredEvent
@@ -112,19 +113,7 @@ class Alert:
         }
 
 
-@runtime_checkable
-class AlertChannel(Protocol):
-    """Somewhere alerts go.
-
-    ``send`` may raise: the dispatcher counts and logs the failure and carries
-    on with the other channels. ``blocking`` channels (network, subprocesses)
-    are called on their own thread.
-    """
-
-    name: str
-    blocking: bool
-
-    def send(self, alert: Alert, /) -> None: ...
+AlertChannel = Channel  # the alert channel protocol lives in paios_reliability.typing
 
 
 # -- channels ------------------------------------------------------------------------

@@ -8,10 +8,12 @@ where callers already catch it (``except TimeoutError``, ``except ValueError``):
     └── ReliabilityError                 code, retryable, exit_code, context
         ├── TransientError               retryable: trying again later may work
         │   ├── TimeoutExceeded          also a builtin TimeoutError
+        │   │   └── ProcessTimeoutError  run_process ran out of time; partial output
         │   ├── CircuitOpenError         .breaker_name, .retry_after
         │   ├── RateLimitedError         .retry_after
         │   │   └── BulkheadFullError
-        │   └── LockConflictError        .key, .holder, .retry_after
+        │   ├── LockConflictError        .key, .holder, .retry_after
+        │   └── StoreUnavailableError    .store (SQLite or Redis state store down)
         └── PermanentError               retrying cannot help
             ├── ConfigError              also a builtin ValueError; .path, .errors
             ├── CredentialError
@@ -20,7 +22,11 @@ where callers already catch it (``except TimeoutError``, ``except ValueError``):
             ├── PolicyDeniedError
             │   ├── ApprovalRequiredError
             │   └── CapabilityDeniedError
-            └── IntegrityError           signature or checksum mismatch
+            ├── IntegrityError           signature or checksum mismatch
+            └── ProcessError             a child process failed; .returncode
+
+(``ProcessError`` and ``ProcessTimeoutError`` live with ``run_process`` in
+``_process.py``, as they carry its result.)
 
 All of them pickle (they cross process boundaries in worker pools) and carry a
 stable ``code`` from :data:`paios_reliability.CATALOG`.
@@ -47,6 +53,7 @@ __all__ = [
     "PolicyDeniedError",
     "RateLimitedError",
     "ReliabilityError",
+    "StoreUnavailableError",
     "TimeoutExceeded",
     "TransientError",
 ]
@@ -243,6 +250,36 @@ class LockConflictError(TransientError):
         self.key = key
         self.holder = holder
         self.retry_after = retry_after
+
+
+class StoreUnavailableError(TransientError):
+    """A shared state store (SQLite, Redis) could not be read or written.
+
+    Raised within a bounded time (socket timeouts, SQLite busy timeout), with
+    the underlying error as ``__cause__``. Retryable, except when the cause is
+    permanent (e.g. the SQLite path is not a database).
+
+    Attributes:
+        store: A short description of the store (``"sqlite:/path"``,
+            ``"redis:host:port"``).
+    """
+
+    default_code = "STORE_UNAVAILABLE"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        store: str = "",
+        retryable: bool | None = None,
+        context: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(
+            message or f"state store {store} is unavailable",
+            retryable=retryable,
+            context={"store": store, **(context or {})},
+        )
+        self.store = store
 
 
 class ConfigError(PermanentError, ValueError):

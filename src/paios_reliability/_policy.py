@@ -18,7 +18,9 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, TypeVar
+
+from .typing import CallPolicy
 
 __all__ = ["CallPolicy", "resilient"]
 
@@ -26,18 +28,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-class CallPolicy(Protocol):
-    """Anything that decorates a function and keeps its signature.
-
-    ``policy(fn)`` returns a wrapped function with the same parameters and
-    return type, sync for sync and ``async def`` for ``async def``. The
-    :class:`CircuitBreaker`, :class:`RateLimiter` and :class:`Bulkhead`
-    objects are call policies, and so is the result of ``retry(...)``.
-    """
-
-    def __call__(self, fn: Callable[_P, _T], /) -> Callable[_P, _T]: ...
 
 
 class _Unset:

@@ -6,13 +6,16 @@ is free at run time.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._alerts import Alert
     from ._events import Event
     from ._taxonomy import Failure
 
-__all__ = ["Classifier", "Clock", "EventHook"]
+__all__ = ["CallPolicy", "Channel", "Classifier", "Clock", "EventHook", "StateStore"]
 
 
 @runtime_checkable
@@ -48,3 +51,106 @@ class Classifier(Protocol):
     """Decides whether an exception is transient or permanent."""
 
     def __call__(self, exc: BaseException, /) -> Failure: ...
+
+
+_R = TypeVar("_R")
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Where breakers, limiters and bulkheads keep their state.
+
+    A store maps string keys to small JSON-compatible values (``None``, bools,
+    numbers, strings, lists and dicts of them) and offers one primitive:
+    :meth:`update`, an atomic read-modify-write. Everything else (trip rules,
+    GCRA, leases) is pure code run inside it, so every primitive behaves the
+    same on every store. ``MemoryStore`` (one process), ``SQLiteStore`` (many
+    processes on one host) and ``RedisStore`` (many hosts) implement it.
+
+    Attributes:
+        shared: ``True`` when other processes can see the state. Shared
+            state is timed with the wall clock (``Clock.time()``), which all
+            processes agree on; process-local state uses ``Clock.monotonic()``.
+    """
+
+    @property
+    def shared(self) -> bool: ...
+
+    def get(self, key: str) -> Any:
+        """The current value under ``key``, or ``None``.
+
+        Raises:
+            StoreUnavailableError: The store cannot be reached (bounded time).
+        """
+        ...
+
+    def update(
+        self, key: str, fn: Callable[[Any], tuple[Any, _R]], *, ttl: float
+    ) -> _R:
+        """Atomically replace the value under ``key`` with ``fn(value)[0]``.
+
+        ``fn`` receives the current value (``None`` when absent), must not
+        mutate it, and returns ``(new_value, result)``; ``new_value`` is
+        ``None`` to delete the key, or the very object it received to leave
+        it unchanged. ``fn`` must be pure: a store may call it more than once
+        when it loses a race. The key expires ``ttl`` seconds after the last
+        write (garbage collection only: primitives keep their own times inside
+        the value).
+
+        Returns:
+            The ``result`` of the ``fn`` call that was committed.
+
+        Raises:
+            StoreUnavailableError: The store cannot be reached (bounded time).
+        """
+        ...
+
+    async def aget(self, key: str) -> Any:
+        """:meth:`get` without blocking the event loop."""
+        ...
+
+    async def aupdate(
+        self, key: str, fn: Callable[[Any], tuple[Any, _R]], *, ttl: float
+    ) -> _R:
+        """:meth:`update` without blocking the event loop."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (no error when absent)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store may not be used afterwards."""
+        ...
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class CallPolicy(Protocol):
+    """Anything that decorates a function and keeps its signature.
+
+    ``policy(fn)`` returns a wrapped function with the same parameters and
+    return type, sync for sync and ``async def`` for ``async def``. The
+    ``CircuitBreaker``, ``RateLimiter`` and ``Bulkhead`` objects are call
+    policies, and so is the result of ``retry(...)``; ``resilient`` composes
+    them.
+    """
+
+    def __call__(self, fn: Callable[_P, _T], /) -> Callable[_P, _T]: ...
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """Somewhere alerts go (log, event store, desktop notification, webhook).
+
+    ``send`` may raise: the ``AlertDispatcher`` counts and logs the failure
+    and carries on with the other channels. ``blocking`` channels (network,
+    subprocesses) are called on their own thread.
+    """
+
+    name: str
+    blocking: bool
+
+    def send(self, alert: Alert, /) -> None: ...
