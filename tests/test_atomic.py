@@ -233,6 +233,20 @@ def test_stale_temp_of_a_dead_writer_is_removed(tmp_path: Path) -> None:
     assert events.of("atomic_write.stale_temp_removed")[0].fields["count"] == 1
 
 
+def test_stale_temp_whose_pid_was_reused_is_removed_once_old(tmp_path: Path) -> None:
+    target = tmp_path / "f.json"
+    # PID 1 is always alive: the name's writer looks live, as after PID reuse.
+    reused = tmp_path / ".f.json.1.0badcafe.tmp"
+    reused.write_text("partial")
+    old = time.time() - 60
+    os.utime(reused, (old, old))
+    fresh = tmp_path / ".f.json.1.1badcafe.tmp"  # could be a writer about to lock
+    fresh.write_text("partial")
+    atomic_write(target, "x")
+    assert not reused.exists()
+    assert fresh.exists()
+
+
 def test_killed_writer_300_times_file_is_always_old_or_new(tmp_path: Path) -> None:
     procs = {}
     for kind, seed in (("atomic", "1"), ("config", "2")):

@@ -396,3 +396,13 @@ def test_constructor_validates(tmp_path: Path) -> None:
     made = EventStore(tmp_path / "x")
     assert "x" in repr(made)
     made.close()
+
+
+def test_a_closed_store_never_reopens_its_database(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "observability.sqlite")
+    store.emit("unit", "before")
+    store.close()
+    store.emit("unit", "after")  # dropped and counted, never raises
+    assert store.stats().dropped >= 1
+    with pytest.raises(ReliabilityError, match="closed"):
+        store.query()

@@ -27,6 +27,7 @@ import re
 import secrets
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, TextIO, overload
@@ -87,11 +88,24 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+_STALE_GRACE = 2.0  # seconds; far longer than create-then-lock takes
+
+
+def _older_than_grace(entry: os.DirEntry[str]) -> bool:
+    try:
+        return time.time() - entry.stat().st_mtime > _STALE_GRACE
+    except OSError:
+        return False
+
+
 def _clean_stale(target: str) -> int:
     """Remove temp files of ``target`` left by writers that died; count them.
 
-    A temp file is stale when the process named in it is gone and (POSIX) no
-    one holds its lock; live writers of any process keep theirs.
+    A temp file is stale when (POSIX) no one holds its lock and either the
+    process named in it is gone or the file is older than a short grace
+    period: a live writer holds the lock from the moment after it creates the
+    file, and the grace also catches a dead writer whose PID was reused by
+    another process. Live writers of any process keep their files.
     """
     directory = os.path.dirname(target)
     prefix = _tmp_prefix(target)
@@ -105,7 +119,11 @@ def _clean_stale(target: str) -> int:
         if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
             continue
         match = _TMP_TAIL.match(name[len(prefix) :])
-        if match is None or _pid_alive(int(match.group(1))):
+        if match is None:
+            continue
+        if _pid_alive(int(match.group(1))) and not (
+            _POSIX and _older_than_grace(entry)
+        ):
             continue
         try:
             fd = os.open(entry.path, os.O_RDONLY)

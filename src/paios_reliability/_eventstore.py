@@ -389,6 +389,7 @@ class EventStore:
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._closed = False
+        self._released = False  # the connection is gone for good (after close)
         self._emitted = 0
         self._written = 0
         self._dropped = 0
@@ -606,6 +607,15 @@ class EventStore:
     def _connection(self) -> sqlite3.Connection:
         conn = self._conn
         if conn is None:
+            if self._released:
+                from ._exceptions import PermanentError
+
+                # Reopening here would leak a connection nobody closes.
+                raise PermanentError(
+                    f"event store {self.path} is closed",
+                    code="DB_ERROR",
+                    context={"path": self.path},
+                )
             from ._sqlite import open_database
 
             conn = open_database(
@@ -717,7 +727,7 @@ class EventStore:
         except Exception:  # noqa: BLE001 - never raises, like emit
             self._dropped += 1
             return False
-        if self._io_owner == threading.get_ident():
+        if self._closed or self._io_owner == threading.get_ident():
             return False
         self._flush_some(wait=10.0)
         return not self._buffer
@@ -897,6 +907,7 @@ class EventStore:
         if self._io_lock.acquire(timeout=timeout):
             try:
                 self._drop_connection()
+                self._released = True
             finally:
                 self._io_lock.release()
         with _registry_lock:

@@ -507,31 +507,25 @@ class _Run:
         else:
             await _yield_once()
 
+    def _tenacity_options(self) -> dict[str, Any]:
+        return {
+            "stop": self._t_stop,
+            "wait": self._t_wait,
+            "retry": self._t_retry,
+            "before_sleep": self._t_before_sleep,
+            "retry_error_callback": self._t_give_up,
+            "name": self.name,
+        }
+
     def tenacity_sync(self) -> Retrying:
         from tenacity import Retrying
 
-        return Retrying(
-            sleep=self._sleep,
-            stop=self._t_stop,
-            wait=self._t_wait,
-            retry=self._t_retry,
-            before_sleep=self._t_before_sleep,
-            retry_error_callback=self._t_give_up,
-            name=self.name,
-        )
+        return Retrying(sleep=self._sleep, **self._tenacity_options())
 
     def tenacity_async(self) -> AsyncRetrying:
         from tenacity.asyncio import AsyncRetrying
 
-        return AsyncRetrying(
-            sleep=self._asleep,
-            stop=self._t_stop,
-            wait=self._t_wait,
-            retry=self._t_retry,
-            before_sleep=self._t_before_sleep,
-            retry_error_callback=self._t_give_up,
-            name=self.name,
-        )
+        return AsyncRetrying(sleep=self._asleep, **self._tenacity_options())
 
 
 async def _yield_once() -> None:
