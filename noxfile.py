@@ -11,11 +11,12 @@ from pathlib import Path
 
 import nox
 
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+# One place for the supported Pythons: the trove classifiers.
+PYTHONS = nox.project.python_versions(PYPROJECT)
 
-nox.options.sessions = ["tests", "lint", "mypy", "docs"]
+nox.options.sessions = ["tests", "lint", "mypy", "docs", "build"]
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = True
 
@@ -78,6 +79,24 @@ def docs(session: nox.Session) -> None:
         "sphinx-build", "-W", "--keep-going", "-q", "-b", "html",
         "docs", "docs/_build/html",
     )  # fmt: skip
+
+
+@nox.session(python="3.12")
+def build(session: nox.Session) -> None:
+    """Build sdist and wheel, check them, and smoke-test the wheel alone."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "build"))
+    dist = ROOT / "dist"
+    for old in dist.glob("*"):
+        old.unlink()
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    session.run("twine", "check", "--strict", *map(str, dist.glob("*")))
+    wheel = next(dist.glob("*.whl"))
+    session.install("--force-reinstall", str(wheel))
+    tmp = session.create_tmp()
+    session.chdir(tmp)  # no source tree on the path
+    session.run("python", "-c", "import paios_reliability, sys; "
+                "assert 'site-packages' in paios_reliability.__file__, paios_reliability.__file__")  # fmt: skip
+    session.run("paios-reliability", "doctor")
 
 
 @nox.session(python="3.12")
