@@ -61,7 +61,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python="3.12")
 def lint(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
-    paths = ["src", "tests", "benchmarks", "noxfile.py", "docs/conf.py"]
+    paths = ["src", "tests", "benchmarks", "examples", "noxfile.py", "docs/conf.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
 

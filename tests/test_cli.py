@@ -161,3 +161,10 @@ def test_version_flag_prints_the_package_version() -> None:
     from importlib.metadata import version
 
     assert run("--version").stdout.strip() == version("paios-reliability")
+
+
+def test_demo_fast_runs_every_section_and_exits_0() -> None:
+    result = run("demo", "--fast")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "every step behaved as shown" in result.stdout
+    assert "\x1b[" not in result.stdout  # colourless-safe when piped

@@ -47,6 +47,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return exit_code_for(failed[0].error) or 1
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return run_demo(sys.stdout, fast=args.fast)
+
+
 def _cmd_catalog(args: argparse.Namespace) -> int:
     from ._exceptions import ConfigError
     from ._taxonomy import CATALOG
@@ -288,6 +294,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run only this check (repeatable)",
     )
     doctor.set_defaults(handler=_cmd_doctor)
+
+    demo = sub.add_parser(
+        "demo", help="guided run on embedded defaults (temp dir, no Redis)"
+    )
+    demo.add_argument("--fast", action="store_true", help="skip the real waits")
+    demo.set_defaults(handler=_cmd_demo)
 
     catalog = sub.add_parser(
         "catalog", help="list the stable error codes and exit codes"
