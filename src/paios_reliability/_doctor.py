@@ -496,6 +496,105 @@ def _check_checkpoints(tmp: Path) -> str:
     return "2 of 5 steps saved; resumes at 'act'"
 
 
+def _check_leaks(_tmp: Path) -> str:
+    from ._leaks import LeakMonitor, ResourceTracker
+    from ._recycle import Recycler
+    from .testing import FakeClock
+
+    def run(growth_per_minute: int) -> bool:
+        clock = FakeClock()
+        rss = [200 * 2**20]
+        monitor = LeakMonitor(source=lambda: rss[0], clock=clock)
+        for minute in range(90):
+            rss[0] += growth_per_minute
+            rss[0] += (
+                (30 * 2**20)
+                if minute % 3 == 0
+                else (-30 * 2**20 if minute % 3 == 2 else 0)
+            )
+            monitor.sample()
+            clock.advance(60)
+        return monitor.check().leaking
+
+    if not run(2**20 // 3) or run(0):
+        raise AssertionError("leak monitor misjudged growth under a GC sawtooth")
+    recycler = Recycler(max_requests=3, jitter=0)
+    if [recycler.record() for _ in range(3)] != [False, False, True]:
+        raise AssertionError("recycler did not ask for a restart after 3 requests")
+    with ResourceTracker("doctor") as tracker:
+        timer = tracker.timer(300, lambda: None)
+        timer.start()
+        leftovers = tracker.alive()
+        tracker.close(cancel=True)
+    if [r.kind for r in leftovers] != ["timer"]:
+        raise AssertionError("resource tracker missed a live timer")
+    return "20 MB/h under a sawtooth flagged, flat not; recycler and tracker exact"
+
+
+def _check_alerts(_tmp: Path) -> str:
+    from ._alerts import AlertDispatcher
+
+    class Collect:
+        name = "collect"
+        blocking = False
+
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def send(self, alert: object) -> None:
+            self.sent.append(str(getattr(alert, "title", alert)))
+
+    class Broken:
+        name = "broken"
+        blocking = False
+
+        def send(self, alert: object) -> None:
+            raise ConnectionRefusedError("webhook down")
+
+    collect = Collect()
+    alerts = AlertDispatcher([Broken(), collect], service="doctor")
+    for _ in range(20):
+        alerts.warning("GitHub failing", "HTTP 502", key="integration:github")
+    alerts.critical("Database corrupt", key="db")
+    alerts.flush()
+    if collect.sent != ["GitHub failing", "Database corrupt"]:
+        raise AssertionError(f"alerts sent: {collect.sent}")
+    return "20 failures -> 1 alert; CRITICAL passes; a broken channel blocks none"
+
+
+def _check_crash_handler(tmp: Path) -> str:
+    db = str(tmp / "observability.sqlite")
+    start = (
+        "import sys, paios_reliability as pr; "
+        f"store = pr.EventStore({db!r}); "
+        "h = pr.install_crash_handler(store, service='doctor-child', enable_faulthandler=False); "
+    )
+    killed = subprocess.run(  # noqa: S603 - our own interpreter, fixed code
+        [
+            sys.executable,
+            "-c",
+            start + "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if killed.returncode != -9:
+        raise AssertionError(f"child was not killed: {killed.returncode}")
+    found = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", start + "print(len(h.previous_crashes)); store.close()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    if found.stdout.strip() != "1":
+        raise AssertionError(
+            f"SIGKILL not reported at the next start: {found.stdout!r}"
+        )
+    return "a SIGKILLed process is reported as a crash by the next start"
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("import", _check_import),
     ("dependencies", _check_dependencies),
@@ -518,7 +617,10 @@ CHECKS: list[tuple[str, Check]] = [
     ("idempotency", _check_idempotency),
     ("checkpoints", _check_checkpoints),
     ("event_store", _check_event_store),
+    ("crash_handler", _check_crash_handler),
     ("metrics", _check_metrics),
+    ("leaks", _check_leaks),
+    ("alerts", _check_alerts),
     ("health", _check_health),
     ("service_units", _check_service_units),
     ("filesystem", _check_filesystem),
