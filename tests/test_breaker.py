@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import inspect
 import threading
 import time
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -24,7 +22,6 @@ from hypothesis.stateful import (
     initialize,
     invariant,
     rule,
-    run_state_machine_as_test,
 )
 
 import paios_reliability as pr
@@ -32,6 +29,7 @@ from paios_reliability import CircuitBreaker, CircuitOpenError, MemoryStore
 from paios_reliability._stores import now_ns
 from paios_reliability.testing import FakeClock, capture_events
 from paios_reliability.typing import StateStore
+from store_models import run_model
 
 MODES = ["sync", "async"]
 
@@ -1081,27 +1079,14 @@ class BreakerMachine(RuleBasedStateMachine):
 def test_breaker_matches_the_reference_model(
     kind: str, examples: int, tmp_path: Any, request: pytest.FixtureRequest
 ) -> None:
-    store: StateStore
-    if kind == "memory":
-        store = MemoryStore()
-    elif kind == "sqlite":
-        store = pr.SQLiteStore(tmp_path / "hyp.db")
-    else:
-        store = pr.RedisStore(
-            request.getfixturevalue("redis_url"), prefix=f"hyp-{uuid.uuid4().hex}"
-        )
-    try:
-        run_state_machine_as_test(
-            functools.partial(BreakerMachine, store),
-            settings=settings(
-                max_examples=examples,
-                stateful_step_count=40,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow],
-            ),
-        )
-    finally:
-        store.close()
+    run_model(
+        BreakerMachine,
+        kind,
+        examples=examples,
+        steps=40,
+        tmp_path=tmp_path,
+        request=request,
+    )
 
 
 async def test_cancellation_racing_the_store_never_keeps_a_permit(

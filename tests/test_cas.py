@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import uuid
@@ -11,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
     rule,
-    run_state_machine_as_test,
 )
 
 import paios_reliability as pr
@@ -32,6 +29,7 @@ from paios_reliability import (
 )
 from paios_reliability.testing import capture_events
 from paios_reliability.typing import StateStore
+from store_models import run_model
 
 WORKERS = str(Path(__file__).with_name("_proc_runstate_workers.py"))
 MODES = ["sync", "async"]
@@ -227,24 +225,6 @@ class CASModel(RuleBasedStateMachine):
 def test_compare_and_set_matches_the_reference_model(
     kind: str, examples: int, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store: StateStore
-    if kind == "memory":
-        store = MemoryStore()
-    elif kind == "sqlite":
-        store = pr.SQLiteStore(tmp_path / "hyp.db")
-    else:
-        store = pr.RedisStore(
-            request.getfixturevalue("redis_url"), prefix=f"hyp-{uuid.uuid4().hex}"
-        )
-    try:
-        run_state_machine_as_test(
-            functools.partial(CASModel, store),
-            settings=settings(
-                max_examples=examples,
-                stateful_step_count=25,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow],
-            ),
-        )
-    finally:
-        store.close()
+    run_model(
+        CASModel, kind, examples=examples, steps=25, tmp_path=tmp_path, request=request
+    )

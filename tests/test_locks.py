@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import sqlite3
 import threading
 import time
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -21,7 +19,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 import paios_reliability as pr
@@ -37,6 +34,7 @@ from paios_reliability._locks import renewer
 from paios_reliability._stores import now_ns, seconds_to_ns
 from paios_reliability.testing import FakeClock, capture_events
 from paios_reliability.typing import StateStore
+from store_models import run_model
 
 WORKERS = str(Path(__file__).with_name("_proc_runstate_workers.py"))
 MODES = ["sync", "async"]
@@ -655,24 +653,6 @@ class LockModel(RuleBasedStateMachine):
 def test_lock_manager_matches_the_reference_model(
     kind: str, examples: int, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store: StateStore
-    if kind == "memory":
-        store = MemoryStore()
-    elif kind == "sqlite":
-        store = pr.SQLiteStore(tmp_path / "hyp.db")
-    else:
-        store = pr.RedisStore(
-            request.getfixturevalue("redis_url"), prefix=f"hyp-{uuid.uuid4().hex}"
-        )
-    try:
-        run_state_machine_as_test(
-            functools.partial(LockModel, store),
-            settings=settings(
-                max_examples=examples,
-                stateful_step_count=30,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow],
-            ),
-        )
-    finally:
-        store.close()
+    run_model(
+        LockModel, kind, examples=examples, steps=30, tmp_path=tmp_path, request=request
+    )

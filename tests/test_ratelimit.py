@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import threading
 import uuid
@@ -12,19 +11,17 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
     rule,
-    run_state_machine_as_test,
 )
 
 import paios_reliability as pr
 from paios_reliability import (
-    MemoryStore,
     OccurrenceThreshold,
     RateLimitedError,
     RateLimiter,
@@ -33,6 +30,7 @@ from paios_reliability import (
 from paios_reliability._stores import now_ns
 from paios_reliability.testing import FakeClock, capture_events
 from paios_reliability.typing import StateStore
+from store_models import run_model
 
 MODES = ["sync", "async"]
 
@@ -444,27 +442,14 @@ class LimiterMachine(RuleBasedStateMachine):
 def test_limiter_matches_the_token_bucket_model(
     kind: str, examples: int, tmp_path: Any, request: pytest.FixtureRequest
 ) -> None:
-    store: StateStore
-    if kind == "memory":
-        store = MemoryStore()
-    elif kind == "sqlite":
-        store = pr.SQLiteStore(tmp_path / "hyp.db")
-    else:
-        store = pr.RedisStore(
-            request.getfixturevalue("redis_url"), prefix=unique("hyp")
-        )
-    try:
-        run_state_machine_as_test(
-            functools.partial(LimiterMachine, store),
-            settings=settings(
-                max_examples=examples,
-                stateful_step_count=40,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow],
-            ),
-        )
-    finally:
-        store.close()
+    run_model(
+        LimiterMachine,
+        kind,
+        examples=examples,
+        steps=40,
+        tmp_path=tmp_path,
+        request=request,
+    )
 
 
 # -- Throttle ----------------------------------------------------------------------
