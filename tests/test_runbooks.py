@@ -231,7 +231,11 @@ def _setup(name: str, sc: Scenario) -> None:
             ("embedder", "recycling_worker", "recycled", "info"),
         )
     elif name == "breaker-stuck-open":
-        pr.CircuitBreaker("github", store=pr.SQLiteStore("breakers.sqlite")).trip()
+        store = pr.SQLiteStore("breakers.sqlite")
+        try:
+            pr.CircuitBreaker("github", store=store).trip()
+        finally:
+            store.close()
         _events(("gateway", "circuit_breaker", "opened", "warning"))
     elif name == "redis-down":
         port = _free_port()
