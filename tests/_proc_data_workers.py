@@ -142,6 +142,10 @@ def kill_loop(kind: str, path: str, rounds: str, seed: str) -> dict[str, object]
         stale_seen = max(
             stale_seen, sum(1 for n in os.listdir(directory) if n.endswith(".tmp"))
         )
+    if state == "B":
+        # ConfigFile.save of an unchanged value writes (and so cleans) nothing;
+        # make the next save a real one, which must clean every stale temp.
+        write("A")
     write("B")
     leftover = sorted(n for n in os.listdir(directory) if n.endswith(".tmp"))
     backups = [] if kind != "config" else [str(b) for b in config.backups()]
