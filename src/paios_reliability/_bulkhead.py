@@ -38,11 +38,13 @@ from ._exceptions import BulkheadFullError
 from ._stores import (
     MemoryStore,
     StoreUnavailableError,
+    adrive,
     check_count,
     check_name,
     check_optional_seconds,
     check_seconds,
     complete,
+    drive,
     now_ns,
     resolve_store,
     seconds_to_ns,
@@ -508,18 +510,14 @@ class _StoreEngine:
     def enter(self) -> object:
         attempt = _Attempt(_new_id("lease"))
         steps = self._attempts(attempt)
-        clock = get_clock(self.bulkhead._clock)
-        reply: Any = None
         try:
-            while True:
-                kind, arg = steps.send(reply)
-                if kind == "sleep":
-                    clock.sleep(arg)
-                    reply = None
-                else:
-                    reply = self._store.update(self._key, arg, ttl=self._ttl)
-        except StopIteration:
-            return self._entered(attempt.lease)
+            drive(
+                steps,
+                self._store,
+                self._key,
+                ttl=self._ttl,
+                clock=get_clock(self.bulkhead._clock),
+            )
         except BaseException as exc:
             steps.close()
             # Leave the queue, and drop the lease in case the last step took
@@ -533,26 +531,22 @@ class _StoreEngine:
             if isinstance(exc, StoreUnavailableError):
                 return self.bulkhead._store_down(exc)
             raise
+        return self._entered(attempt.lease)
 
     async def aenter(self) -> object:
         attempt = _Attempt(_new_id("lease"))
         steps = self._attempts(attempt)
-        clock = get_clock(self.bulkhead._clock)
-        reply: Any = None
         try:
-            while True:
-                kind, arg = steps.send(reply)
-                if kind == "sleep":
-                    await clock.asleep(arg)
-                    reply = None
-                else:
-                    # Finished even if we are cancelled meanwhile, so the
-                    # clean-up below runs after it and sees what it did.
-                    reply = await complete(
-                        self._store.aupdate(self._key, arg, ttl=self._ttl)
-                    )
-        except StopIteration:
-            return self._entered(attempt.lease)
+            # An update in flight when we are cancelled is still finished, so
+            # the clean-up below runs after it and sees what it did.
+            await adrive(
+                steps,
+                self._store,
+                self._key,
+                ttl=self._ttl,
+                clock=get_clock(self.bulkhead._clock),
+                finish_on_cancel=True,
+            )
         except BaseException as exc:
             steps.close()
             with contextlib.suppress(StoreUnavailableError):
@@ -566,6 +560,7 @@ class _StoreEngine:
             if isinstance(exc, StoreUnavailableError):
                 return self.bulkhead._store_down(exc)
             raise
+        return self._entered(attempt.lease)
 
     def exit(self, token: object) -> None:
         if not isinstance(token, str):

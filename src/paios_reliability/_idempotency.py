@@ -36,8 +36,10 @@ from ._locks import Renewal, renewer
 from ._stores import (
     NS,
     StoreUnavailableError,
+    adrive,
     check_name,
     check_seconds,
+    drive,
     now_ns,
     resolve_store,
     seconds_to_ns,
@@ -438,18 +440,13 @@ class IdempotencyStore:
         """
         store_key = self._store_key(key)
         steps = self._claim_steps(key)
-        clock = get_clock(self._clock)
-        reply: Any = None
-        try:
-            while True:
-                kind, arg = steps.send(reply)
-                if kind == "sleep":
-                    clock.sleep(arg)
-                    reply = None
-                else:
-                    reply = self.store.update(store_key, arg, ttl=self._store_ttl)
-        except StopIteration as done:
-            outcome, value = done.value
+        outcome, value = drive(
+            steps,
+            self.store,
+            store_key,
+            ttl=self._store_ttl,
+            clock=get_clock(self._clock),
+        )
         if outcome == _HIT:
             return cast(T, self._replay(key, value))
         claim = self._start(key, value)
@@ -519,20 +516,13 @@ class IdempotencyStore:
         """:meth:`run` for a coroutine function, without blocking the event loop."""
         store_key = self._store_key(key)
         steps = self._claim_steps(key)
-        clock = get_clock(self._clock)
-        reply: Any = None
-        try:
-            while True:
-                kind, arg = steps.send(reply)
-                if kind == "sleep":
-                    await clock.asleep(arg)
-                    reply = None
-                else:
-                    reply = await self.store.aupdate(
-                        store_key, arg, ttl=self._store_ttl
-                    )
-        except StopIteration as done:
-            outcome, value = done.value
+        outcome, value = await adrive(
+            steps,
+            self.store,
+            store_key,
+            ttl=self._store_ttl,
+            clock=get_clock(self._clock),
+        )
         if outcome == _HIT:
             return cast(T, self._replay(key, value))
         claim = self._start(key, value)

@@ -34,8 +34,10 @@ from ._exceptions import LockConflictError
 from ._stores import (
     NS,
     StoreUnavailableError,
+    adrive,
     check_name,
     check_seconds,
+    drive,
     now_ns,
     resolve_store,
     seconds_to_ns,
@@ -718,40 +720,24 @@ class LockManager:
             ValueError: ``key`` empty, ``ttl`` not > 0, ``wait`` negative.
         """
         steps = self._acquire_steps(key, ttl, wait)
-        clock = get_clock(self._clock)
-        store_key = self._key(key)
-        store_ttl = self._ttl(float(ttl))
-        reply: Any = None
-        try:
-            while True:
-                kind, arg = steps.send(reply)
-                if kind == "sleep":
-                    clock.sleep(arg)
-                    reply = None
-                else:
-                    reply = self.store.update(store_key, arg, ttl=store_ttl)
-        except StopIteration as done:
-            lease: Lease = done.value
-            return lease
+        return drive(
+            steps,
+            self.store,
+            self._key(key),
+            ttl=self._ttl(float(ttl)),
+            clock=get_clock(self._clock),
+        )
 
     async def aacquire(self, key: str, ttl: float = 30.0, wait: float = 0.0) -> Lease:
         """:meth:`acquire` without blocking the event loop."""
         steps = self._acquire_steps(key, ttl, wait)
-        clock = get_clock(self._clock)
-        store_key = self._key(key)
-        store_ttl = self._ttl(float(ttl))
-        reply: Any = None
-        try:
-            while True:
-                kind, arg = steps.send(reply)
-                if kind == "sleep":
-                    await clock.asleep(arg)
-                    reply = None
-                else:
-                    reply = await self.store.aupdate(store_key, arg, ttl=store_ttl)
-        except StopIteration as done:
-            lease: Lease = done.value
-            return lease
+        return await adrive(
+            steps,
+            self.store,
+            self._key(key),
+            ttl=self._ttl(float(ttl)),
+            clock=get_clock(self._clock),
+        )
 
     def lock(
         self,

@@ -20,7 +20,7 @@ instead and emit an event.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import StoreUnavailableError
@@ -173,3 +173,54 @@ async def complete(
             with contextlib.suppress(Exception):
                 await undo(task.result())
         raise
+
+
+Steps = Generator[tuple[str, Any], Any, R]
+"""A sans-IO step machine: yields ``("sleep", seconds)`` or ``("update", fn)``,
+receives the reply of each update, and returns its result."""
+
+
+def drive(
+    steps: Steps[R], store: StateStore, key: str, *, ttl: float, clock: Clock
+) -> R:
+    """Run ``steps`` against ``store`` (sync driver): sleeps and atomic updates."""
+    reply: Any = None
+    try:
+        while True:
+            kind, arg = steps.send(reply)
+            if kind == "sleep":
+                clock.sleep(arg)
+                reply = None
+            else:
+                reply = store.update(key, arg, ttl=ttl)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def adrive(
+    steps: Steps[R],
+    store: StateStore,
+    key: str,
+    *,
+    ttl: float,
+    clock: Clock,
+    finish_on_cancel: bool = False,
+) -> R:
+    """:func:`drive` without blocking the event loop.
+
+    With ``finish_on_cancel``, an update in flight when the caller is cancelled
+    is still finished (see :func:`complete`), so clean-up sees what it did.
+    """
+    reply: Any = None
+    try:
+        while True:
+            kind, arg = steps.send(reply)
+            if kind == "sleep":
+                await clock.asleep(arg)
+                reply = None
+            elif finish_on_cancel:
+                reply = await complete(store.aupdate(key, arg, ttl=ttl))
+            else:
+                reply = await store.aupdate(key, arg, ttl=ttl)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
