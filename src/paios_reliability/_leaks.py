@@ -11,8 +11,25 @@ rate robustly:
 3. the slope through those minima is the Theil-Sen estimate (the median of the
    slopes of all pairs), which a few outliers cannot move;
 4. a leak is reported only if that slope exceeds the threshold, most pairs agree
-   (``confidence``), and the lowest point of the second half of the window is
-   above the lowest point of the first half.
+   (``confidence``), the lower end of the slope's 99.9 % confidence interval
+   is at least half the threshold, and the lowest point of the second half of
+   the window is above the lowest point of the first half.
+
+The confidence interval (Sen's, from Kendall's rank statistic) is what keeps
+noise from reading as growth: a flat sawtooth sampled at random moments gives
+sub-window minima that scatter by a good part of its amplitude, and over an
+hour such scatter alone makes a Theil-Sen slope of 10-25 MB/h about once in a
+thousand windows. The interval is distribution-free and widens with that
+scatter, so a flat series clears it only with a probability below 0.05 % even
+with an unbounded sawtooth, and in practice never (a 60 MB sawtooth reaches
+a bound of about 2 MB/h, against the 5 MB/h needed), while a clean 10.5 MB/h
+leak clears it at once. With fewer than 9 minima no 99.9 % interval exists,
+so no leak is reported before that (40 minutes after the warm-up by default).
+
+The background sampler takes one sample at a random moment of each interval
+(jittered slots). Samples at a fixed interval, even one jittered by +-20 %, can
+fall in step with a GC cycle of a similar period, and then the minima wander
+together for an hour (aliasing): no estimator can tell that from growth.
 
 First-versus-last RSS, by comparison, swung from -81 to +60 MB/h on the same
 non-leaking process. "MB" here is MiB (2**20 bytes), as ``ps`` and ``top``
@@ -30,6 +47,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import random
 import subprocess
@@ -58,6 +76,7 @@ __all__ = [
     "ResourceTracker",
     "TrackedResource",
     "read_rss",
+    "sampling_times",
     "theil_sen",
 ]
 
@@ -116,7 +135,66 @@ def _traced_bytes() -> int:
     return int(tracemalloc.get_traced_memory()[0])
 
 
+def sampling_times(
+    start: float, interval: float, rnd: random.Random
+) -> Iterator[float]:
+    """Endless sample times after ``start``: one uniformly random moment in each
+    ``interval``-long slot (jittered slots).
+
+    Random moments make every phase of a periodic memory shape equally likely,
+    whatever its period; one per slot keeps the count per sub-window steady.
+    A fixed interval, or one jittered by only +-20 %, lets a cycle of about
+    the same period show the same phase for many samples in a row (aliasing).
+    """
+    slot = float(start)
+    while True:
+        slot += interval
+        yield slot + rnd.uniform(0.0, interval)
+
+
 # -- the estimator -----------------------------------------------------------------
+
+
+# Two-sided 99.9 %: a flat series clears the lower bound with probability < 0.05 %.
+_Z_999 = 3.2905
+# The fewest points for which that interval has a lower end at all.
+_MIN_CONFIDENT_POINTS = 9
+
+
+def _pairwise_slopes(points: list[tuple[float, float]]) -> list[float]:
+    slopes: list[float] = []
+    for i, (x1, y1) in enumerate(points):
+        for x2, y2 in points[i + 1 :]:
+            if x2 != x1:
+                slopes.append((y2 - y1) / (x2 - x1))
+    slopes.sort()
+    return slopes
+
+
+def _median(ordered: list[float]) -> float:
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _sen_lower_bound(ordered: list[float], n: int, z: float) -> float | None:
+    """Lower end of Sen's two-sided confidence interval for the slope.
+
+    ``ordered`` are the sorted pairwise slopes of ``n`` points. Under "no
+    trend" Kendall's S has variance n(n-1)(2n+5)/18; the bound is the slope of
+    rank (N - z*sd(S)) / 2 among the N pairwise slopes (Sen 1968), linearly
+    interpolated. It needs no assumption about the noise beyond independence.
+    ``None`` when there are too few points for that confidence.
+    """
+    count = len(ordered)
+    rank = (count - z * math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0)) / 2.0
+    if rank < 1.0:
+        return None
+    below = int(rank)  # 1-based
+    if below >= count:
+        return ordered[-1]
+    frac = rank - below
+    return ordered[below - 1] + frac * (ordered[below] - ordered[below - 1])
 
 
 def theil_sen(points: list[tuple[float, float]]) -> tuple[float, float]:
@@ -127,19 +205,10 @@ def theil_sen(points: list[tuple[float, float]]) -> tuple[float, float]:
         fraction of pairs (with distinct x) whose slope is positive.
         ``(0.0, 0.0)`` for fewer than two distinct x.
     """
-    slopes: list[float] = []
-    for i, (x1, y1) in enumerate(points):
-        for x2, y2 in points[i + 1 :]:
-            if x2 != x1:
-                slopes.append((y2 - y1) / (x2 - x1))
+    slopes = _pairwise_slopes(points)
     if not slopes:
         return 0.0, 0.0
-    slopes.sort()
-    n = len(slopes)
-    mid = n // 2
-    median = slopes[mid] if n % 2 else (slopes[mid - 1] + slopes[mid]) / 2
-    rising = sum(1 for s in slopes if s > 0) / n
-    return median, rising
+    return _median(slopes), sum(1 for s in slopes if s > 0) / len(slopes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +245,9 @@ class LeakReport:
         reason: One line explaining the verdict.
         source: ``rss``, ``tracemalloc`` or ``custom``.
         top_allocations: Growing allocation sites, when a capture ran.
+        slope_lower_mb_per_hour: Lower end of the slope's 99.9 % confidence
+            interval (``None``: too few points for that confidence). A leak
+            needs it at half the threshold or more.
     """
 
     leaking: bool
@@ -190,12 +262,14 @@ class LeakReport:
     reason: str
     source: str
     top_allocations: tuple[AllocationSite, ...] = ()
+    slope_lower_mb_per_hour: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view."""
         return {
             "leaking": self.leaking,
             "slope_mb_per_hour": self.slope_mb_per_hour,
+            "slope_lower_mb_per_hour": self.slope_lower_mb_per_hour,
             "confidence": round(self.confidence, 3),
             "threshold_mb_per_hour": self.threshold_mb_per_hour,
             "points": self.points,
@@ -218,7 +292,9 @@ class LeakMonitor:
         subwindow: Width of the sub-windows whose minima are kept (make it
             longer than the process's GC/caching cycle).
         warmup: Seconds after the first sample that are ignored.
-        min_points: Sub-window minima needed before any verdict.
+        min_points: Sub-window minima needed before any verdict (a leak
+            verdict needs at least 9 whatever this says: fewer cannot give a
+            99.9 % confidence interval).
         min_confidence: Share of rising pairs needed to call it a leak.
         source: ``"rss"`` (default), ``"tracemalloc"`` (starts tracing: slow)
             or a callable returning bytes.
@@ -357,6 +433,8 @@ class LeakMonitor:
             confidence: float,
             naive: float | None,
             reason: str,
+            *,
+            lower: float | None = None,
         ) -> LeakReport:
             span = points[-1][0] - points[0][0] if len(points) > 1 else 0.0
             return LeakReport(
@@ -371,6 +449,7 @@ class LeakMonitor:
                 naive_mb_per_hour=None if naive is None else round(naive, 3),
                 reason=reason,
                 source=self.source,
+                slope_lower_mb_per_hour=None if lower is None else round(lower, 3),
             )
 
         if len(points) < self.min_points:
@@ -383,8 +462,11 @@ class LeakMonitor:
                 f"after {self.warmup:.0f}s warm-up",
             )
         scale = 3600.0 / MB
-        slope, rising = theil_sen(points)
-        slope_h = slope * scale
+        slopes = _pairwise_slopes(points)
+        slope_h = _median(slopes) * scale if slopes else 0.0
+        rising = sum(1 for s in slopes if s > 0) / len(slopes) if slopes else 0.0
+        bound = _sen_lower_bound(slopes, len(points), _Z_999) if slopes else None
+        lower_h = None if bound is None else bound * scale
         (t0, v0), (t1, v1) = points[0], points[-1]
         naive = (v1 - v0) / (t1 - t0) * scale if t1 > t0 else 0.0
         half = len(points) // 2
@@ -402,6 +484,7 @@ class LeakMonitor:
                 rising,
                 naive,
                 f"growth {slope_h:.1f} MB/h is within {threshold:g} MB/h",
+                lower=lower_h,
             )
         if rising < self.min_confidence:
             return report(
@@ -411,6 +494,27 @@ class LeakMonitor:
                 naive,
                 f"growth {slope_h:.1f} MB/h but only {rising:.0%} of pairs rise "
                 f"(need {self.min_confidence:.0%}): noise, not a trend",
+                lower=lower_h,
+            )
+        if lower_h is None:
+            return report(
+                False,
+                slope_h,
+                rising,
+                naive,
+                f"growth {slope_h:.1f} MB/h but {len(points)} sub-window minima "
+                f"are too few to be 99.9 % sure (need {_MIN_CONFIDENT_POINTS})",
+            )
+        if lower_h < threshold / 2:
+            return report(
+                False,
+                slope_h,
+                rising,
+                naive,
+                f"growth {slope_h:.1f} MB/h but the minima scatter too much to be "
+                f"sure: 99.9 % lower bound {lower_h:.1f} MB/h < {threshold / 2:g} "
+                f"MB/h: noise, not a trend",
+                lower=lower_h,
             )
         if trough_rate < threshold / 2:
             return report(
@@ -420,6 +524,7 @@ class LeakMonitor:
                 naive,
                 f"growth {slope_h:.1f} MB/h but the low points rose only "
                 f"{trough_rate:.1f} MB/h: a sawtooth, not a leak",
+                lower=lower_h,
             )
         return report(
             True,
@@ -427,7 +532,9 @@ class LeakMonitor:
             rising,
             naive,
             f"sustained growth {slope_h:.1f} MB/h > {threshold:g} MB/h "
-            f"({rising:.0%} of pairs rising over {len(points)} sub-windows)",
+            f"(99.9 % lower bound {lower_h:.1f} MB/h; {rising:.0%} of pairs rising "
+            f"over {len(points)} sub-windows)",
+            lower=lower_h,
         )
 
     def check(self) -> LeakReport:
@@ -541,11 +648,16 @@ class LeakMonitor:
     # -- background thread ---------------------------------------------------
 
     def start(self, interval: float = 60.0) -> LeakMonitor:
-        """Sample every ``interval`` seconds (+-20 % jitter) on a daemon thread.
+        """Sample about every ``interval`` seconds on a daemon thread.
 
-        The thread never keeps the process alive. The jitter keeps a GC cycle
-        that happens to be in step with the interval from aliasing into a fake
-        trend. Starting twice is a no-op. Returns ``self``.
+        The first sample is taken at once, then one at a uniformly random
+        moment of each following ``interval``-long slot (see
+        :func:`sampling_times`), so a GC cycle of any period cannot alias into
+        a fake trend. The thread never keeps the process alive. Starting twice
+        is a no-op. Returns ``self``.
+
+        Raises:
+            ConfigError: ``interval`` is not > 0.
         """
         if not interval > 0:
             raise ConfigError(
@@ -565,6 +677,8 @@ class LeakMonitor:
         return self
 
     def _run(self, interval: float) -> None:
+        rnd = random.Random()  # noqa: S311 - sampling jitter, not a secret
+        times = sampling_times(time.monotonic(), interval, rnd)
         while True:
             try:
                 self.sample()
@@ -577,9 +691,14 @@ class LeakMonitor:
                     subject=self.name,
                     exc=exc,
                 )
-            # +-20 % jitter: a GC cycle in step with a fixed interval would
-            # alias into a slow fake trend.
-            if self._stop.wait(interval * random.uniform(0.8, 1.2)):  # noqa: S311
+            due = next(times)
+            now = time.monotonic()
+            if due < now - interval:
+                # Suspended or starved for more than a slot: start the slots
+                # afresh instead of sampling in a burst to catch up.
+                times = sampling_times(now, interval, rnd)
+                due = next(times)
+            if self._stop.wait(max(0.0, due - now)):
                 return
 
     def stop(self, timeout: float = 5.0) -> None:
