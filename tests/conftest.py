@@ -3,12 +3,23 @@
 The Redis server is a real ``redis-server`` process on a free loopback port in
 a temporary directory, without persistence, started once per session on first
 use and terminated at the end. A missing binary FAILS the tests that need it
-(CI installs it): the Redis suites must never silently not run.
+(CI installs it): the Redis suites must never silently not run. Under
+pytest-xdist every worker is its own session, so each starts its own server.
+
+Hypothesis runs under the profile named by ``HYPOTHESIS_PROFILE``:
+
+- ``dev`` (the default, for local runs): random examples and the example
+  database, to keep exploring;
+- ``ci`` (set by ``.ci/run`` through nox): the same examples on every run
+  (``derandomize``), no example database, and no check that depends on how
+  fast the machine is, so a red CI means a real defect; a failure prints the
+  blob that replays it (``@reproduce_failure``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -18,9 +29,29 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from paios_reliability import MemoryStore, RedisStore, SQLiteStore
 from paios_reliability.typing import StateStore
+
+# Timing is not a property of the code under test: wall-clock deadlines and
+# the too-slow health check fail at random on a loaded 2-core machine.
+settings.register_profile(
+    "dev",
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 STORE_KINDS = ("memory", "sqlite", "redis")
 _START_TIMEOUT = 10.0
