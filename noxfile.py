@@ -1,12 +1,17 @@
-"""Sessions: `nox` runs tests on every Python, lint, mypy and docs.
+"""Sessions: `nox` runs tests on every Python, the tests against the lowest
+allowed dependency versions, lint, mypy, docs and the build.
 
-`nox -s benchmarks` runs the side-by-side benchmarks (not in the default set).
+`nox -s tests-3.12` is the quick single-Python run; `nox -s benchmarks` runs
+the side-by-side benchmarks (not in the default set). Test sessions run
+pytest-xdist with one worker per core (`-n auto`); pass `-- -n 0` to run in
+one process.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 
 import nox
@@ -16,9 +21,21 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # One place for the supported Pythons: the trove classifiers.
 PYTHONS = nox.project.python_versions(PYPROJECT)
 
-nox.options.sessions = ["tests", "lint", "mypy", "docs", "build"]
+nox.options.sessions = ["tests", "tests_lowest", "lint", "mypy", "docs", "build"]
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = True
+# Say which backend we use instead of letting nox look for uv on every
+# session ("uv binary not found" reads like an error to a newcomer).
+nox.options.default_venv_backend = "virtualenv"
+
+# The lowest versions the package allows, one `name==version` a line,
+# generated from pyproject's `>=` bounds; tests/test_packaging.py keeps it equal.
+LOWEST = ROOT / ".ci" / "constraints-lowest.txt"
+# Test-only packages that cannot be installed beside the lowest versions
+# (mcp 2.x needs pydantic>=2.12), and the tests that need them; those tests
+# run in every other test session.
+NOT_WITH_LOWEST = ("mcp",)
+NEEDS_MCP = ("tests/test_docs.py::test_page_examples_run[docs/resilient.md]",)
 
 
 def _expose_pyenv_interpreters() -> None:
@@ -52,10 +69,51 @@ def _install(session: nox.Session, *groups: str) -> None:
     session.install(".", *requirements)
 
 
+def _pytest_args(session: nox.Session) -> list[str]:
+    # One xdist worker per core unless the caller chose (`-- -n 0` for none).
+    args = list(session.posargs)
+    if not any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args):
+        args = ["-n", "auto", *args]
+    return args
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     _install(session, "tests")
-    session.run("pytest", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    session.run("pytest", *_pytest_args(session), env={"PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower()
+
+
+@nox.session(python=PYTHONS[0])
+def tests_lowest(session: nox.Session) -> None:
+    """The tests against exactly the lowest versions pyproject allows."""
+    pinned = {
+        _name(line): line.strip()
+        for line in LOWEST.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    extras = ",".join(PYPROJECT["project"]["optional-dependencies"])
+    tests = [
+        req
+        for req in nox.project.dependency_groups(PYPROJECT, "tests")
+        if _name(req) not in pinned and _name(req) not in NOT_WITH_LOWEST
+    ]
+    # The SDK is released in step with the API: take the API's lowest.
+    sdk = pinned["opentelemetry-api"].replace("-api", "-sdk")
+    tests = [req for req in tests if _name(req) != "opentelemetry-sdk"] + [sdk]
+    session.install("-c", str(LOWEST), f".[{extras}]", *tests)
+    session.run("pip", "list", "--format=freeze", silent=False)
+    session.run(
+        "pytest",
+        *_pytest_args(session),
+        "-k",
+        " and ".join(f"not {name}" for name in NOT_WITH_LOWEST),
+        *(f"--deselect={test}" for test in NEEDS_MCP),
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+    )
 
 
 @nox.session(python="3.12")

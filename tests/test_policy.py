@@ -6,14 +6,16 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import pytest
-from mcp import Client
-from mcp.server.mcpserver import MCPServer
 
 import paios_reliability as pr
 from paios_reliability.testing import FakeClock, capture_events
+
+if TYPE_CHECKING:
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -298,7 +300,17 @@ def make_tools(faults: Faults) -> list[Callable[..., Any]]:
     return [search, convert, summarize]
 
 
+def mcp_client(server: MCPServer) -> Client:
+    from mcp import Client
+
+    return Client(server)
+
+
 def build_server(faults: Faults, *, resilient: bool) -> MCPServer:
+    # Imported here so the module collects without mcp (the lowest-versions
+    # session cannot install it and deselects the mcp tests).
+    from mcp.server.mcpserver import MCPServer
+
     server = MCPServer("paios-test")
     search, convert, summarize = make_tools(faults)
     if resilient:
@@ -321,7 +333,7 @@ def build_server(faults: Faults, *, resilient: bool) -> MCPServer:
 async def test_mcp_tool_schemas_are_identical_with_and_without_resilient() -> None:
     bare = build_server(Faults(), resilient=False)
     wrapped = build_server(Faults(), resilient=True)
-    async with Client(bare) as bare_client, Client(wrapped) as wrapped_client:
+    async with mcp_client(bare) as bare_client, mcp_client(wrapped) as wrapped_client:
         bare_tools = {t.name: t for t in (await bare_client.list_tools()).tools}
         wrapped_tools = {t.name: t for t in (await wrapped_client.list_tools()).tools}
     assert (
@@ -349,7 +361,7 @@ async def test_mcp_transient_faults_are_absorbed_by_retry(
 ) -> None:
     faults = Faults()
     faults.plan[tool] = [ConnectionResetError("reset"), TimeoutError("slow")]
-    async with Client(build_server(faults, resilient=True)) as client:
+    async with mcp_client(build_server(faults, resilient=True)) as client:
         result = await client.call_tool(tool, args)
     assert not result.is_error, _text(result)
     assert faults.calls[tool] == 3
@@ -366,7 +378,7 @@ async def test_mcp_permanent_faults_fail_once_without_retry(
     faults = Faults()
     faults.plan[tool] = [ValueError("bad input")]
     with capture_events() as events:
-        async with Client(build_server(faults, resilient=True)) as client:
+        async with mcp_client(build_server(faults, resilient=True)) as client:
             result = await client.call_tool(tool, args)
             calls_after_fault = faults.calls[tool]
             follow_up = await client.call_tool(tool, args)
@@ -388,7 +400,7 @@ async def test_mcp_timeouts_become_error_results_and_the_server_keeps_serving(
     faults = Faults()
     faults.plan[tool] = [2.0, 2.0, 2.0]  # every attempt overruns the 0.2 s timeout
     with capture_events() as events:
-        async with Client(build_server(faults, resilient=True)) as client:
+        async with mcp_client(build_server(faults, resilient=True)) as client:
             result = await client.call_tool(tool, args)
             calls_after_fault = faults.calls[tool]
             follow_up = await client.call_tool(tool, args)
@@ -406,7 +418,7 @@ async def test_mcp_fallback_is_returned_as_a_normal_result() -> None:
         ConnectionResetError("x"),
         ConnectionResetError("y"),
     ]
-    async with Client(build_server(faults, resilient=True)) as client:
+    async with mcp_client(build_server(faults, resilient=True)) as client:
         permanent = await client.call_tool("summarize", {"text": "a long text"})
         transient = await client.call_tool("summarize", {"text": "a long text"})
         healthy = await client.call_tool("summarize", {"text": "a long text"})

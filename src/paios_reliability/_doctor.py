@@ -52,7 +52,7 @@ def _check_import(_tmp: Path) -> str:
 def _check_dependencies(_tmp: Path) -> str:
     from importlib.metadata import version
 
-    names = ("pydantic", "tenacity", "structlog", "wrapt")
+    names = ("pydantic", "tenacity", "structlog")
     for name in names:
         __import__(name)
     return ", ".join(f"{n} {version(n)}" for n in names)
