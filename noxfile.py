@@ -10,6 +10,7 @@ one process.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 from pathlib import Path
@@ -25,8 +26,17 @@ nox.options.sessions = ["tests", "tests_lowest", "lint", "mypy", "docs", "build"
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = True
 # Say which backend we use instead of letting nox look for uv on every
-# session ("uv binary not found" reads like an error to a newcomer).
+# session; nox still probes once, and its "uv binary not found." reads like
+# an error to a newcomer, so that one line is filtered out.
 nox.options.default_venv_backend = "virtualenv"
+
+
+class _WithoutUvProbeNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "uv binary not found."
+
+
+logging.getLogger("nox").addFilter(_WithoutUvProbeNoise())
 
 # The lowest versions the package allows, one `name==version` a line,
 # generated from pyproject's `>=` bounds; tests/test_packaging.py keeps it equal.
