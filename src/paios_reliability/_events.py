@@ -3,9 +3,14 @@
 Every primitive reports what it does (a retry scheduled, a breaker opening, a
 boundary catching an error) as an :class:`Event` named
 ``paios_reliability.<primitive>.<action>``. Hooks receive them synchronously on
-the emitting thread. The default hook logs through structlog into the stdlib
-logger ``paios_reliability`` (so nothing is printed unless logging is set up,
-and nothing ever goes to stdout, which MCP stdio servers need for the protocol).
+the emitting thread. The default hook logs them into the stdlib logger
+``paios_reliability`` (so nothing is printed unless logging is set up, and
+nothing ever goes to stdout, which MCP stdio servers need for the protocol).
+
+Nothing the default hook writes carries a secret: the message is built from
+the redacted :meth:`Event.to_dict`, and a traceback travels as an already
+redacted ``exc_text`` (never as ``exc_info``), so every handler and formatter
+prints only redacted text.
 
 A hook that raises is logged and skipped; it can never break the call that
 emitted the event.
@@ -16,29 +21,44 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._config import Restorer
 from ._observe import current_trace
 from .typing import EventHook
 
-__all__ = ["Event", "Level", "add_event_hook", "emit", "log_event"]
+if TYPE_CHECKING:
+    import logging
+
+__all__ = [
+    "Event",
+    "Level",
+    "add_event_hook",
+    "emit",
+    "log_event",
+    "log_redacted",
+]
 
 Level = Literal["debug", "info", "warning", "error", "critical"]
 
 _LEVELNO: Mapping[str, int] = MappingProxyType(
     {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 )
+_ERROR = 40
 _NAME_PART = re.compile(r"^[a-z][a-z0-9_]*$")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Event:
     """One thing a primitive did.
+
+    ``fields`` and ``exc`` are the raw values, for hooks in this process;
+    every view of an event meant to leave it (:meth:`to_dict`, ``repr``, the
+    default log hook, the event store) is redacted.
 
     Attributes:
         name: Stable dotted name, ``paios_reliability.<primitive>.<action>``.
@@ -73,23 +93,50 @@ class Event:
 
         The event's own keys (``event``, ``level``, ``timestamp``, ``subject``,
         trace ids, ``error_type``/``error``) win over fields of the same name.
-        Values under secret-looking keys and secrets in text (``token=...``,
-        ``Bearer ...``) are redacted, so logs and stores never receive them.
+        Everything is redacted (see :func:`~paios_reliability.audit_event`):
+        values under secret-looking keys, secrets in text (``token=...``,
+        ``Bearer ...``, ``sk-...``, URL passwords) in fields, the subject, the
+        trace context and the error message, so logs and stores never
+        receive them.
         """
         from ._taxonomy import json_safe, redact_text
 
         out: dict[str, Any] = json_safe(dict(self.fields))
-        out.update(self.trace)
+        if self.trace:
+            out.update(json_safe(dict(self.trace)))
         out.update(event=self.name, level=self.level, timestamp=self.timestamp)
         if self.subject is not None:
-            out["subject"] = self.subject
+            out["subject"] = redact_text(str(self.subject))
         if self.exc is not None:
             out["error_type"] = type(self.exc).__qualname__
-            try:
-                out["error"] = redact_text(str(self.exc))
-            except Exception:  # noqa: BLE001 - an unprintable error is still an event
-                out["error"] = f"<unprintable {type(self.exc).__name__}>"
+            out["error"] = _error_text(self.exc)
         return out
+
+    def __repr__(self) -> str:
+        from ._taxonomy import json_safe, redact_text
+
+        parts = [f"name={self.name!r}", f"level={self.level!r}"]
+        if self.subject is not None:
+            parts.append(f"subject={redact_text(str(self.subject))!r}")
+        parts.append(f"fields={json_safe(dict(self.fields))!r}")
+        if self.trace:
+            parts.append(f"trace={json_safe(dict(self.trace))!r}")
+        parts.append(f"timestamp={self.timestamp!r}")
+        if self.exc is not None:
+            parts.append(
+                f"exc=<{type(self.exc).__qualname__}: {_error_text(self.exc)}>"
+            )
+        return f"Event({', '.join(parts)})"
+
+
+def _error_text(exc: BaseException, limit: int = 2000) -> str:
+    """``str(exc)``, redacted, at most ``limit`` characters; never raises."""
+    from ._taxonomy import redact_clip
+
+    try:
+        return redact_clip(str(exc), limit)
+    except Exception:  # noqa: BLE001 - an unprintable error is still an event
+        return f"<unprintable {type(exc).__name__}>"
 
 
 _lock = threading.Lock()
@@ -173,13 +220,16 @@ def _deliver(hook: EventHook, event: Event) -> None:
     global _hook_errors  # noqa: PLW0603 - a diagnostic counter, races only undercount
     try:
         hook(event)
-    except Exception:  # noqa: BLE001 - a hook must never break the caller
+    except Exception as exc:  # noqa: BLE001 - a hook must never break the caller
         _hook_errors += 1
         try:
             import logging
 
-            logging.getLogger("paios_reliability.events").exception(
-                "event hook %r failed on %s", getattr(hook, "hook", hook), event.name
+            log_redacted(
+                logging.getLogger("paios_reliability.events"),
+                logging.ERROR,
+                f"event hook {getattr(hook, 'hook', hook)!r} failed on {event.name}",
+                exc,
             )
         except Exception:  # noqa: BLE001, S110 - logging itself is broken; give up quietly
             pass
@@ -190,57 +240,77 @@ def valid_name_part(part: str) -> bool:
     return bool(_NAME_PART.match(part))
 
 
-# -- the default hook: structlog over the stdlib logger "paios_reliability" ------
-
-_logger_cache: list[Any] = []
+# -- logging without secrets ------------------------------------------------------
 
 
-def _structlog_logger() -> Any:
-    if not _logger_cache:
-        import logging
+def log_redacted(
+    logger: logging.Logger,
+    levelno: int,
+    message: str,
+    exc: BaseException | None = None,
+    *,
+    payload: Mapping[str, Any] | None = None,
+) -> None:
+    """Log ``message`` with the redacted traceback of ``exc``.
 
-        import structlog
+    The record gets no ``exc_info``: the traceback is already formatted and
+    redacted into ``exc_text``, which the stdlib ``Formatter`` (and every
+    formatter built on it) prints as it is, so no handler of the user's can
+    print the raw exception text, notes or chained causes. ``message`` is
+    redacted too. ``payload`` becomes ``record.paios_event`` (structured
+    fields, lifted by :func:`configure_logging`); the traceback is added to it
+    as ``exception``.
+    """
+    if not logger.isEnabledFor(levelno):
+        return
+    from ._taxonomy import redact_text, redacted_traceback
 
-        def to_stdlib(
-            _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-        ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-            exc_info = event_dict.pop("exc_info", None)
-            name = event_dict["event"]
-            rest = " ".join(f"{k}={v!r}" for k, v in event_dict.items() if k != "event")
-            message = f"{name} {rest}" if rest else name
-            return (message,), {
-                "extra": {"paios_event": dict(event_dict)},
-                "exc_info": exc_info,
-            }
+    fields = dict(payload) if payload is not None else {"event": message}
+    exc_text = None
+    if exc is not None:
+        exc_text = redacted_traceback(exc).rstrip("\n")
+        if "exception" in fields:  # a field may not hide the traceback
+            fields["field_exception"] = fields.pop("exception")
+        fields["exception"] = exc_text
+    record = logger.makeRecord(
+        logger.name,
+        levelno,
+        __file__,
+        0,
+        redact_text(message),
+        (),
+        None,
+        func="log_redacted",
+        extra={"paios_event": fields},
+    )
+    record.exc_text = exc_text
+    logger.handle(record)
 
-        _logger_cache.append(
-            structlog.wrap_logger(
-                logging.getLogger("paios_reliability"),
-                processors=[to_stdlib],
-                wrapper_class=structlog.stdlib.BoundLogger,
-            )
-        )
-    return _logger_cache[0]
+
+def _message(name: str, data: Mapping[str, Any]) -> str:
+    rest = " ".join(f"{k}={v!r}" for k, v in data.items())
+    return f"{name} {rest}" if rest else name
 
 
 def log_event(event: Event) -> None:
-    """The default hook: log ``event`` at its level via structlog and stdlib."""
+    """The default hook: log ``event`` at its level into ``paios_reliability``.
+
+    The message is ``<event name> key=value ...`` from :meth:`Event.to_dict`
+    (redacted); the fields ride along as ``record.paios_event``. Events at
+    ``error`` and above with an exception carry its redacted traceback (see
+    :func:`log_redacted`); a scheduled retry is not worth one.
+    """
     import logging
 
+    logger = logging.getLogger("paios_reliability")
     levelno = _LEVELNO[event.level]
-    if not logging.getLogger("paios_reliability").isEnabledFor(levelno):
+    if not logger.isEnabledFor(levelno):
         return
     data = event.to_dict()
     name = data.pop("event")
     data.pop("level", None)
     data.pop("timestamp", None)
-    if "exc_info" in data:  # a field may not steal the logger's own argument
-        data["field_exc_info"] = data.pop("exc_info")
-    exc = event.exc
-    # Tracebacks only where someone must act; a scheduled retry is not that.
-    exc_info = (
-        (type(exc), exc, exc.__traceback__)
-        if exc is not None and levelno >= _LEVELNO["error"]
-        else None
-    )
-    _structlog_logger().log(levelno, name, exc_info=exc_info, **data)
+    message = _message(name, data)
+    payload = {**data, "event": name}
+    exc = event.exc if levelno >= _ERROR else None
+    log_redacted(logger, levelno, message, exc, payload=payload)
