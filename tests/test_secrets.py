@@ -492,7 +492,8 @@ def captured_log_text() -> Iterator[io.StringIO]:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     try:
-        yield stream
+        with pr.set_log_summary(None):  # every line written, none summarised away
+            yield stream
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
@@ -562,6 +563,7 @@ def test_configure_logging_writes_no_planted_secret(
     with (
         redirected_stderr(stream),
         pr.configure_logging(json=json_mode, level="DEBUG"),
+        pr.set_log_summary(None),
     ):
         pr.error_boundary(fallback=None)(fails_with(message))(secrets[0], {}, [])
         try:

@@ -10,7 +10,8 @@ nothing ever goes to stdout, which MCP stdio servers need for the protocol).
 Nothing the default hook writes carries a secret: the message is built from
 the redacted :meth:`Event.to_dict`, and a traceback travels as an already
 redacted ``exc_text`` (never as ``exc_info``), so every handler and formatter
-prints only redacted text.
+prints only redacted text. Repeated identical failures are summarised: the
+first in full, then one counted line per interval (:func:`set_log_summary`).
 
 A hook that raises is logged and skipped; it can never break the call that
 emitted the event.
@@ -18,9 +19,12 @@ emitted the event.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -40,6 +44,7 @@ __all__ = [
     "emit",
     "log_event",
     "log_redacted",
+    "set_log_summary",
 ]
 
 Level = Literal["debug", "info", "warning", "error", "critical"]
@@ -47,7 +52,7 @@ Level = Literal["debug", "info", "warning", "error", "critical"]
 _LEVELNO: Mapping[str, int] = MappingProxyType(
     {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 )
-_ERROR = 40
+_WARNING, _ERROR = 30, 40
 _NAME_PART = re.compile(r"^[a-z][a-z0-9_]*$")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -299,6 +304,11 @@ def log_event(event: Event) -> None:
     (redacted); the fields ride along as ``record.paios_event``. Events at
     ``error`` and above with an exception carry its redacted traceback (see
     :func:`log_redacted`); a scheduled retry is not worth one.
+
+    Failures (an exception, or ``warning`` and above) that repeat with the
+    same event name, subject, exception type and message shape are
+    summarised (:func:`set_log_summary`): only the log output; hooks and
+    stores still get every event.
     """
     import logging
 
@@ -306,6 +316,13 @@ def log_event(event: Event) -> None:
     levelno = _LEVELNO[event.level]
     if not logger.isEnabledFor(levelno):
         return
+    summary = _summary
+    if summary is not None and (event.exc is not None or levelno >= _WARNING):
+        due, log_now = summary.admit(event, levelno)
+        for line in due:
+            line.log(logger)
+        if not log_now:
+            return
     data = event.to_dict()
     name = data.pop("event")
     data.pop("level", None)
@@ -314,3 +331,270 @@ def log_event(event: Event) -> None:
     payload = {**data, "event": name}
     exc = event.exc if levelno >= _ERROR else None
     log_redacted(logger, levelno, message, exc, payload=payload)
+
+
+# -- log storms: repeated identical failures summarised -----------------------------
+
+_SUMMARY_NAME = "paios_reliability.logging.suppressed"
+_DIGITS = re.compile(r"\d+")
+DEFAULT_SUMMARY_INTERVAL = 60.0
+DEFAULT_SUMMARY_KEYS = 1024
+
+
+@dataclass(slots=True)
+class _Tally:
+    """One kind of repeated failure: when it was last logged in full, and since."""
+
+    levelno: int
+    name: str
+    subject: str | None
+    error_type: str | None
+    error: str | None
+    since: float
+    suppressed: int = 0
+    last: float = 0.0
+
+    def line(self) -> _SummaryLine:
+        return _SummaryLine(self, self.suppressed, max(0.0, self.last - self.since))
+
+
+@dataclass(frozen=True, slots=True)
+class _SummaryLine:
+    """What one summary record says: how many were suppressed, over how long."""
+
+    tally: _Tally
+    suppressed: int
+    seconds: float
+
+    def log(self, logger: logging.Logger) -> None:
+        from ._taxonomy import redact_text
+
+        tally = self.tally
+        data: dict[str, Any] = {
+            "suppressed": self.suppressed,
+            "seconds": round(self.seconds, 3),
+            "suppressed_event": tally.name,
+        }
+        if tally.subject is not None:
+            data["subject"] = redact_text(tally.subject)
+        if tally.error_type is not None:
+            data["error_type"] = tally.error_type
+            data["error"] = tally.error
+        with contextlib.suppress(Exception):  # a summary must never break a call
+            log_redacted(
+                logger,
+                tally.levelno,
+                _message(_SUMMARY_NAME, data),
+                payload={**data, "event": _SUMMARY_NAME},
+            )
+
+
+class _LogSummary:
+    """Which failures to log in full and which to count (thread-safe, bounded).
+
+    A failure is logged in full the first time its key (event name, subject,
+    exception type, redacted message with digits masked) is seen, and again
+    once ``interval`` seconds have passed since; in between it is counted. The
+    count is written as one summary line when the key next occurs after the
+    interval, when any failure arrives after its interval has run out, when
+    the key is evicted (at most ``max_keys`` keys, least recently seen first)
+    and at interpreter exit. Time comes from the clock seam at each call.
+    """
+
+    __slots__ = ("_lock", "_next_due", "_tallies", "interval", "max_keys")
+
+    def __init__(self, interval: float, max_keys: int) -> None:
+        self.interval = interval
+        self.max_keys = max_keys
+        self._lock = threading.Lock()
+        self._tallies: OrderedDict[tuple[Any, ...], _Tally] = OrderedDict()
+        self._next_due = math.inf
+
+    def admit(self, event: Event, levelno: int) -> tuple[list[_SummaryLine], bool]:
+        """``(summary lines due now, whether to log this event in full)``."""
+        from ._clock import get_clock
+
+        now = get_clock().monotonic()
+        error_type = error = None
+        if event.exc is not None:
+            error_type = type(event.exc).__qualname__
+            error = _DIGITS.sub("#", _error_text(event.exc, 200))
+        key = (event.name, event.subject, levelno, error_type, error)
+        due: list[_SummaryLine] = []
+        with self._lock:
+            tally = self._tallies.get(key)
+            if tally is None:
+                self._tallies[key] = _Tally(
+                    levelno, event.name, event.subject, error_type, error, now
+                )
+                if len(self._tallies) > self.max_keys:
+                    _, evicted = self._tallies.popitem(last=False)
+                    if evicted.suppressed:
+                        due.append(evicted.line())
+                log_now = True
+            else:
+                self._tallies.move_to_end(key)
+                if tally.since <= now < tally.since + self.interval:
+                    if not tally.suppressed:
+                        _exit_flush_registered()
+                        self._next_due = min(
+                            self._next_due, tally.since + self.interval
+                        )
+                    tally.suppressed += 1
+                    tally.last = now
+                    log_now = False
+                else:  # the interval is over (or the clock went back): start anew
+                    if tally.suppressed:
+                        due.append(tally.line())
+                    tally.since, tally.suppressed, tally.last = now, 0, now
+                    log_now = True
+            if now >= self._next_due:
+                due.extend(self._sweep(now))
+        return due, log_now
+
+    def _sweep(self, now: float) -> list[_SummaryLine]:
+        """Summaries of every key whose interval has run out (lock held)."""
+        due: list[_SummaryLine] = []
+        next_due = math.inf
+        for key, tally in list(self._tallies.items()):
+            if not tally.suppressed:
+                continue
+            ends = tally.since + self.interval
+            if ends <= now:
+                due.append(tally.line())
+                del self._tallies[key]  # its next occurrence is logged in full
+            else:
+                next_due = min(next_due, ends)
+        self._next_due = next_due
+        return due
+
+    def drain(self) -> list[_SummaryLine]:
+        """Summaries of every pending count, whatever the interval; forgets all."""
+        with self._lock:
+            due = [t.line() for t in self._tallies.values() if t.suppressed]
+            self._tallies.clear()
+            self._next_due = math.inf
+        return due
+
+
+_summary_lock = threading.Lock()
+_summary: _LogSummary | None = _LogSummary(
+    DEFAULT_SUMMARY_INTERVAL, DEFAULT_SUMMARY_KEYS
+)
+_exit_registered: list[bool] = []
+
+
+def _exit_flush_registered() -> None:
+    """Flush pending counts at exit; registered at the first suppression."""
+    if not _exit_registered:
+        import atexit
+
+        _exit_registered.append(True)
+        atexit.register(flush_log_summary)
+
+
+def flush_log_summary() -> None:
+    """Write a summary line for every pending suppressed count now.
+
+    Runs at interpreter exit by itself (before logging shuts down). Never
+    raises.
+    """
+    import logging
+
+    summary = _summary
+    if summary is None:
+        return
+    logger = logging.getLogger("paios_reliability")
+    for line in summary.drain():
+        line.log(logger)
+
+
+def _swap_summary(new: _LogSummary | None) -> _LogSummary | None:
+    global _summary
+    with _summary_lock:
+        old, _summary = _summary, new
+    if old is not None:
+        import logging
+
+        logger = logging.getLogger("paios_reliability")
+        for line in old.drain():  # counts are never lost, only summarised
+            line.log(logger)
+    return old
+
+
+def set_log_summary(
+    interval: float | None = DEFAULT_SUMMARY_INTERVAL,
+    *,
+    max_keys: int = DEFAULT_SUMMARY_KEYS,
+) -> Restorer:
+    """Summarise repeated identical failures in the default log hook's output.
+
+    On by default (60 s). A failure event (one with an exception, or at
+    ``warning`` and above) is logged in full the first time; identical ones
+    (same event name, subject, level, exception type and redacted message,
+    digits masked) within ``interval`` seconds are only counted, and one line
+    ``paios_reliability.logging.suppressed suppressed=N seconds=S
+    suppressed_event=...`` reports the count when the failure recurs after
+    the interval, when the interval of any pending count has run out by the
+    time the next failure is logged, and at interpreter exit. So a storm of N
+    identical failures writes O(1) tracebacks per interval, not O(N). Only
+    log output is summarised: hooks, metrics and the event store still get
+    every event.
+
+    Thread-safe; memory is bounded by ``max_keys`` (least recently seen keys
+    are dropped first, their pending count written). Time comes from the
+    clock seam (:func:`~paios_reliability.testing.FakeClock` in tests).
+
+    Args:
+        interval: Seconds between full log lines of one failure; ``None`` or
+            ``0`` logs every failure in full.
+        max_keys: How many distinct failures to track at once.
+
+    Returns:
+        A :class:`Restorer` that brings back the previous setting. Changing
+        the setting starts with nothing tracked; pending counts are written
+        first.
+
+    Raises:
+        ValueError: ``interval`` is negative or not finite, or ``max_keys`` < 1.
+    """
+    seconds: object = interval  # checked at run time: callers may pass anything
+    if seconds is not None and (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or seconds < 0
+    ):
+        raise ValueError(
+            f"set_log_summary(interval=...) must be a finite number >= 0 or None, got {interval!r}"
+        )
+    keys: object = max_keys
+    if isinstance(keys, bool) or not isinstance(keys, int) or keys < 1:
+        raise ValueError(
+            f"set_log_summary(max_keys=...) must be an int >= 1, got {max_keys!r}"
+        )
+    new = _LogSummary(float(interval), max_keys) if interval else None
+    old = _swap_summary(new)
+    previous = (old.interval, old.max_keys) if old is not None else None
+
+    def undo() -> None:
+        _swap_summary(_LogSummary(*previous) if previous is not None else None)
+
+    return Restorer(undo)
+
+
+def isolate_log_summary() -> Restorer:
+    """Start counting afresh with the current setting (test isolation).
+
+    Returns:
+        A :class:`Restorer` that writes what is pending and starts afresh
+        again, with the setting in force when this was called.
+    """
+    current = _summary
+    settings = (current.interval, current.max_keys) if current is not None else None
+    _swap_summary(_LogSummary(*settings) if settings is not None else None)
+
+    def undo() -> None:
+        _swap_summary(_LogSummary(*settings) if settings is not None else None)
+
+    return Restorer(undo)
