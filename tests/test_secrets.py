@@ -309,6 +309,7 @@ def test_redact_text_keeps_token_counts() -> None:
         ("https://hooks.slack.com/services/T0/B0/XX", "https://hooks.slack.com/services/[REDACTED]"),
         ("Basic dXNlcjpwYXNz", "Basic [REDACTED]"),
         ("basic checks failed", "basic checks failed"),
+        ("basic max_tokens=123", "basic max_tokens=123"),
         ("sk-learn-based", "sk-learn-based"),
     ],
 )  # fmt: skip

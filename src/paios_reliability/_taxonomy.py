@@ -1133,6 +1133,7 @@ _FLAG = re.compile(r"--(?P<name>[A-Za-z][\w.-]{0,128})(?:[\"'],[ \t]*|[ \t]+)")
 _SCHEME = re.compile(
     r"\b(?P<scheme>(?i:bearer|basic))[ \t]+(?P<cred>[A-Za-z0-9._~+/=-]{4,})"
 )
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
 _HOOK = re.compile(
     r"(?:hooks\.slack\.com/services/|discord(?:app)?\.com/api/webhooks/)"
     r"(?P<path>[A-Za-z0-9/_-]+)"
@@ -1265,7 +1266,7 @@ def _shape_spans(text: str, spans: list[tuple[int, int]]) -> None:
         for m in _SCHEME.finditer(text):
             cred = m.group("cred")
             if m.group("scheme").lower() == "basic" and not (
-                len(cred) >= 8
+                _BASE64.fullmatch(cred) is not None
                 and (
                     any(c.isdigit() or c in "+/=" for c in cred)
                     or any(c.isupper() for c in cred[1:])
