@@ -393,13 +393,12 @@ def test_secrets_in_logs_default_hook_lines_tracebacks_and_notes(
             == "fallback"
         )
     out, err = capfd.readouterr()
-    assert (
-        "Traceback (most recent call last)" in caplog.text
-    )  # the traceback is there...
-    assert (
-        "attempt 1: ConnectionResetError: backend reset, token=[REDACTED]"
-        in caplog.text
-    )
+    assert "Traceback (most recent call last)" in caplog.text  # the traceback is there
+    if sys.version_info >= (3, 11):  # tracebacks print exception notes from 3.11
+        assert (
+            "attempt 1: ConnectionResetError: backend reset, token=[REDACTED]"
+            in caplog.text
+        )
     assert_no_secret(list(FIXED.values()), caplog=caplog.text, stdout=out, stderr=err)
 
 
