@@ -132,8 +132,11 @@ def test_a_raising_hook_is_logged_and_breaks_nothing(
     assert record.levelno == logging.ERROR
     assert "paios_reliability.limiter.rejected" in record.getMessage()
     assert "broken" in record.getMessage()
-    assert record.exc_info is not None
-    assert isinstance(record.exc_info[1], RuntimeError)
+    # The traceback travels already formatted and redacted, never as exc_info.
+    assert record.exc_info is None
+    assert record.exc_text is not None
+    assert record.exc_text.endswith("RuntimeError: hook bug")
+    assert "RuntimeError: hook bug" in caplog.text
 
 
 def test_restorer_removes_exactly_that_hook() -> None:
@@ -244,10 +247,13 @@ def test_tracebacks_only_at_error_level(
         emit("retry", "gave_up", level="error", exc=exc)
 
     warning, error = records_of(events_logged, "paios_reliability")
-    assert warning.exc_info is None
+    assert (warning.exc_info, warning.exc_text) == (None, None)
     assert "error_type='ConnectionResetError'" in warning.getMessage()
-    assert error.exc_info is not None
-    assert error.exc_info[1].args == ("peer reset",)  # type: ignore[union-attr]
+    assert error.exc_info is None  # no raw exception for handlers to print
+    assert error.exc_text is not None
+    assert error.exc_text.startswith("Traceback (most recent call last):")
+    assert error.exc_text.endswith("ConnectionResetError: peer reset")
+    assert error.paios_event["exception"] == error.exc_text  # type: ignore[attr-defined]
 
 
 def test_nothing_is_logged_below_the_logger_level(

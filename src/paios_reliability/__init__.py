@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ._config_file import ConfigFile, SaveResult
     from ._crash import CrashHandler, install_crash_handler
     from ._credentials import Credential, CredentialStore
-    from ._events import Event, add_event_hook
+    from ._events import Event, add_event_hook, set_log_summary
     from ._eventstore import EventStore, StoredEvent
     from ._exceptions import (
         ApprovalRequiredError,
@@ -245,6 +245,7 @@ _LAZY: dict[str, str] = {
     "retry_context": "_retry",
     "run_process": "_process",
     "set_active": "_config",
+    "set_log_summary": "_events",
     "set_metrics": "_metrics",
     "stable_hash": "_signed",
     "VOLATILE_KEYS": "_signed",
@@ -372,6 +373,7 @@ __all__ = [
     "retry_context",
     "run_process",
     "set_active",
+    "set_log_summary",
     "set_metrics",
     "stable_hash",
     "timeout",

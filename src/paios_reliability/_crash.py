@@ -14,8 +14,11 @@
   markers of processes that are gone and records each as a crash, with the
   ``faulthandler`` output of that run attached when there is one.
 
-Every hook chains to the one installed before it. Installing twice with the
-same store and service returns the same handler.
+Every hook chains to the one installed before it. Where that is Python's own
+default (which prints the traceback, and the secrets in the exception text,
+to stderr), the handler prints the same traceback redacted instead. Records
+never hold a secret: the traceback and the audit record are redacted.
+Installing twice with the same store and service returns the same handler.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import sqlite3
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -97,15 +99,20 @@ def _format_traceback(
     exc: BaseException | None,
     tb: TracebackType | None,
 ) -> str:
-    from ._taxonomy import redact_text
+    from ._taxonomy import redacted_traceback
 
-    try:
-        text = "".join(traceback.format_exception(exc_type, exc, tb))
-    except Exception:  # noqa: BLE001 - a hostile exception still gets recorded
-        text = f"<traceback unavailable for {exc_type!r}>"
-    if len(text) > _MAX_TRACEBACK:
-        text = "...\n" + text[-_MAX_TRACEBACK:]
-    return redact_text(text)
+    if exc is None:
+        return f"<no exception for {exc_type!r}>"
+    return redacted_traceback(exc, tb, limit=_MAX_TRACEBACK)
+
+
+def _print_redacted(header: str, exc: BaseException, tb: TracebackType | None) -> None:
+    """What Python's own hook prints, with the traceback redacted."""
+    with contextlib.suppress(Exception):
+        stream = sys.stderr
+        if stream is not None:
+            stream.write(header + _format_traceback(type(exc), exc, tb))
+            stream.flush()
 
 
 class CrashHandler:
@@ -435,12 +442,17 @@ class CrashHandler:
                 kind=action,
                 error_type=audit.get("error_type"),
             )
-        except Exception:
+        except Exception as failure:  # noqa: BLE001 - a crash record must never raise
             with contextlib.suppress(Exception):
                 import logging
 
-                logging.getLogger("paios_reliability.crash").exception(
-                    "could not record a crash of %s", self.service
+                from ._events import log_redacted
+
+                log_redacted(
+                    logging.getLogger("paios_reliability.crash"),
+                    logging.ERROR,
+                    f"could not record a crash of {self.service}",
+                    failure,
                 )
 
     def _excepthook(
@@ -457,6 +469,11 @@ class CrashHandler:
         else:
             self._status = "interrupted"
         previous = self._prev_excepthook or sys.__excepthook__
+        if previous is sys.__excepthook__ and not issubclass(
+            exc_type, KeyboardInterrupt
+        ):
+            _print_redacted("", exc, tb)
+            return
         previous(exc_type, exc, tb)
 
     def _threading_hook(self, args: threading.ExceptHookArgs) -> None:
@@ -471,6 +488,18 @@ class CrashHandler:
                 thread=name,
             )
         previous = self._prev_threading_hook or threading.__excepthook__
+        if (
+            previous is threading.__excepthook__
+            and exc is not None
+            and not isinstance(exc, SystemExit)
+        ):
+            thread = args.thread.name if args.thread is not None else None
+            _print_redacted(
+                f"Exception in thread {thread or threading.get_ident()}:\n",
+                exc,
+                args.exc_traceback,
+            )
+            return
         previous(args)
 
     def asyncio_handler(
@@ -503,7 +532,7 @@ class CrashHandler:
         if previous is not None:
             previous(loop, context)
         else:
-            loop.default_exception_handler(context)
+            _log_asyncio_redacted(context)
 
     def watch_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Record unhandled exceptions of ``loop`` (default: the running loop).
@@ -549,6 +578,35 @@ class CrashHandler:
 
     def __repr__(self) -> str:
         return f"CrashHandler(service={self.service!r}, store={self.store.path!r})"
+
+
+def _log_asyncio_redacted(context: dict[str, Any]) -> None:
+    """``loop.default_exception_handler``, redacted.
+
+    The default prints the exception's traceback and the reprs of the task,
+    future or handle, which show the arguments of the callback.
+    """
+    import logging
+
+    from ._events import log_redacted
+
+    message = str(context.get("message") or "Unhandled exception in event loop")
+    lines = [message]
+    for key in sorted(context):
+        if key not in ("message", "exception"):
+            try:
+                value = repr(context[key])
+            except Exception:  # noqa: BLE001 - a hostile repr still gets a line
+                value = "<unrepresentable>"
+            lines.append(f"{key}: {value}")
+    exc = context.get("exception")
+    with contextlib.suppress(Exception):
+        log_redacted(
+            logging.getLogger("asyncio"),
+            logging.ERROR,
+            "\n".join(lines),
+            exc if isinstance(exc, BaseException) else None,
+        )
 
 
 def _read_fault(path: str | None) -> str | None:

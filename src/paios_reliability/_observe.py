@@ -7,7 +7,8 @@ without leaking between concurrent asyncio tasks or threads.
 
 :func:`configure_logging` routes stdlib logging and structlog through one
 pipeline to **stderr**: JSON when stderr is not a terminal, readable text when
-it is.
+it is. Every line is redacted on its way out (values under secret names,
+secret-shaped text, tracebacks); tracebacks never show frame locals.
 """
 
 from __future__ import annotations
@@ -172,6 +173,24 @@ def _lift_event(
     return event_dict
 
 
+def _redact_event_dict(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Mask secrets in every value of a log line, tracebacks included."""
+    from ._taxonomy import REDACTED, is_secret_key, json_safe, redact_text
+
+    for key, value in list(event_dict.items()):
+        if value is None or isinstance(value, (bool, int, float)):
+            continue
+        if key != "event" and is_secret_key(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, str):
+            event_dict[key] = redact_text(value)
+        else:
+            event_dict[key] = json_safe(value)
+    return event_dict
+
+
 def configure_logging(
     *, json: bool | None = None, level: int | str = "INFO"
 ) -> Restorer:
@@ -179,6 +198,13 @@ def configure_logging(
 
     Calling it again replaces the previous setup (it never stacks handlers).
     Log lines carry the trace context of :func:`trace`.
+
+    Every line is redacted before it is written, whoever logged it (the
+    library, structlog or stdlib callers, third-party libraries): values under
+    secret-looking keys, secret-shaped text in every value and in tracebacks
+    (see :func:`~paios_reliability._taxonomy.redact_text`). Tracebacks never
+    include frame locals: JSON mode renders them as structured frames
+    (``exc_type``, ``exc_value``, ``frames``) without ``locals``.
 
     Args:
         json: ``True`` for one JSON object per line, ``False`` for readable
@@ -219,13 +245,29 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
-    renderer: Any
+    final: list[Any]
     if json:
-        renderer = structlog.processors.JSONRenderer()
-        final = [structlog.processors.dict_tracebacks, renderer]
+        # structlog's dict_tracebacks shows frame locals by default: an
+        # argument such as api_key would be printed with every traceback.
+        from structlog.tracebacks import ExceptionDictTransformer
+
+        no_locals = ExceptionDictTransformer(show_locals=False)
+        final = [
+            structlog.processors.ExceptionRenderer(no_locals),
+            _redact_event_dict,
+            structlog.processors.JSONRenderer(),
+        ]
     else:
         colors = sys.stderr.isatty() and "NO_COLOR" not in os.environ
-        final = [structlog.dev.ConsoleRenderer(colors=colors)]
+        final = [
+            # Formatted here so the text is redacted before it is printed;
+            # rich tracebacks would show frame locals.
+            structlog.processors.format_exc_info,
+            _redact_event_dict,
+            structlog.dev.ConsoleRenderer(
+                colors=colors, exception_formatter=structlog.dev.plain_traceback
+            ),
+        ]
 
     structlog.configure(
         processors=[

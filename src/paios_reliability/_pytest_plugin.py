@@ -5,8 +5,9 @@
 - ``reliability_events``: the events emitted during the test.
 
 Every test also gets global switches (``set_active``, ``set_testing``), the
-default clock and catalog rules restored afterwards, so one test's settings
-never leak into the next.
+default clock and catalog rules restored afterwards, and a fresh log-storm
+summary (a failure logged by an earlier test is logged in full again), so one
+test's settings never leak into the next.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import _clock, _config, _taxonomy
+from . import _clock, _config, _events, _taxonomy
 from .testing import CapturedEvents, FakeClock, capture_events
 
 
@@ -24,9 +25,11 @@ def _paios_reliability_isolation() -> Iterator[None]:
     switches = _config.snapshot()
     restore_clock = _clock.set_clock(_clock.get_clock())
     rules = _taxonomy.CATALOG.snapshot()
+    summary = _events.isolate_log_summary()
     try:
         yield
     finally:
+        summary()
         rules()
         restore_clock()
         switches()

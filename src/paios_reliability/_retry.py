@@ -261,12 +261,15 @@ class _Policy:
 
 
 def _describe(exc: BaseException) -> str:
+    """``Type: message`` for a retry note, redacted: notes are printed with tracebacks."""
+    from ._taxonomy import redact_clip
+
     try:
-        text = str(exc)
+        text = redact_clip(str(exc), 200)
     except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
         text = "<unprintable>"
     name = type(exc).__qualname__
-    return f"{name}: {text[:200]}" if text else name
+    return f"{name}: {text}" if text else name
 
 
 def add_note(exc: BaseException, note: str) -> None:

@@ -340,11 +340,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one clear line, stable exit code
-        from ._taxonomy import classify, exit_code_for
+        from ._taxonomy import classify, exit_code_for, redact_text
 
         code = getattr(exc, "code", None)
         label = code if isinstance(code, str) else classify(exc).code
-        print(f"paios-reliability: error: {label}: {exc}", file=sys.stderr)
+        try:
+            text = redact_text(str(exc))
+        except Exception:  # noqa: BLE001 - a broken __str__ still gets its line
+            text = f"<unprintable {type(exc).__name__}>"
+        print(f"paios-reliability: error: {label}: {text}", file=sys.stderr)
         return exit_code_for(exc)
     return status
 

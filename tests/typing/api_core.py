@@ -160,6 +160,9 @@ def hook(event: pr.Event) -> None:
 typed_hook: EventHook = hook
 assert_type(pr.add_event_hook(hook), pr.Restorer)
 pr.add_event_hook(lambda: None)  # type: ignore[arg-type]
+assert_type(pr.set_log_summary(30.0, max_keys=64), pr.Restorer)
+assert_type(pr.set_log_summary(None), pr.Restorer)
+pr.set_log_summary("60")  # type: ignore[arg-type]
 
 with capture_events() as events:
     assert_type(events, CapturedEvents)
