@@ -251,6 +251,79 @@ def hold_lock(path: str, ready: str) -> dict[str, object]:
     return {"held": True}
 
 
+def _unprivileged_config_save(path: str) -> dict[str, object]:
+    from pydantic import BaseModel
+
+    from paios_reliability import ConfigFile
+
+    class Doc(BaseModel):
+        name: str
+
+    result = ConfigFile(path, Doc).save({"name": "new"})
+    return {"changed": result.changed}
+
+
+def _unprivileged_cred_set(path: str) -> dict[str, object]:
+    from paios_reliability import Credential, CredentialStore
+
+    store = CredentialStore(path)
+    store.set("p", Credential(provider="x", token="new-secret-token"))
+    return {"names": store.names()}
+
+
+_UNPRIVILEGED_OPS = {
+    "config_save": _unprivileged_config_save,
+    "cred_set": _unprivileged_cred_set,
+}
+
+
+def unprivileged(op: str, *args: str) -> dict[str, object]:
+    """Run ``op`` as uid 65534 (when root), after a warm-up run as root.
+
+    The interpreter's own files may be closed to that user (a Python under
+    /root), so every import the operation and its error paths need happens
+    first, in a warm-up on a scratch copy of the files.
+    """
+    import shutil
+    import tempfile
+
+    import pydantic  # noqa: F401
+    from pydantic import BaseModel  # noqa: F401
+
+    from paios_reliability import ConfigError, CredentialError  # noqa: F401
+    from paios_reliability._taxonomy import classify
+
+    classify(PermissionError(13, "warm-up"))
+    fn = _UNPRIVILEGED_OPS[op]
+    scratch = tempfile.mkdtemp()
+    try:
+        copies = []
+        for arg in args:
+            copy = os.path.join(scratch, os.path.basename(arg))
+            if os.path.exists(arg):
+                shutil.copy2(arg, copy)
+            copies.append(copy)
+        fn(*copies)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if os.geteuid() == 0:
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+        except OSError as exc:
+            return {"cannot_drop": str(exc)}
+    try:
+        return {"ok": True, **fn(*args)}
+    except Exception as exc:  # reported to the parent
+        return {
+            "ok": False,
+            "types": [cls.__name__ for cls in type(exc).__mro__],
+            "code": getattr(exc, "code", None),
+            "message": str(exc),
+        }
+
+
 COMMANDS = {
     "sqlite_increment": sqlite_increment,
     "sqlite_open": sqlite_open,
@@ -260,6 +333,7 @@ COMMANDS = {
     "cred_writer": cred_writer,
     "cred_refresh": cred_refresh,
     "hold_lock": hold_lock,
+    "unprivileged": unprivileged,
 }
 
 
