@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _wait_for_go(go: str) -> None:
@@ -251,7 +252,7 @@ def hold_lock(path: str, ready: str) -> dict[str, object]:
     return {"held": True}
 
 
-def _unprivileged_config_save(path: str) -> dict[str, object]:
+def _unprivileged_config_save(path: str, size: str = "3") -> dict[str, object]:
     from pydantic import BaseModel
 
     from paios_reliability import ConfigFile
@@ -259,7 +260,7 @@ def _unprivileged_config_save(path: str) -> dict[str, object]:
     class Doc(BaseModel):
         name: str
 
-    result = ConfigFile(path, Doc).save({"name": "new"})
+    result = ConfigFile(path, Doc).save({"name": "n" * int(size)})
     return {"changed": result.changed}
 
 
@@ -275,6 +276,31 @@ _UNPRIVILEGED_OPS = {
     "config_save": _unprivileged_config_save,
     "cred_set": _unprivileged_cred_set,
 }
+
+
+def _report(fn: Any, *args: str) -> dict[str, object]:
+    try:
+        return {"ok": True, **fn(*args)}
+    except Exception as exc:  # reported to the parent
+        return {
+            "ok": False,
+            "types": [cls.__name__ for cls in type(exc).__mro__],
+            "code": getattr(exc, "code", None),
+            "message": str(exc),
+        }
+
+
+def fsize_limited(limit: str, op: str, *args: str) -> dict[str, object]:
+    """Run ``op`` with files limited to ``limit`` bytes: writes past it fail (EFBIG).
+
+    The nearest to a full disk a test can get without a tiny file system.
+    """
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
+    return _report(_UNPRIVILEGED_OPS[op], *args)
 
 
 def unprivileged(op: str, *args: str) -> dict[str, object]:
@@ -313,15 +339,7 @@ def unprivileged(op: str, *args: str) -> dict[str, object]:
             os.setuid(65534)
         except OSError as exc:
             return {"cannot_drop": str(exc)}
-    try:
-        return {"ok": True, **fn(*args)}
-    except Exception as exc:  # reported to the parent
-        return {
-            "ok": False,
-            "types": [cls.__name__ for cls in type(exc).__mro__],
-            "code": getattr(exc, "code", None),
-            "message": str(exc),
-        }
+    return _report(fn, *args)
 
 
 COMMANDS = {
@@ -334,6 +352,7 @@ COMMANDS = {
     "cred_refresh": cred_refresh,
     "hold_lock": hold_lock,
     "unprivileged": unprivileged,
+    "fsize_limited": fsize_limited,
 }
 
 

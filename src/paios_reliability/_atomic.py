@@ -154,10 +154,18 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
         os.close(fd)
 
 
-def describe_os_error(exc: OSError) -> str:
-    """``"Permission denied (EACCES): /etc/x.lock"``: the cause, for an error message."""
+def describe_os_error(exc: OSError, path: str | os.PathLike[str] | None = None) -> str:
+    """``"Permission denied (EACCES): /etc/x.lock"``: the cause, for an error message.
+
+    With ``path`` (the file being written), a missing parent directory is
+    named as such rather than as the missing temp or lock file.
+    """
     if isinstance(exc, (NotARegularFileError, FileTooLargeError)):
         return str(exc.strerror)
+    if isinstance(exc, FileNotFoundError) and path is not None:
+        parent = os.path.dirname(_resolve(path))
+        if not os.path.isdir(parent):
+            return f"directory {parent} does not exist"
     text = exc.strerror or str(exc) or type(exc).__name__
     if exc.errno is not None and exc.errno in errno.errorcode:
         text += f" ({errno.errorcode[exc.errno]})"
