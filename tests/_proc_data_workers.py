@@ -242,6 +242,46 @@ def cred_refresh(path: str, log: str, server: str, go: str) -> dict[str, object]
     return {"refreshed": store.refresh_due()}
 
 
+def cred_update(path: str, key: str, count: str, go: str) -> dict[str, object]:
+    """Bump ``metadata[key]`` of profile "github" ``count`` times with update().
+
+    With ``key == "rotations"`` every bump also rotates the token and the
+    refresh token, as an OAuth refresh would.
+    """
+    from paios_reliability import Credential, CredentialStore
+
+    store = CredentialStore(path)
+    _wait_for_go(go)
+
+    def bump(cred: Credential | None) -> Credential:
+        assert cred is not None
+        n = int(cred.metadata.get(key, 0)) + 1
+        update: dict[str, object] = {"metadata": {**cred.metadata, key: n}}
+        if key == "rotations":
+            update.update(token=f"access-{n}", refresh_token=f"refresh-{n}")
+        return cred.model_copy(update=update)
+
+    for _ in range(int(count)):
+        store.update("github", bump)
+    return {"key": key, "done": int(count)}
+
+
+def cred_rotate(path: str) -> dict[str, object]:
+    """Rotate profile "github" once, as another process's OAuth refresh."""
+    from paios_reliability import CredentialStore
+
+    store = CredentialStore(path)
+    new = store.update(
+        "github",
+        lambda cred: (
+            None
+            if cred is None
+            else cred.model_copy(update={"token": "access-2", "refresh_token": "R2"})
+        ),
+    )
+    return {"rotated": new is not None}
+
+
 def hold_lock(path: str, ready: str) -> dict[str, object]:
     """Hold the sidecar lock of ``path`` until stdin closes."""
     from paios_reliability._atomic import file_lock
@@ -351,6 +391,8 @@ COMMANDS = {
     "cred_writer": cred_writer,
     "cred_refresh": cred_refresh,
     "hold_lock": hold_lock,
+    "cred_update": cred_update,
+    "cred_rotate": cred_rotate,
     "unprivileged": unprivileged,
     "fsize_limited": fsize_limited,
 }

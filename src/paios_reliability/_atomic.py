@@ -92,7 +92,13 @@ class FileTooLargeError(OSError):
     """A file is larger than the reader's limit."""
 
 
-def _refuse_special(name: str, st: os.stat_result) -> None:
+def refuse_special_file(name: str, st: os.stat_result) -> None:
+    """Raise unless ``st`` (of ``name``) is a regular file.
+
+    Raises:
+        IsADirectoryError: A directory.
+        NotARegularFileError: A FIFO, socket, device or other special file.
+    """
     kind = file_kind(st.st_mode)
     if kind is None:
         return
@@ -132,11 +138,11 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
         OSError: Any other failure to stat, open or read (``EACCES``...).
     """
     name = os.fspath(path)
-    _refuse_special(name, os.stat(name))
+    refuse_special_file(name, os.stat(name))
     fd = os.open(name, _READ_FLAGS)
     try:
         st = os.fstat(fd)
-        _refuse_special(name, st)
+        refuse_special_file(name, st)
         if st.st_size > max_bytes:
             raise _too_large(name, st.st_size, max_bytes)
         chunks: list[bytes] = []
