@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -601,24 +602,40 @@ config_like = st.dictionaries(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(raw=st.binary(max_size=400) | config_like.map(lambda d: json.dumps(d).encode()))
+@given(
+    raw=st.binary(max_size=400) | config_like.map(lambda d: json.dumps(d).encode()),
+    max_bytes=st.one_of(st.just(16 * 1024 * 1024), st.integers(1, 400)),
+    kind=st.sampled_from([None, "fifo", "dev_zero"]),
+)
 def test_any_file_content_gives_config_error_or_a_valid_value(
-    tmp_path: Path, raw: bytes
+    tmp_path: Path, raw: bytes, max_bytes: int, kind: str | None
 ) -> None:
     path = tmp_path / "fuzz.json"
-    path.write_bytes(raw)
-    cf = ConfigFile(path, App)
-    try:
-        value: App | None = cf.load()
-    except ConfigError as exc:
-        value, error = None, exc
-    if value is None:
-        assert error.path == str(path)
-        assert error.errors
-        assert all(field and message for field, message in error.errors)
-    else:
-        assert isinstance(value, App)
-    assert path.read_bytes() == raw
+    path.unlink(missing_ok=True)
+    with contextlib.ExitStack() as stack:
+        if kind is None:
+            path.write_bytes(raw)
+        else:
+            stack.enter_context(hostile(kind, path))
+        cf = ConfigFile(path, App, max_bytes=max_bytes)
+        try:
+            value: App | None = finishes(cf.load)
+        except ConfigError as exc:
+            value, error = None, exc
+        if value is None:
+            assert error.path == str(path)
+            assert error.errors
+            assert all(field and message for field, message in error.errors)
+            if kind is None and len(raw) > max_bytes:
+                assert "read limit" in str(error)
+        else:
+            assert kind is None
+            assert len(raw) <= max_bytes
+            assert isinstance(value, App)
+        if kind is None:
+            assert path.read_bytes() == raw
+    path.unlink(missing_ok=True)
+    (tmp_path / "fuzz.json.real-fifo").unlink(missing_ok=True)
 
 
 @settings(
