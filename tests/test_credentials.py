@@ -221,6 +221,14 @@ def test_create_makes_an_empty_0600_store(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"version": 1, "profiles": {}}
 
 
+def test_create_through_a_dangling_symlink_makes_its_target(tmp_path: Path) -> None:
+    link = tmp_path / "auth.json"
+    link.symlink_to(tmp_path / "real.json")
+    assert CredentialStore(link, create=True).names() == []
+    assert link.is_symlink()
+    assert _mode(tmp_path / "real.json") == 0o600
+
+
 def test_invalid_store_error_carries_no_secret(tmp_path: Path) -> None:
     path = tmp_path / "auth.json"
     path.write_text(

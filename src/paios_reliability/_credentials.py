@@ -319,12 +319,13 @@ class CredentialStore:
         self._refreshers: dict[str, Refresher] = {}
         self._warned: set[tuple[str, _dt.datetime | None]] = set()
         self._closed = False
-        if create and not os.path.lexists(self.path):
+        if create:
             try:
-                with file_lock(self.path, timeout=lock_timeout):
-                    if not os.path.lexists(self.path):
-                        atomic_write(self.path, _render({}), mode=_FILE_MODE)
-                        emit("credentials", "created", subject=str(self.path))
+                if not self.path.exists():  # a dangling symlink gets its target
+                    with file_lock(self.path, timeout=lock_timeout):
+                        if not self.path.exists():
+                            atomic_write(self.path, _render({}), mode=_FILE_MODE)
+                            emit("credentials", "created", subject=str(self.path))
             except OSError as exc:
                 raise self._os_error("create", exc) from exc
         self._profiles()
