@@ -386,6 +386,17 @@ def test_stale_temp_of_a_dead_writer_is_removed(tmp_path: Path) -> None:
     assert events.of("atomic_write.stale_temp_removed")[0].fields["count"] == 1
 
 
+def test_a_fifo_named_like_a_stale_temp_does_not_block_the_writer(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "f.json"
+    planted = tmp_path / f".f.json.{_dead_pid()}.0badcafe.tmp"
+    os.mkfifo(planted)
+    finishes(lambda: atomic_write(target, "x"))
+    assert target.read_text() == "x"
+    assert stat.S_ISFIFO(os.lstat(planted).st_mode)  # not ours: left alone
+
+
 def test_stale_temp_whose_pid_was_reused_is_removed_once_old(tmp_path: Path) -> None:
     target = tmp_path / "f.json"
     # PID 1 is always alive: the name's writer looks live, as after PID reuse.

@@ -277,11 +277,13 @@ def _clean_stale(target: str) -> int:
         ):
             continue
         try:
-            fd = os.open(entry.path, os.O_RDONLY)
+            # O_NONBLOCK: a FIFO planted under a temp file's name must not
+            # block the writer; only regular files are ours to remove.
+            fd = os.open(entry.path, _READ_FLAGS)
         except OSError:
             continue
         try:
-            if _try_lock(fd):
+            if stat.S_ISREG(os.fstat(fd).st_mode) and _try_lock(fd):
                 os.unlink(entry.path)
                 removed += 1
         except OSError:
