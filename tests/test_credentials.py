@@ -361,6 +361,31 @@ def test_a_read_only_directory_is_a_permission_credential_error() -> None:
         ]
 
 
+def test_a_write_past_the_file_size_limit_is_a_credential_error(
+    tmp_path: Path,
+) -> None:
+    """RLIMIT_FSIZE makes the write fail with EFBIG, as near to a full disk as we get."""
+    path = tmp_path / "auth.json"
+    store = CredentialStore(path, create=True)
+    store.set("big", _cred(metadata={"notes": "n" * 10_000}))
+    before = state(path)
+    proc = subprocess.run(
+        [sys.executable, WORKERS, "fsize_limited", "4096", "cred_set", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    answer = json.loads(proc.stdout)
+    assert answer["ok"] is False
+    assert "CredentialError" in answer["types"]
+    assert answer["code"] == "DISK_FULL"
+    assert "File too large (EFBIG)" in answer["message"]
+    assert "new-secret-token" not in answer["message"]
+    assert state(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".auth.json.lock", "auth.json"]
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o000])
 def test_finding_11_every_store_file_is_0600_from_its_creation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask: int
