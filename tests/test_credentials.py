@@ -383,7 +383,10 @@ def test_a_write_past_the_file_size_limit_is_a_credential_error(
     assert "File too large (EFBIG)" in answer["message"]
     assert "new-secret-token" not in answer["message"]
     assert state(path) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".auth.json.lock", "auth.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".auth.json.lock",
+        "auth.json",
+    ]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o000])
