@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _wait_for_go(go: str) -> None:
@@ -241,6 +242,46 @@ def cred_refresh(path: str, log: str, server: str, go: str) -> dict[str, object]
     return {"refreshed": store.refresh_due()}
 
 
+def cred_update(path: str, key: str, count: str, go: str) -> dict[str, object]:
+    """Bump ``metadata[key]`` of profile "github" ``count`` times with update().
+
+    With ``key == "rotations"`` every bump also rotates the token and the
+    refresh token, as an OAuth refresh would.
+    """
+    from paios_reliability import Credential, CredentialStore
+
+    store = CredentialStore(path)
+    _wait_for_go(go)
+
+    def bump(cred: Credential | None) -> Credential:
+        assert cred is not None
+        n = int(cred.metadata.get(key, 0)) + 1
+        update: dict[str, object] = {"metadata": {**cred.metadata, key: n}}
+        if key == "rotations":
+            update.update(token=f"access-{n}", refresh_token=f"refresh-{n}")
+        return cred.model_copy(update=update)
+
+    for _ in range(int(count)):
+        store.update("github", bump)
+    return {"key": key, "done": int(count)}
+
+
+def cred_rotate(path: str) -> dict[str, object]:
+    """Rotate profile "github" once, as another process's OAuth refresh."""
+    from paios_reliability import CredentialStore
+
+    store = CredentialStore(path)
+    new = store.update(
+        "github",
+        lambda cred: (
+            None
+            if cred is None
+            else cred.model_copy(update={"token": "access-2", "refresh_token": "R2"})
+        ),
+    )
+    return {"rotated": new is not None}
+
+
 def hold_lock(path: str, ready: str) -> dict[str, object]:
     """Hold the sidecar lock of ``path`` until stdin closes."""
     from paios_reliability._atomic import file_lock
@@ -249,6 +290,96 @@ def hold_lock(path: str, ready: str) -> dict[str, object]:
         open(ready, "w").close()
         sys.stdin.read()
     return {"held": True}
+
+
+def _unprivileged_config_save(path: str, size: str = "3") -> dict[str, object]:
+    from pydantic import BaseModel
+
+    from paios_reliability import ConfigFile
+
+    class Doc(BaseModel):
+        name: str
+
+    result = ConfigFile(path, Doc).save({"name": "n" * int(size)})
+    return {"changed": result.changed}
+
+
+def _unprivileged_cred_set(path: str) -> dict[str, object]:
+    from paios_reliability import Credential, CredentialStore
+
+    store = CredentialStore(path)
+    store.set("p", Credential(provider="x", token="new-secret-token"))
+    return {"names": store.names()}
+
+
+_UNPRIVILEGED_OPS = {
+    "config_save": _unprivileged_config_save,
+    "cred_set": _unprivileged_cred_set,
+}
+
+
+def _report(fn: Any, *args: str) -> dict[str, object]:
+    try:
+        return {"ok": True, **fn(*args)}
+    except Exception as exc:  # reported to the parent
+        return {
+            "ok": False,
+            "types": [cls.__name__ for cls in type(exc).__mro__],
+            "code": getattr(exc, "code", None),
+            "message": str(exc),
+        }
+
+
+def fsize_limited(limit: str, op: str, *args: str) -> dict[str, object]:
+    """Run ``op`` with files limited to ``limit`` bytes: writes past it fail (EFBIG).
+
+    The nearest to a full disk a test can get without a tiny file system.
+    """
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
+    return _report(_UNPRIVILEGED_OPS[op], *args)
+
+
+def unprivileged(op: str, *args: str) -> dict[str, object]:
+    """Run ``op`` as uid 65534 (when root), after a warm-up run as root.
+
+    The interpreter's own files may be closed to that user (a Python under
+    /root), so every import the operation and its error paths need happens
+    first, in a warm-up on a scratch copy of the files.
+    """
+    import shutil
+    import tempfile
+
+    import pydantic  # noqa: F401
+    from pydantic import BaseModel  # noqa: F401
+
+    from paios_reliability import ConfigError, CredentialError  # noqa: F401
+    from paios_reliability._taxonomy import classify
+
+    classify(PermissionError(13, "warm-up"))
+    fn = _UNPRIVILEGED_OPS[op]
+    scratch = tempfile.mkdtemp()
+    try:
+        copies = []
+        for arg in args:
+            copy = os.path.join(scratch, os.path.basename(arg))
+            if os.path.exists(arg):
+                shutil.copy2(arg, copy)
+            copies.append(copy)
+        fn(*copies)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if os.geteuid() == 0:
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+        except OSError as exc:
+            return {"cannot_drop": str(exc)}
+    return _report(fn, *args)
 
 
 COMMANDS = {
@@ -260,6 +391,10 @@ COMMANDS = {
     "cred_writer": cred_writer,
     "cred_refresh": cred_refresh,
     "hold_lock": hold_lock,
+    "cred_update": cred_update,
+    "cred_rotate": cred_rotate,
+    "unprivileged": unprivileged,
+    "fsize_limited": fsize_limited,
 }
 
 

@@ -23,8 +23,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hostile_files import (
+    HOSTILE_KINDS,
+    finishes,
+    hostile,
+    record_creation_modes,
+)
 from paios_reliability import LockConflictError, atomic_open, atomic_write
-from paios_reliability._atomic import file_lock, lock_path_for
+from paios_reliability._atomic import (
+    FileTooLargeError,
+    NotARegularFileError,
+    file_lock,
+    lock_path_for,
+    read_regular_file,
+)
 from paios_reliability.testing import FakeClock, capture_events
 
 WORKERS = str(Path(__file__).with_name("_proc_data_workers.py"))
@@ -91,6 +103,110 @@ def test_explicit_mode_and_umask_default(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o640
 
 
+@pytest.mark.parametrize(
+    ("existing", "mode", "umask", "final"),
+    [
+        (None, 0o600, 0o022, 0o600),  # a new secret
+        (0o600, None, 0o022, 0o600),  # a secret rewritten: its mode is kept
+        (0o600, None, 0o000, 0o600),
+        (0o640, 0o600, 0o022, 0o600),  # narrowed by mode=
+        (0o664, None, 0o022, 0o664),  # the umask took a bit; fchmod gives it back
+        (None, None, 0o077, 0o600),  # a new file: 0o666 minus the umask
+    ],
+)
+@pytest.mark.parametrize("via", ["atomic_write", "atomic_open"])
+def test_finding_11_temp_file_is_created_with_its_final_mode(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    via: str,
+    existing: int | None,
+    mode: int | None,
+    umask: int,
+    final: int,
+) -> None:
+    target = tmp_path / "secret.json"
+    if existing is not None:
+        target.write_text("old")
+        target.chmod(existing)
+    created = record_creation_modes(monkeypatch, tmp_path)
+    old_umask = os.umask(umask)
+    try:
+        if via == "atomic_write":
+            atomic_write(target, "sk-live-SECRET", mode=mode)
+        else:
+            with atomic_open(target, "w", perms=mode) as fh:
+                fh.write("sk-live-SECRET")
+    finally:
+        os.umask(old_umask)
+    monkeypatch.undo()
+    temps = [m for name, m in created if name.endswith(".tmp")]
+    assert len(temps) == 1
+    # Never a bit more than the final mode, from the first instant.
+    assert temps[0] & ~final == 0, oct(temps[0])
+    assert stat.S_IMODE(target.stat().st_mode) == final
+    assert target.read_text() == "sk-live-SECRET"
+
+
+def test_finding_11_owner_kept_and_temp_owner_only_until_chown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another owner")
+    target = tmp_path / "shared.json"
+    target.write_text("old")
+    os.chown(target, 65534, 65534)
+    target.chmod(0o640)
+    created = record_creation_modes(monkeypatch, tmp_path)
+    atomic_write(target, "new")
+    monkeypatch.undo()
+    # Until fchown, the group bits would be root's group's: owner-only.
+    assert [m for name, m in created if name.endswith(".tmp")] == [0o600]
+    st = target.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o640)
+
+
+def test_finding_19_temp_stays_locked_until_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent writer's stale cleanup, run while the temp is renamed, keeps it.
+
+    Right before ``os.replace`` the temp file is made to look as old as after
+    a slow fsync, and another process runs the stale-temp cleanup of the same
+    target, as a concurrent writer of that file would.
+    """
+    target = tmp_path / "big.json"
+    target.write_text("old")
+    real_replace = os.replace
+    cleanup_removed: list[str] = []
+
+    def replace(src: Any, dst: Any) -> None:
+        if str(src).endswith(".tmp"):
+            old = time.time() - 60
+            os.utime(src, (old, old))
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from paios_reliability._atomic import _clean_stale; "
+                    "print(_clean_stale(sys.argv[1]))",
+                    str(target),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
+            cleanup_removed.append(proc.stdout.strip())
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_write(target, "new")
+    monkeypatch.undo()
+    assert cleanup_removed == ["0"]
+    assert target.read_text() == "new"
+    assert _temps(tmp_path) == []
+
+
 def test_symlink_is_followed_and_kept(tmp_path: Path) -> None:
     real_dir = tmp_path / "real"
     real_dir.mkdir()
@@ -136,6 +252,43 @@ def test_directory_target_and_missing_parent(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         atomic_write(tmp_path / "no" / "f", "x")
     assert _temps(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "dev_zero"])
+def test_a_special_file_is_never_replaced(tmp_path: Path, kind: str) -> None:
+    with hostile(kind, tmp_path / "f") as path:
+        before = os.lstat(path)
+        with pytest.raises(FileExistsError, match=HOSTILE_KINDS[kind]) as info:
+            finishes(lambda: atomic_write(path, "x"))
+        assert info.value.filename == str(path)
+        after = os.lstat(path)
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert _temps(tmp_path) == []
+
+
+# -- reading files someone else may have put there ------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_KINDS))
+def test_read_regular_file_refuses_special_files_without_blocking(
+    tmp_path: Path, kind: str
+) -> None:
+    with hostile(kind, tmp_path / "f") as path:
+        expected = IsADirectoryError if kind == "directory" else NotARegularFileError
+        with pytest.raises(expected, match=HOSTILE_KINDS[kind]) as info:
+            finishes(lambda: read_regular_file(path, max_bytes=1024))
+        assert info.value.filename == str(path)
+
+
+def test_read_regular_file_bounds_the_size(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 1000)
+    assert read_regular_file(path, max_bytes=1000) == b"x" * 1000
+    with pytest.raises(FileTooLargeError, match="1000 bytes") as info:
+        read_regular_file(path, max_bytes=999)
+    assert info.value.filename == str(path)
+    with pytest.raises(FileNotFoundError):
+        read_regular_file(tmp_path / "missing", max_bytes=10)
 
 
 def test_atomic_open_rejects_non_atomic_modes(tmp_path: Path) -> None:
@@ -231,6 +384,17 @@ def test_stale_temp_of_a_dead_writer_is_removed(tmp_path: Path) -> None:
     assert mine.exists()
     assert other.exists()
     assert events.of("atomic_write.stale_temp_removed")[0].fields["count"] == 1
+
+
+def test_a_fifo_named_like_a_stale_temp_does_not_block_the_writer(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "f.json"
+    planted = tmp_path / f".f.json.{_dead_pid()}.0badcafe.tmp"
+    os.mkfifo(planted)
+    finishes(lambda: atomic_write(target, "x"))
+    assert target.read_text() == "x"
+    assert stat.S_ISFIFO(os.lstat(planted).st_mode)  # not ours: left alone
 
 
 def test_stale_temp_whose_pid_was_reused_is_removed_once_old(tmp_path: Path) -> None:

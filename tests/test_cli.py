@@ -10,15 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from hostile_files import HOSTILE_KINDS, hostile
 from paios_reliability import CATALOG
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "paios_reliability", *args],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         cwd=cwd,
         check=False,
     )
@@ -108,6 +111,30 @@ def test_config_validate_names_the_bad_field(tmp_path: Path) -> None:
 def test_credentials_status_of_a_missing_file_fails(tmp_path: Path) -> None:
     result = run("credentials", "status", str(tmp_path / "missing.json"))
     assert result.returncode != 0
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "socket", "directory"])
+@pytest.mark.parametrize(
+    "command", ["config validate", "credentials status", "db check"]
+)
+def test_hostile_files_give_a_clear_problem_and_a_nonzero_exit(
+    tmp_path: Path, command: str, kind: str
+) -> None:
+    """A FIFO hung these commands forever and /dev/zero ran out of memory."""
+    (tmp_path / "models.py").write_text(
+        "from pydantic import BaseModel\n\nclass Settings(BaseModel):\n    port: int\n"
+    )
+    with hostile(kind, tmp_path / "target") as path:
+        extra = ["--model", "models:Settings"] if command == "config validate" else []
+        # A hang is infinite; the command takes about a second.
+        result = run(*command.split(), str(path), *extra, cwd=tmp_path, timeout=60)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines[0].startswith(str(path))
+    assert len(lines) == 2, out
+    assert HOSTILE_KINDS[kind] in lines[1]
 
 
 def test_events_query_reads_a_store(tmp_path: Path) -> None:

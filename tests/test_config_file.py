@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -19,6 +20,17 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from hostile_files import (
+    HOSTILE_KINDS,
+    finishes,
+    give_away,
+    hostile,
+    readonly_dir,
+    record_creation_modes,
+    run_unprivileged,
+    seal,
+    state,
+)
 from paios_reliability import ConfigError, ConfigFile, SaveResult
 from paios_reliability._config_file import config_validate
 from paios_reliability.testing import FakeClock, capture_events
@@ -304,6 +316,164 @@ def test_failed_read_back_restores_the_previous_version(tmp_path: Path) -> None:
     assert len(events.of("config_file.restored")) == 1
 
 
+# -- hostile files and operating-system failures --------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_KINDS))
+def test_a_special_file_is_refused_at_once_with_a_config_error(
+    tmp_path: Path, kind: str
+) -> None:
+    with hostile(kind, tmp_path / "app.json") as path:
+        before = os.lstat(path)
+        cf = ConfigFile(path, App)
+        attempts = {
+            "load": cf.load,
+            "save": lambda: cf.save(App(name="x")),
+            "update": lambda: cf.update(lambda app: app),
+        }
+        for name, attempt in attempts.items():
+            with pytest.raises(ConfigError) as info:
+                finishes(attempt)
+            error = info.value
+            assert str(path) in str(error), name
+            assert HOSTILE_KINDS[kind] in str(error), name
+            assert error.path == str(path)
+            expected = "IS_A_DIRECTORY" if kind == "directory" else "CONFIG_INVALID"
+            assert error.code == expected
+        report = finishes(lambda: config_validate(path, App))
+        assert not report.ok
+        assert HOSTILE_KINDS[kind] in report.to_text()
+        after = os.lstat(path)
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert not cf.backup_dir.exists()
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.json"
+    with path.open("wb") as fh:  # sparse: 16 MiB + 1 without writing them
+        fh.truncate(16 * 1024 * 1024 + 1)
+    cf = ConfigFile(path, App)
+    assert cf.max_bytes == 16 * 1024 * 1024
+    with pytest.raises(ConfigError, match="16777217 bytes") as info:
+        cf.load()
+    assert str(path) in str(info.value)
+    small = tmp_path / "small.json"
+    small.write_text('{"name": "a little over the limit"}')
+    with pytest.raises(ConfigError, match="limit"):
+        ConfigFile(small, App, max_bytes=10).load()
+    assert ConfigFile(small, App, max_bytes=100).load().name.startswith("a little")
+    with pytest.raises(ValueError, match="max_bytes"):
+        ConfigFile(small, App, max_bytes=0)
+
+
+def test_a_backups_path_that_is_a_file_is_a_config_error(
+    config: ConfigFile[App],
+) -> None:
+    assert not config.backup_dir.exists()  # one save so far: nothing to back up
+    config.backup_dir.write_text("not a directory")
+    before = state(config.path)
+    with pytest.raises(ConfigError) as info:
+        config.save(App(name="second"))
+    assert info.value.code == "NOT_A_DIRECTORY"
+    assert str(config.path) in str(info.value)
+    assert str(config.backup_dir) in str(info.value)
+    assert state(config.path) == before
+    assert config.backup_dir.read_text() == "not a directory"
+
+
+def test_a_missing_parent_directory_is_a_config_error(tmp_path: Path) -> None:
+    cf = ConfigFile(tmp_path / "nope" / "app.json", App)
+    with pytest.raises(ConfigError) as info:
+        cf.save(App(name="x"))
+    assert info.value.code == "FILE_NOT_FOUND"
+    assert f"directory {tmp_path / 'nope'} does not exist" in str(info.value)
+    assert str(cf.path) in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("lock_file", ["absent", "present"])
+def test_a_read_only_directory_is_a_permission_config_error(lock_file: str) -> None:
+    """Found by the lock (no lock file yet) or by the temp file (lock file there)."""
+    with readonly_dir() as directory:
+        path = directory / "app.json"
+        path.write_text('{"name": "old"}')
+        path.chmod(0o600)
+        give_away(path)
+        if lock_file == "present":
+            lock = directory / ".app.json.lock"
+            lock.touch()
+            give_away(lock)
+        seal(directory)
+        before = state(path)
+        answer = run_unprivileged("config_save", str(path))
+        assert answer["ok"] is False
+        assert {"ConfigError", "ValueError"} <= set(answer["types"])
+        assert answer["code"] == "PERMISSION_DENIED"
+        assert str(path) in answer["message"]
+        assert "Permission denied (EACCES)" in answer["message"]
+        assert state(path) == before
+        assert sorted(p.name for p in directory.iterdir()) == sorted(
+            ["app.json"] + ([".app.json.lock"] if lock_file == "present" else [])
+        )
+
+
+def test_a_write_past_the_file_size_limit_is_a_config_error(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE makes the write fail with EFBIG, as near to a full disk as we get."""
+    path = tmp_path / "app.json"
+    ConfigFile(path, App, backups=2).save(App(name="old"))
+    ConfigFile(path, App, backups=2).save(App(name="older"))
+    backups = sorted(p.name for p in (tmp_path / "app.json.backups").iterdir())
+    path.chmod(0o640)
+    before = state(path)
+    command = ["fsize_limited", "4096", "config_save", str(path), "20000"]
+    proc = subprocess.run(
+        [sys.executable, WORKERS, *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    answer = json.loads(proc.stdout)
+    assert answer["ok"] is False
+    assert answer["code"] == "DISK_FULL"
+    assert "File too large (EFBIG)" in answer["message"]
+    assert str(path) in answer["message"]
+    assert state(path) == before
+    # No temp file left, and no backup made for the write that did not happen.
+    assert sorted(p.name for p in (tmp_path / "app.json.backups").iterdir()) == backups
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".app.json.lock",
+        "app.json",
+        "app.json.backups",
+    ]
+
+
+@pytest.mark.parametrize("link", ["hard link", "copy"])
+def test_finding_11_backups_of_a_private_file_stay_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: str
+) -> None:
+    path = tmp_path / "app.json"
+    cf = ConfigFile(path, App)
+    cf.save(App(name="first"))
+    path.chmod(0o600)
+    if link == "copy":  # file systems without hard links, or not allowed to link
+
+        def no_link(*args: Any, **kwargs: Any) -> None:
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+    created = record_creation_modes(monkeypatch, tmp_path)
+    result = cf.save(App(name="second"))
+    monkeypatch.undo()
+    assert result.backup is not None
+    assert stat.S_IMODE(result.backup.stat().st_mode) == 0o600
+    assert json.loads(result.backup.read_text())["name"] == "first"
+    assert created  # the temp file at least
+    for name, mode in created:
+        assert mode & 0o077 == 0, (name, oct(mode))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
 # -- rollback -------------------------------------------------------------------------
 
 
@@ -432,24 +602,40 @@ config_like = st.dictionaries(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(raw=st.binary(max_size=400) | config_like.map(lambda d: json.dumps(d).encode()))
+@given(
+    raw=st.binary(max_size=400) | config_like.map(lambda d: json.dumps(d).encode()),
+    max_bytes=st.one_of(st.just(16 * 1024 * 1024), st.integers(1, 400)),
+    kind=st.sampled_from([None, "fifo", "dev_zero"]),
+)
 def test_any_file_content_gives_config_error_or_a_valid_value(
-    tmp_path: Path, raw: bytes
+    tmp_path: Path, raw: bytes, max_bytes: int, kind: str | None
 ) -> None:
     path = tmp_path / "fuzz.json"
-    path.write_bytes(raw)
-    cf = ConfigFile(path, App)
-    try:
-        value: App | None = cf.load()
-    except ConfigError as exc:
-        value, error = None, exc
-    if value is None:
-        assert error.path == str(path)
-        assert error.errors
-        assert all(field and message for field, message in error.errors)
-    else:
-        assert isinstance(value, App)
-    assert path.read_bytes() == raw
+    path.unlink(missing_ok=True)
+    with contextlib.ExitStack() as stack:
+        if kind is None:
+            path.write_bytes(raw)
+        else:
+            stack.enter_context(hostile(kind, path))
+        cf = ConfigFile(path, App, max_bytes=max_bytes)
+        try:
+            value: App | None = finishes(cf.load)
+        except ConfigError as exc:
+            value, error = None, exc
+        if value is None:
+            assert error.path == str(path)
+            assert error.errors
+            assert all(field and message for field, message in error.errors)
+            if kind is None and len(raw) > max_bytes:
+                assert "read limit" in str(error)
+        else:
+            assert kind is None
+            assert len(raw) <= max_bytes
+            assert isinstance(value, App)
+        if kind is None:
+            assert path.read_bytes() == raw
+    path.unlink(missing_ok=True)
+    (tmp_path / "fuzz.json.real-fifo").unlink(missing_ok=True)
 
 
 @settings(

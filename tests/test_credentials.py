@@ -7,7 +7,9 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import stat
+import string
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from hostile_files import (
+    HOSTILE_KINDS,
+    finishes,
+    give_away,
+    hostile,
+    readonly_dir,
+    record_creation_modes,
+    run_unprivileged,
+    seal,
+    state,
+)
 from paios_reliability import (
     ConfigError,
     Credential,
@@ -30,8 +43,10 @@ from paios_reliability import (
     CredentialStore,
     audit_event,
 )
+from paios_reliability._atomic import file_lock
 from paios_reliability._credentials import credential_status
 from paios_reliability.testing import CapturedEvents, FakeClock, capture_events
+from strategies import SENTINEL_PREFIX, secret_keys
 
 WORKERS = str(Path(__file__).with_name("_proc_data_workers.py"))
 UTC = dt.timezone.utc
@@ -96,6 +111,93 @@ def test_credential_hides_its_secrets() -> None:
     assert not _cred().expired()
 
 
+# No quotes or backslashes: repr() would escape them, hiding a leak from `in`.
+secret_values = st.text(
+    alphabet=string.ascii_letters + string.digits + "-_.:/+=@!#$%^&*()~",
+    min_size=1,
+    max_size=24,
+).map(lambda text: f"{SENTINEL_PREFIX}{text}")
+
+
+@st.composite
+def metadata_with_secrets(draw: st.DrawFn, sentinel: str) -> dict[str, object]:
+    """JSON metadata where ``sentinel`` sits only under secret-looking keys."""
+    plain = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.text(alphabet="abc xyz", max_size=8)
+    )
+    plain_keys = st.sampled_from(["account", "scopes", "region", "team", "note"])
+    secret_here = st.dictionaries(secret_keys(), st.just(sentinel), min_size=1)
+    tree = st.recursive(
+        plain | secret_here,
+        lambda children: (
+            st.dictionaries(plain_keys, children, max_size=3)
+            | st.lists(children, max_size=3)
+        ),
+        max_leaves=8,
+    )
+    out: dict[str, object] = draw(st.dictionaries(plain_keys, tree, max_size=3))
+    out[draw(secret_keys())] = sentinel  # at least one, at the top
+    return out
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_secret_metadata_never_shows_in_repr_events_or_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, data: st.DataObject
+) -> None:
+    sentinel = data.draw(secret_values, label="secret")
+    metadata = data.draw(metadata_with_secrets(sentinel), label="metadata")
+    cred = _cred(metadata=metadata)
+    shown = [repr(cred), str(cred), cred.model_dump_json(), f"{cred!r:>10}"]
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="paios_reliability")
+    path = tmp_path / "auth.json"
+    path.unlink(missing_ok=True)
+    with capture_events() as events:
+        store = CredentialStore(path, create=True)
+        store.set("gh", cred)
+        store.update("gh", lambda c: None if c is None else c.model_copy(update={}))
+        got = store.get("gh")
+        store.record_usage("gh")
+        store.flush()
+        shown += [repr(got), str(got), repr(store), repr(store.expiring())]
+    report = credential_status(path)
+    shown += [report.to_text(), json.dumps(report.to_dict())]
+    shown += [repr(e.to_dict()) for e in events]
+    shown.append(caplog.text)
+    for text in shown:
+        assert sentinel not in text
+    # Hidden, not lost: the stored metadata keeps the real values.
+    assert got.metadata == metadata
+    assert cred.model_dump()["metadata"] == metadata
+
+
+def test_secret_metadata_is_masked_at_any_depth() -> None:
+    cred = _cred(
+        metadata={
+            "account": "me",
+            "client_secret": "cs-SECRET",
+            "oauth": {"apiKey": "ak-SECRET", "scopes": ["repo"]},
+            "hooks": [
+                {"x-auth-token": "ht-SECRET", "url": "https://h/?token=q-SECRET"}
+            ],
+        }
+    )
+    text = repr(cred)
+    assert "SECRET" not in text
+    assert "'account': 'me'" in text
+    assert "'scopes': ['repo']" in text
+    assert "'client_secret': '**********'" in text
+    assert json.loads(cred.model_dump_json())["metadata"]["oauth"] == {
+        "apiKey": "**********",
+        "scopes": ["repo"],
+    }
+
+
 # -- opening ----------------------------------------------------------------------------
 
 
@@ -117,6 +219,14 @@ def test_create_makes_an_empty_0600_store(tmp_path: Path) -> None:
     assert len(events.of("credentials.created")) == 1
     CredentialStore(path, create=True)  # existing: left alone
     assert json.loads(path.read_text()) == {"version": 1, "profiles": {}}
+
+
+def test_create_through_a_dangling_symlink_makes_its_target(tmp_path: Path) -> None:
+    link = tmp_path / "auth.json"
+    link.symlink_to(tmp_path / "real.json")
+    assert CredentialStore(link, create=True).names() == []
+    assert link.is_symlink()
+    assert _mode(tmp_path / "real.json") == 0o600
 
 
 def test_invalid_store_error_carries_no_secret(tmp_path: Path) -> None:
@@ -183,6 +293,122 @@ def test_loose_permissions_are_corrected_with_a_warning(tmp_path: Path) -> None:
     assert store.get("a").provider == "github"
 
 
+# -- hostile files and operating-system failures ------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_KINDS))
+def test_a_special_file_is_refused_at_once_with_a_credential_error(
+    tmp_path: Path, kind: str
+) -> None:
+    with hostile(kind, tmp_path / "auth.json") as path:
+        before = os.lstat(path)
+        for create in (False, True):
+            with pytest.raises(CredentialError) as info:
+                finishes(lambda c=create: CredentialStore(path, create=c))  # type: ignore[misc]
+            error = info.value
+            assert str(path) in str(error)
+            assert HOSTILE_KINDS[kind] in str(error)
+            assert error.context["path"] == str(path)
+            expected = "IS_A_DIRECTORY" if kind == "directory" else "CREDENTIAL_ERROR"
+            assert error.code == expected
+        report = finishes(lambda: credential_status(path))
+        assert not report.ok
+        assert HOSTILE_KINDS[kind] in report.problems[0]
+        after = os.lstat(path)
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+
+
+def test_a_store_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "auth.json"
+    with path.open("wb") as fh:
+        fh.truncate(16 * 1024 * 1024 + 1)  # sparse
+    with pytest.raises(CredentialError, match="16777217 bytes"):
+        CredentialStore(path)
+    assert "16777217 bytes" in credential_status(path).problems[0]
+    small = tmp_path / "small.json"
+    CredentialStore(small, create=True).set("a", _cred())
+    with pytest.raises(CredentialError, match="limit"):
+        CredentialStore(small, max_bytes=50)
+    assert CredentialStore(small, max_bytes=10_000).names() == ["a"]
+
+
+def test_a_missing_directory_is_a_credential_error(tmp_path: Path) -> None:
+    with pytest.raises(CredentialError) as info:
+        CredentialStore(tmp_path / "nope" / "auth.json", create=True)
+    assert info.value.code == "FILE_NOT_FOUND"
+    assert f"directory {tmp_path / 'nope'} does not exist" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_directory_is_a_permission_credential_error() -> None:
+    with readonly_dir() as directory:
+        path = directory / "auth.json"
+        CredentialStore(path, create=True).set("p", _cred())
+        give_away(path, directory / ".auth.json.lock")
+        seal(directory)
+        before = state(path)
+        answer = run_unprivileged("cred_set", str(path))
+        assert answer["ok"] is False
+        assert "CredentialError" in answer["types"]
+        assert answer["code"] == "PERMISSION_DENIED"
+        assert str(path) in answer["message"]
+        assert "Permission denied (EACCES)" in answer["message"]
+        assert "new-secret-token" not in answer["message"]
+        assert state(path) == before
+        assert sorted(p.name for p in directory.iterdir()) == [
+            ".auth.json.lock",
+            "auth.json",
+        ]
+
+
+def test_a_write_past_the_file_size_limit_is_a_credential_error(
+    tmp_path: Path,
+) -> None:
+    """RLIMIT_FSIZE makes the write fail with EFBIG, as near to a full disk as we get."""
+    path = tmp_path / "auth.json"
+    store = CredentialStore(path, create=True)
+    store.set("big", _cred(metadata={"notes": "n" * 10_000}))
+    before = state(path)
+    proc = subprocess.run(
+        [sys.executable, WORKERS, "fsize_limited", "4096", "cred_set", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    answer = json.loads(proc.stdout)
+    assert answer["ok"] is False
+    assert "CredentialError" in answer["types"]
+    assert answer["code"] == "DISK_FULL"
+    assert "File too large (EFBIG)" in answer["message"]
+    assert "new-secret-token" not in answer["message"]
+    assert state(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".auth.json.lock",
+        "auth.json",
+    ]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_finding_11_every_store_file_is_0600_from_its_creation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask: int
+) -> None:
+    created = record_creation_modes(monkeypatch, tmp_path)
+    old_umask = os.umask(umask)
+    try:
+        store = CredentialStore(tmp_path / "auth.json", create=True)
+        store.set("gh", _cred())
+        store.update("gh", lambda cred: _cred(token="rotated"))
+        store.record_usage("gh")
+    finally:
+        os.umask(old_umask)
+    monkeypatch.undo()
+    temps = [mode for name, mode in created if name.endswith(".tmp")]
+    assert len(temps) == 4  # create, set, update, usage
+    assert all(mode == 0o600 for mode in temps), [oct(m) for m in temps]
+    assert _mode(store.path) == 0o600
+
+
 # -- get / set ---------------------------------------------------------------------------
 
 
@@ -227,6 +453,180 @@ def test_delete(store: CredentialStore) -> None:
 
 
 # -- usage ----------------------------------------------------------------------------------
+
+
+def test_update_changes_one_profile_in_place(
+    store: CredentialStore, clock: FakeClock
+) -> None:
+    store.set("gh", _cred())
+    store.set("other", _cred(provider="slack"))
+    with capture_events() as events:
+        new = store.update(
+            "gh",
+            lambda cred: (
+                None
+                if cred is None
+                else cred.model_copy(
+                    update={"metadata": {**cred.metadata, "team": "a"}}
+                )
+            ),
+        )
+    assert new is not None
+    assert new.metadata == {"account": "me", "team": "a"}
+    assert new.token.get_secret_value() == SECRET
+    fresh = CredentialStore(store.path)
+    assert fresh.get("gh") == new
+    assert fresh.get("other").provider == "slack"
+    [event] = events.of("credentials.updated")
+    assert event.subject == "gh"
+    assert event.fields["created"] is False
+    _no_secret_in(events)
+    assert _mode(store.path) == 0o600
+
+
+def test_update_creates_a_missing_profile(store: CredentialStore) -> None:
+    seen: list[Credential | None] = []
+
+    def make(cred: Credential | None) -> Credential:
+        seen.append(cred)
+        return _cred(provider="new")
+
+    with capture_events() as events:
+        assert store.update("fresh", make) == store.get("fresh")
+    assert seen == [None]
+    assert events.of("credentials.updated")[0].fields["created"] is True
+
+
+def test_update_that_returns_none_or_the_same_writes_nothing(
+    store: CredentialStore,
+) -> None:
+    store.set("gh", _cred())
+    before = (state(store.path), store.path.stat().st_ino)
+    with capture_events() as events:
+        assert store.update("gh", lambda cred: None) == store.get("gh")
+        assert store.update("gh", lambda cred: cred) == store.get("gh")
+        assert store.update("nobody", lambda cred: None) is None
+    assert (state(store.path), store.path.stat().st_ino) == before
+    assert events.of("credentials.updated") == []
+    assert store.names() == ["gh"]  # None never deletes
+
+
+def test_update_errors_write_nothing(store: CredentialStore) -> None:
+    store.set("gh", _cred())
+    before = (state(store.path), store.path.stat().st_ino)
+    error = LookupError("the token endpoint said no")
+
+    def boom(cred: Credential | None) -> Credential:
+        raise error
+
+    with pytest.raises(LookupError) as info:
+        store.update("gh", boom)
+    assert info.value is error
+    with pytest.raises(TypeError, match="Credential or None"):
+        store.update("gh", lambda cred: {"token": "x"})  # type: ignore[arg-type,return-value]
+    with pytest.raises(ConfigError) as invalid:
+        store.update(
+            "gh",
+            lambda cred: (
+                None if cred is None else cred.model_copy(update={"token": 42})
+            ),
+        )
+    assert invalid.value.code == "VALIDATION_ERROR"
+    assert "token" in str(invalid.value)
+    assert invalid.value.__cause__ is None
+    assert invalid.value.__context__ is None
+    assert (state(store.path), store.path.stat().st_ino) == before
+    with file_lock(store.path, timeout=1):
+        pass  # the lock was released on every error
+
+
+def test_update_sees_and_keeps_pending_usage(tmp_path: Path, clock: FakeClock) -> None:
+    store = CredentialStore(tmp_path / "auth.json", create=True, usage_interval=300)
+    store.set("gh", _cred())
+    store.record_usage("gh")  # written at once
+    clock.advance(10)
+    store.record_usage("gh")  # pending, in memory
+    used = _now(clock)
+    seen: list[dt.datetime | None] = []
+
+    def rotate(cred: Credential | None) -> Credential:
+        assert cred is not None
+        seen.append(cred.last_used)
+        # A refresher that builds a new credential, without last_used.
+        return _cred(token="rotated")
+
+    new = store.update("gh", rotate)
+    assert seen == [used]
+    assert new is not None
+    assert new.last_used == used  # never backwards
+    assert CredentialStore(store.path).get("gh").last_used == used
+    assert store.flush() is False  # the pending usage went out with the update
+
+
+def test_finding_10_update_keeps_a_rotation_another_process_made(
+    tmp_path: Path,
+) -> None:
+    """The finding's scenario: read, another process rotates, then change metadata."""
+    path = tmp_path / "auth.json"
+    store = CredentialStore(path, create=True)
+    store.set("github", _cred(token="access-1", refresh_token="R1"))
+    stale = store.get("github")
+    assert stale.refresh_token is not None
+    proc = subprocess.run(
+        [sys.executable, WORKERS, "cred_rotate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(proc.stdout) == {"rotated": True}
+    store.update(
+        "github",
+        lambda cred: (
+            None
+            if cred is None
+            else cred.model_copy(
+                update={"metadata": {**cred.metadata, "team": "infra"}}
+            )
+        ),
+    )
+    got = CredentialStore(path).get("github")
+    assert got.refresh_token is not None
+    assert got.refresh_token.get_secret_value() == "R2"  # the rotation survived
+    assert got.token.get_secret_value() == "access-2"
+    assert got.metadata == {"account": "me", "team": "infra"}
+
+
+@pytest.mark.stress
+def test_finding_10_two_processes_updating_one_profile_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    """One process rotates the tokens, the other edits metadata, 40 times each."""
+    path = tmp_path / "auth.json"
+    go = tmp_path / "go"
+    CredentialStore(path, create=True).set(
+        "github", _cred(token="access-0", refresh_token="refresh-0")
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, WORKERS, "cred_update", str(path), key, "40", str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for key in ("rotations", "edits")
+    ]
+    go.touch()
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["done"] == 40
+    got = CredentialStore(path).get("github")
+    assert got.metadata == {"account": "me", "rotations": 40, "edits": 40}
+    assert got.token.get_secret_value() == "access-40"
+    assert got.refresh_token is not None
+    assert got.refresh_token.get_secret_value() == "refresh-40"
+    assert _mode(path) == 0o600
 
 
 def test_record_usage_writes_once_per_interval(
@@ -556,27 +956,38 @@ store_like = st.fixed_dictionaries(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(raw=st.binary(max_size=300) | store_like.map(lambda d: json.dumps(d).encode()))
+@given(
+    raw=st.binary(max_size=300) | store_like.map(lambda d: json.dumps(d).encode()),
+    max_bytes=st.one_of(st.just(16 * 1024 * 1024), st.integers(1, 300)),
+)
 def test_any_store_file_gives_a_typed_error_or_a_store(
-    tmp_path: Path, raw: bytes
+    tmp_path: Path, raw: bytes, max_bytes: int
 ) -> None:
     path = tmp_path / "fuzz.json"
     path.write_bytes(raw)
     path.chmod(0o600)
-    error: ConfigError | None = None
+    error: ConfigError | CredentialError | None = None
     try:
-        store = CredentialStore(path)
-    except ConfigError as exc:
+        store = CredentialStore(path, max_bytes=max_bytes)
+    except (ConfigError, CredentialError) as exc:
         error = exc
-    if error is not None:
+    if isinstance(error, ConfigError):
         assert error.errors
         assert error.__context__ is None
+        assert len(raw) <= max_bytes
+    elif isinstance(error, CredentialError):
+        assert len(raw) > max_bytes
+        assert "read limit" in str(error)
     else:
+        assert len(raw) <= max_bytes
         for name in store.names():
             with contextlib.suppress(CredentialExpiredError):
                 store.get(name)
-    report = credential_status(path)
-    assert report.ok == (error is None) or any("expired" in p for p in report.problems)
+    if max_bytes > 1024:  # the status report reads with the default limit
+        report = credential_status(path)
+        assert report.ok == (error is None) or any(
+            "expired" in p for p in report.problems
+        )
     assert path.read_bytes() == raw
 
 
@@ -609,6 +1020,36 @@ class StoreMachine(RuleBasedStateMachine):
         token = f"tok-{self.counter}"
         self.stores[which].set(name, _cred(token=token))
         self.tokens[name] = token
+
+    @rule(
+        which=st.integers(0, 1),
+        name=names,
+        action=st.sampled_from(["rotate", "same", "none"]),
+    )
+    def update(self, which: int, name: str, action: str) -> None:
+        seen: list[str | None] = []
+
+        def fn(cred: Credential | None) -> Credential | None:
+            seen.append(None if cred is None else cred.token.get_secret_value())
+            if action == "none":
+                return None
+            if action == "same":
+                return cred
+            self.counter += 1
+            token = f"tok-{self.counter}"
+            if cred is None:
+                return _cred(token=token)
+            return cred.model_copy(update={"token": token})
+
+        result = self.stores[which].update(name, fn)
+        assert seen == [self.tokens.get(name)]  # always the stored one, fresh
+        if action == "rotate":
+            self.tokens[name] = f"tok-{self.counter}"
+        if name in self.tokens:
+            assert result is not None
+            assert result.token.get_secret_value() == self.tokens[name]
+        else:
+            assert result is None
 
     @rule(which=st.integers(0, 1), name=names)
     def delete(self, which: int, name: str) -> None:

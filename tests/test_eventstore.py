@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +22,7 @@ from paios_reliability import (
     EventStore,
     ReliabilityError,
     StoredEvent,
+    _sqlite,
     trace,
 )
 from paios_reliability._events import emit as library_emit
@@ -168,6 +171,90 @@ def test_a_failing_store_never_raises_into_emit(tmp_path: Path, kind: str) -> No
     store.close()
     if kind == "not_a_database":
         assert path.read_text().startswith("this is a text file")
+
+
+def _interrupt_writes(
+    monkeypatch: pytest.MonkeyPatch,
+    interrupt: BaseException,
+    during: Callable[[], None] = lambda: None,
+) -> None:
+    """Raise ``interrupt`` inside the store's next write transactions.
+
+    After the inserts, before the commit: where a SIGTERM turned into
+    ``SystemExit`` by the crash handler (or a Ctrl-C) lands in a main-thread
+    flush. ``during`` runs there first (other threads emitting meanwhile).
+    """
+    real = _sqlite.write_transaction
+
+    @contextlib.contextmanager
+    def interrupted(conn: sqlite3.Connection, *args: Any, **kwargs: Any) -> Any:
+        with real(conn, *args, **kwargs) as inner:
+            yield inner
+            during()
+            raise interrupt
+
+    monkeypatch.setattr(_sqlite, "write_transaction", interrupted)
+
+
+def _accounted(store: EventStore) -> bool:
+    stats = store.stats()
+    return stats.emitted == stats.written + stats.dropped + stats.pending
+
+
+@pytest.mark.parametrize(
+    "interrupt", [SystemExit(143), KeyboardInterrupt()], ids=["SystemExit", "Ctrl-C"]
+)
+def test_finding_13_an_interrupted_flush_requeues_its_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupt: BaseException
+) -> None:
+    store = EventStore(tmp_path / "o.sqlite", flush_interval=3600.0)
+    assert store.query() == []  # connection and schema ready before the injection
+    for i in range(100):
+        store.emit("x", "y", i=i)
+    _interrupt_writes(monkeypatch, interrupt)
+    with pytest.raises(type(interrupt)) as info:
+        store.flush()
+    assert info.value is interrupt  # re-raised unchanged
+    stats = store.stats()
+    assert (stats.emitted, stats.written, stats.dropped, stats.pending) == (
+        100,
+        0,
+        0,
+        100,
+    )
+    monkeypatch.undo()
+    assert store.flush() == 100
+    assert [e.metadata["i"] for e in store.query(limit=None)] == list(range(100))
+    assert _accounted(store)
+    store.close()
+
+
+def test_finding_13_requeue_into_a_full_buffer_counts_what_it_drops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EventStore(
+        tmp_path / "o.sqlite", flush_interval=3600.0, batch_size=10, max_buffer=100
+    )
+    assert store.query() == []
+    for i in range(100):
+        store.emit("x", "old", i=i)
+
+    def more_events_meanwhile() -> None:
+        for i in range(5):
+            store.emit("x", "new", i=i)
+
+    _interrupt_writes(monkeypatch, SystemExit(143), during=more_events_meanwhile)
+    with pytest.raises(SystemExit):
+        store.flush()
+    stats = store.stats()
+    assert (stats.emitted, stats.dropped, stats.pending) == (105, 5, 100)
+    assert _accounted(store)
+    monkeypatch.undo()
+    store.flush()
+    kept = [(e.action, e.metadata["i"]) for e in store.query(limit=None)]
+    # The oldest were dropped (and counted); the order of the rest is kept.
+    assert kept == [("old", i) for i in range(5, 100)] + [("new", i) for i in range(5)]
+    store.close()
 
 
 def test_events_after_close_are_dropped_and_counted(tmp_path: Path) -> None:

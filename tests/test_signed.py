@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
 
+from hostile_files import HOSTILE_KINDS, finishes, hostile
 from paios_reliability import IntegrityError, read_signed, stable_hash, write_signed
 from paios_reliability._signed import VOLATILE_KEYS, canonical_json
 from paios_reliability.testing import capture_events
@@ -139,6 +140,35 @@ def test_missing_file_and_bad_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="empty"):
         write_signed(tmp_path / "s", 1, b"")
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("kind", sorted(set(HOSTILE_KINDS) - {"directory"}))
+def test_a_special_file_is_refused_without_blocking(tmp_path: Path, kind: str) -> None:
+    with hostile(kind, tmp_path / "state.signed") as path:
+        before = os.lstat(path)
+        with capture_events() as events, pytest.raises(IntegrityError) as info:
+            finishes(lambda: read_signed(path, KEY))
+        assert str(path) in str(info.value)
+        assert HOSTILE_KINDS[kind] in str(info.value)
+        assert len(events.of("signed_file.rejected")) == 1
+        with pytest.raises(FileExistsError, match=HOSTILE_KINDS[kind]):
+            finishes(lambda: write_signed(path, DOC, KEY))
+        after = os.lstat(path)
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+
+
+def test_a_directory_and_an_oversized_file(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError):
+        read_signed(tmp_path, KEY)
+    path = tmp_path / "big.signed"
+    write_signed(path, {"blob": "x" * 5000}, KEY)
+    with pytest.raises(IntegrityError, match="limit"):
+        read_signed(path, KEY, max_bytes=4096)
+    assert read_signed(path, KEY, max_bytes=path.stat().st_size) == {"blob": "x" * 5000}
+    with path.open("r+b") as fh:
+        fh.truncate(64 * 1024 * 1024 + 1)  # the default limit, plus one (sparse)
+    with pytest.raises(IntegrityError, match="67108865 bytes"):
+        read_signed(path, KEY)
 
 
 @settings(

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hostile_files import HOSTILE_KINDS, finishes, hostile
 from paios_reliability import (
     DatabaseReport,
     PermanentError,
@@ -169,6 +170,28 @@ def test_missing_file_and_directory_errors(tmp_path: Path) -> None:
     with pytest.raises(PermanentError) as info:
         open_database(tmp_path)
     assert info.value.code == "IS_A_DIRECTORY"
+
+
+@pytest.mark.parametrize("kind", sorted(set(HOSTILE_KINDS) - {"directory"}))
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_special_file_is_refused_at_once(
+    tmp_path: Path, kind: str, readonly: bool
+) -> None:
+    """A FIFO or device reports size 0 but is no placeholder: no grace, no open."""
+    with hostile(kind, tmp_path / "app.db") as path:
+        before = os.lstat(path)
+        with pytest.raises(PermanentError) as info:
+            # Waiting out the placeholder grace period (2 s) would be a failure.
+            finishes(lambda: open_database(path, readonly=readonly), within=1.5)
+        assert info.value.code == "DB_NOT_A_DATABASE"
+        assert str(path) in str(info.value)
+        assert f"{HOSTILE_KINDS[kind]}" in str(info.value)
+        assert "not a regular file" in str(info.value)
+        after = os.lstat(path)
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    # Nothing made beside it either (no -wal, -shm or temp database).
+    leftovers = {p.name for p in tmp_path.iterdir()} - {"app.db", "app.db.real-fifo"}
+    assert leftovers == set()
 
 
 def test_bad_arguments() -> None:
@@ -457,6 +480,24 @@ def test_check_database_reports_bad_files(
     assert report.to_dict()["ok"] is False
     if content is not None:
         assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_KINDS))
+def test_check_database_reports_special_files_without_opening_them(
+    tmp_path: Path, kind: str
+) -> None:
+    with hostile(kind, tmp_path / "app.db") as path:
+        report = finishes(lambda: check_database(path))
+        assert not report.ok
+        assert report.exists
+        assert not report.zero_byte  # not called a placeholder
+        assert len(report.problems) == 1
+        assert HOSTILE_KINDS[kind] in report.problems[0]
+        text = report.to_text()
+        assert text.splitlines() == [
+            f"{path}: PROBLEMS",
+            f"  problem: {report.problems[0]}",
+        ]
 
 
 def test_check_database_finds_corruption(tmp_path: Path) -> None:

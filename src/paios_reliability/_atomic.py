@@ -13,9 +13,20 @@ An ``fsync`` failure is never retried on the same file: after a failed
 file is discarded and the error raised; a retry (by the caller) writes a fresh
 temp file.
 
+The temp file is created with its final permission bits (``mode``, else the
+target's, else ``0o666`` minus the umask), never looser and later narrowed: a
+reader that opens it at any moment needs the same rights as for the target.
+Its lock (the "live writer" mark for other writers' stale-temp cleanup) is
+held until after ``os.replace``.
+
 Temp files are named ``.<name>.<pid>.<random>.tmp``. A writer killed with
 SIGKILL leaves one behind; the next write to the same target removes those
 whose process is gone.
+
+:func:`read_regular_file` is the one way this package reads a file that
+someone else may have put at a path: it refuses anything but a regular file
+(a FIFO would block the reader forever, ``/dev/zero`` never ends) without
+blocking, and refuses more than a size limit.
 """
 
 from __future__ import annotations
@@ -45,6 +56,146 @@ _TMP_SUFFIX = ".tmp"
 _NAME_KEEP = 120  # bytes of the target name kept in the temp name
 _TMP_TAIL = re.compile(r"^(\d+)\.([0-9a-f]{8})\.tmp$")
 _POSIX = os.name == "posix"
+
+#: Default cap on the bytes read from a configuration or credential file.
+MAX_READ_BYTES = 16 * 1024 * 1024
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for a writer
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def file_kind(mode: int) -> str | None:
+    """What a non-regular file is (``"a FIFO (named pipe)"``); None for a regular one."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+class NotARegularFileError(OSError):
+    """A path holds a FIFO, socket, device... where a regular file was expected."""
+
+
+class FileTooLargeError(OSError):
+    """A file is larger than the reader's limit."""
+
+
+def refuse_special_file(name: str, st: os.stat_result) -> None:
+    """Raise unless ``st`` (of ``name``) is a regular file.
+
+    Raises:
+        IsADirectoryError: A directory.
+        NotARegularFileError: A FIFO, socket, device or other special file.
+    """
+    kind = file_kind(st.st_mode)
+    if kind is None:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", name)
+    raise NotARegularFileError(
+        errno.EINVAL, f"is {kind}, not a regular file; refusing to read it", name
+    )
+
+
+def _too_large(name: str, size: int | None, limit: int) -> FileTooLargeError:
+    what = "more than" if size is None else f"{size} bytes,"
+    return FileTooLargeError(
+        errno.EFBIG,
+        f"is {what} {limit} bytes (the read limit); refusing to read it",
+        name,
+    )
+
+
+def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
+    """The bytes of the regular file at ``path`` (symlinks followed), bounded.
+
+    Never blocks on what is at the path: the file is checked with ``stat``
+    first and opened with ``O_NONBLOCK``, and the opened file is checked
+    again (it may have been swapped in between). Thread-safe; reads only.
+
+    Args:
+        path: The file.
+        max_bytes: Most bytes read; a larger file is refused, also one that
+            grows past the limit while it is read.
+
+    Raises:
+        FileNotFoundError: Nothing at ``path``.
+        IsADirectoryError: ``path`` is a directory.
+        NotARegularFileError: A FIFO, socket, device or other special file.
+        FileTooLargeError: More than ``max_bytes``.
+        OSError: Any other failure to stat, open or read (``EACCES``...).
+    """
+    name = os.fspath(path)
+    refuse_special_file(name, os.stat(name))
+    fd = os.open(name, _READ_FLAGS)
+    try:
+        st = os.fstat(fd)
+        refuse_special_file(name, st)
+        if st.st_size > max_bytes:
+            raise _too_large(name, st.st_size, max_bytes)
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, min(max_bytes + 1 - total, 1 << 20) or 1)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                raise _too_large(name, None, max_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def describe_os_error(exc: OSError, path: str | os.PathLike[str] | None = None) -> str:
+    """``"Permission denied (EACCES): /etc/x.lock"``: the cause, for an error message.
+
+    With ``path`` (the file being written), a missing parent directory is
+    named as such rather than as the missing temp or lock file.
+    """
+    if isinstance(exc, (NotARegularFileError, FileTooLargeError)):
+        return str(exc.strerror)
+    if isinstance(exc, FileNotFoundError) and path is not None:
+        parent = os.path.dirname(_resolve(path))
+        if not os.path.isdir(parent):
+            return f"directory {parent} does not exist"
+    text = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno is not None and exc.errno in errno.errorcode:
+        text += f" ({errno.errorcode[exc.errno]})"
+    if exc.filename is not None:
+        text += f": {os.fsdecode(exc.filename)}"
+    return text
+
+
+def os_error_code(exc: OSError) -> str | None:
+    """A permanent catalog code for ``exc`` (``PERMISSION_DENIED``...), if one fits.
+
+    For a typed error wrapping ``exc``: a transient errno's code (``EIO``:
+    ``OS_ERROR``) would contradict a permanent error class, so it gives None.
+    """
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EFBIG) and (
+        not isinstance(exc, FileTooLargeError)
+    ):
+        return "DISK_FULL"
+    if isinstance(exc, (NotARegularFileError, FileTooLargeError)):
+        return None
+    from ._taxonomy import classify
+
+    failure = classify(exc)
+    return failure.code if failure.kind == "permanent" else None
 
 
 def _resolve(path: str | os.PathLike[str]) -> str:
@@ -126,11 +277,13 @@ def _clean_stale(target: str) -> int:
         ):
             continue
         try:
-            fd = os.open(entry.path, os.O_RDONLY)
+            # O_NONBLOCK: a FIFO planted under a temp file's name must not
+            # block the writer; only regular files are ours to remove.
+            fd = os.open(entry.path, _READ_FLAGS)
         except OSError:
             continue
         try:
-            if _try_lock(fd):
+            if stat.S_ISREG(os.fstat(fd).st_mode) and _try_lock(fd):
                 os.unlink(entry.path)
                 removed += 1
         except OSError:
@@ -188,14 +341,35 @@ class _AtomicFile:
             raise IsADirectoryError(
                 errno.EISDIR, "cannot atomically replace a directory", self.path
             )
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            # Replacing /dev/null or a FIFO a service reads from with a
+            # regular file would break whoever uses it.
+            raise FileExistsError(
+                errno.EEXIST,
+                f"{file_kind(existing.st_mode)} is at this path; refusing to "
+                "replace it with a regular file",
+                self.path,
+            )
+        perms, owner = self._permissions(existing)
+        # Created with no more rights than it ends with (the umask may take
+        # some away; fchmod gives them back). When the owner changes, the
+        # group/other bits would apply to the wrong group until fchown, so the
+        # file starts owner-only.
+        start = 0o666 if perms is None else perms & 0o700 if owner else perms
+        create_mode = start & 0o777
         prefix = os.path.join(directory, _tmp_prefix(self.target))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        flags = (
+            os.O_WRONLY
+            | os.O_CREAT
+            | os.O_EXCL
+            | getattr(os, "O_BINARY", 0)
+            | getattr(os, "O_CLOEXEC", 0)
+        )
         fd = -1
         for _ in range(100):
             candidate = f"{prefix}{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
             try:
-                # 0o666 minus the umask, as a plain open() would create it.
-                fd = os.open(candidate, flags, 0o666)
+                fd = os.open(candidate, flags, create_mode)
             except FileExistsError:
                 continue
             self.tmp = candidate
@@ -206,7 +380,7 @@ class _AtomicFile:
             )
         try:
             _try_lock(fd)  # marks it live for other processes' stale cleanup
-            self._set_permissions(fd, existing)
+            self._set_permissions(fd, perms, owner)
             if self.binary:
                 self.file = os.fdopen(fd, "wb")
             else:
@@ -220,23 +394,37 @@ class _AtomicFile:
             raise
         return self.file
 
-    def _set_permissions(self, fd: int, existing: os.stat_result | None) -> None:
+    def _permissions(
+        self, existing: os.stat_result | None
+    ) -> tuple[int | None, tuple[int, int] | None]:
+        """The exact final mode (None: the umask's), and the owner to keep."""
+        owner = None
+        if existing is not None and _POSIX:
+            ids = (existing.st_uid, existing.st_gid)
+            if ids != (os.getuid(), os.getgid()):
+                owner = ids
         if self.mode is not None:
-            if _POSIX:
-                os.fchmod(fd, self.mode)
-            else:  # pragma: no cover - Windows
-                os.chmod(self.tmp or "", self.mode)
-        elif existing is not None:
-            perms = stat.S_IMODE(existing.st_mode)
-            if _POSIX:
-                os.fchmod(fd, perms)
-                if (existing.st_uid, existing.st_gid) != (os.getuid(), os.getgid()):
-                    # Keep the owner where we may (running as root); else the
-                    # file becomes ours, as any rewrite would make it.
-                    with contextlib.suppress(OSError):
-                        os.fchown(fd, existing.st_uid, existing.st_gid)
-            else:  # pragma: no cover - Windows
-                os.chmod(self.tmp or "", perms)
+            return self.mode, owner
+        if existing is not None:
+            return stat.S_IMODE(existing.st_mode), owner
+        return None, None
+
+    def _set_permissions(
+        self, fd: int, perms: int | None, owner: tuple[int, int] | None
+    ) -> None:
+        if perms is None:
+            return  # a new file: 0o666 minus the umask, as open() makes it
+        if not _POSIX:  # pragma: no cover - Windows
+            os.chmod(self.tmp or "", perms)
+            return
+        if owner is not None:
+            # Keep the owner where we may (running as root); else the file
+            # becomes ours, as any rewrite would make it.
+            with contextlib.suppress(OSError):
+                os.fchown(fd, *owner)
+        # After fchown (which may clear set-id bits); also gives back the
+        # bits the umask took at creation.
+        os.fchmod(fd, perms)
 
     def commit(self) -> None:
         file = self.file
@@ -247,9 +435,17 @@ class _AtomicFile:
             file.flush()
             # Never retried: see the module docstring.
             os.fsync(file.fileno())
-            file.close()
-            os.replace(tmp, self.target)
-            self.tmp = None
+            if _POSIX:
+                # Replaced while the temp file is still open and locked: a
+                # concurrent writer's stale-temp cleanup sees a live writer
+                # until the name is gone, however long the fsync took.
+                os.replace(tmp, self.target)
+                self.tmp = None
+                file.close()
+            else:  # pragma: no cover - Windows cannot rename an open file
+                file.close()
+                os.replace(tmp, self.target)
+                self.tmp = None
             _fsync_directory(os.path.dirname(self.target))
         except BaseException as exc:
             self.discard()
@@ -299,12 +495,17 @@ def atomic_write(
             replaced and the link is kept.
         data: Text (encoded with ``encoding``) or bytes.
         mode: Permission bits for the file. Default: those of the file being
-            replaced, or ``0o666`` minus the umask for a new file.
+            replaced, or ``0o666`` minus the umask for a new file. The temp
+            file has them from its creation: a ``0o600`` secret is never
+            readable by anyone else, not even for a moment.
         encoding: Encoding for text ``data``.
 
     Raises:
         OSError: Unchanged from the failing call (``ENOSPC``, ``EIO`` from
             ``fsync``...); the temp file is removed and the target untouched.
+        IsADirectoryError: ``path`` is a directory.
+        FileExistsError: A FIFO, socket or device is at ``path``; it is never
+            replaced by a regular file.
         TypeError: If ``data`` is neither text nor bytes.
     """
     if isinstance(data, str):
@@ -365,12 +566,14 @@ def atomic_open(
     Args:
         path: The file to write (a symlink is followed and kept).
         mode: ``"w"`` (text) or ``"wb"`` (bytes).
-        perms: Permission bits; default: kept from the existing file.
+        perms: Permission bits; default: kept from the existing file (the
+            temp file has them from its creation).
         encoding: Text encoding for ``"w"``.
         newline: Newline translation for ``"w"``, as for :func:`open`.
 
     Raises:
         ValueError: For any other ``mode`` (appending cannot be atomic).
+        OSError: On entering the block, as for :func:`atomic_write`.
     """
     if mode not in ("w", "wb"):
         raise ValueError(
@@ -491,10 +694,17 @@ def file_lock(path: str | os.PathLike[str], *, timeout: float = 30.0) -> Iterato
 
 
 def _acquire_os_lock(lock_file: str, timeout: float) -> int:
+    # O_NONBLOCK: a FIFO planted at the lock path must not block the open.
+    flags = os.O_NONBLOCK | os.O_CLOEXEC if _POSIX else 0
     try:
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:
-        fd = os.open(lock_file, os.O_RDONLY)  # flock works on a read-only fd
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | flags, 0o666)
+    except PermissionError as exc:
+        try:
+            fd = os.open(lock_file, os.O_RDONLY | flags)  # flock works read-only
+        except FileNotFoundError:
+            # A read-only directory: the lock file cannot be created. The
+            # permission error is the cause, not the missing file.
+            raise exc from None
     clock = get_clock()
     deadline = clock.monotonic() + timeout
     wait = 0.0005

@@ -17,12 +17,21 @@ import difflib
 import json
 import os
 import re
+import stat
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._atomic import _resolve, atomic_write, file_lock
+from ._atomic import (
+    MAX_READ_BYTES,
+    _resolve,
+    atomic_write,
+    describe_os_error,
+    file_lock,
+    os_error_code,
+    read_regular_file,
+)
 from ._clock import get_clock
 from ._events import emit
 from ._exceptions import ConfigError
@@ -186,11 +195,22 @@ class ConfigFile(Generic[M]):
         lock_timeout: Seconds :meth:`update` and :meth:`save` wait for the
             inter-process lock.
         indent: JSON indentation of saved files.
+        max_bytes: The largest file :meth:`load` reads (default 16 MiB);
+            a larger one is a :class:`ConfigError`, never a memory blow-up.
 
     Thread- and process-safe: writes hold the lock on ``.<name>.lock`` beside
     the file (never deleted). On Windows the same sidecar is locked with
     ``msvcrt.locking``; a file another process holds open cannot be
-    replaced there, and the save fails with ``PermissionError`` instead.
+    replaced there, and the save fails with a ``PERMISSION_DENIED``
+    :class:`ConfigError` instead.
+
+    Only a regular file (after following symlinks) is read: a FIFO, socket
+    or device at the path is refused at once, without blocking. Every
+    operating-system failure (a read-only directory, a missing parent, a
+    full disk, a backups path that is not a directory) is a
+    :class:`ConfigError` naming the path and the cause, with the errno's
+    catalog code (``PERMISSION_DENIED``, ``DISK_FULL``...); the file is then
+    unchanged.
     """
 
     def __init__(
@@ -202,15 +222,19 @@ class ConfigFile(Generic[M]):
         default: M | None = None,
         lock_timeout: float = 30.0,
         indent: int | None = 2,
+        max_bytes: int = MAX_READ_BYTES,
     ) -> None:
         if backups < 0:
             raise ValueError(f"backups must be >= 0, got {backups!r}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes!r}")
         self.path = Path(path)
         self.model = model
         self.max_backups = backups
         self._default = default
         self.lock_timeout = lock_timeout
         self.indent = indent
+        self.max_bytes = max_bytes
         self._toml = self.path.suffix.lower() == ".toml"
         self._thread_lock = threading.RLock()
 
@@ -309,17 +333,23 @@ class ConfigFile(Generic[M]):
                 [("<root>", f"validation failed: {type(exc).__name__}: {exc}")]
             ) from exc
 
+    def _io_error(self, doing: str, exc: OSError) -> ConfigError:
+        """A :class:`ConfigError` for an operating-system failure, naming the cause."""
+        cause = describe_os_error(exc, self.path)
+        fallback = "CONFIG_INVALID" if doing == "read" else "OS_ERROR"
+        return self._error(
+            [("<file>", f"cannot {doing}: {cause}")],
+            code=os_error_code(exc) or fallback,
+            message=f"cannot {doing} configuration file {self.path}: {cause}",
+        )
+
     def _read_bytes(self) -> bytes | None:
         try:
-            return self.path.read_bytes()
+            return read_regular_file(self.path, max_bytes=self.max_bytes)
         except FileNotFoundError:
             return None
-        except IsADirectoryError as exc:
-            raise self._error(
-                [("<file>", "is a directory")], code="IS_A_DIRECTORY"
-            ) from exc
         except OSError as exc:
-            raise self._error([("<file>", f"cannot read: {exc}")]) from exc
+            raise self._io_error("read", exc) from exc
 
     def load(self) -> M:
         """Read, parse and validate the file.
@@ -422,15 +452,30 @@ class ConfigFile(Generic[M]):
 
     @contextlib.contextmanager
     def _locked(self) -> Any:
-        with self._thread_lock, file_lock(self.path, timeout=self.lock_timeout):
+        with self._thread_lock, contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(file_lock(self.path, timeout=self.lock_timeout))
+            except OSError as exc:
+                raise self._io_error("lock", exc) from exc
             yield
 
     def _write_locked(self, new: bytes, *, action: str, **fields: Any) -> SaveResult:
         current = self._read_bytes()
         if current == new:
             return SaveResult(changed=False, backup=None, diff="")
-        backup = self._make_backup() if current is not None else None
-        atomic_write(self.path, new)
+        backup: Path | None = None
+        try:
+            backup = self._make_backup() if current is not None else None
+            atomic_write(self.path, new)
+        except BaseException as exc:
+            if backup is not None:
+                # The version it kept is still the current one: no history.
+                with contextlib.suppress(OSError):
+                    backup.unlink()
+            if isinstance(exc, OSError):
+                raise self._io_error("write", exc) from exc
+            raise
+        self._rotate_backups()
         written = self._read_bytes()
         try:
             if written != new:
@@ -439,11 +484,14 @@ class ConfigFile(Generic[M]):
                 )
             self.validate(written)
         except ConfigError:
-            if current is not None:
-                atomic_write(self.path, current)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
+            try:
+                if current is not None:
+                    atomic_write(self.path, current)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()
+            except OSError as exc:
+                raise self._io_error("restore", exc) from exc
             emit("config_file", "restored", level="error", subject=str(self.path))
             raise
         emit(
@@ -477,7 +525,17 @@ class ConfigFile(Generic[M]):
         if self.max_backups == 0:
             return None
         directory = self.backup_dir
-        directory.mkdir(mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # not a directory: said below
+            directory.mkdir(mode=0o700, exist_ok=True)
+        if not directory.is_dir():
+            raise self._error(
+                [("<backups>", f"{directory} exists and is not a directory")],
+                code="NOT_A_DIRECTORY",
+                message=(
+                    f"cannot back up configuration file {self.path}: the backup "
+                    f"directory {directory} exists and is not a directory"
+                ),
+            )
         now = _dt.datetime.fromtimestamp(get_clock().time(), _dt.timezone.utc)
         existing = self.backups()
         if existing:
@@ -496,13 +554,13 @@ class ConfigFile(Generic[M]):
             # inode lives on unchanged under this second name: a free backup.
             os.link(source, backup)
         except OSError:
-            import shutil
+            _copy_private(source, backup)
+        return backup
 
-            shutil.copy2(source, backup)
+    def _rotate_backups(self) -> None:
         for old in self.backups()[self.max_backups :]:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
-        return backup
 
     def rollback(self, steps: int = 1) -> SaveResult:
         """Restore the ``steps``-th newest valid backup.
@@ -524,7 +582,7 @@ class ConfigFile(Generic[M]):
             seen = {current}
             for backup in self.backups():
                 try:
-                    raw = backup.read_bytes()
+                    raw = read_regular_file(backup, max_bytes=self.max_bytes)
                     self.validate(raw)
                 except (OSError, ConfigError):
                     continue
@@ -541,6 +599,32 @@ class ConfigFile(Generic[M]):
             code="CONFIG_MISSING",
             message=f"cannot roll back {self.path}: only {found} valid backup(s)",
         )
+
+
+def _copy_private(source: str, backup: Path) -> None:
+    """Copy ``source`` to a new ``backup`` that is never more readable than it.
+
+    ``shutil.copy2`` creates the copy with the umask's mode and copies the
+    mode afterwards: a 0600 file's backup would be readable in between.
+    """
+    import shutil
+
+    st = os.stat(source)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(backup, flags, stat.S_IMODE(st.st_mode) & 0o777)
+    try:
+        with open(source, "rb") as src, os.fdopen(fd, "wb", closefd=False) as dst:
+            shutil.copyfileobj(src, dst)
+        if os.name == "posix":
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))  # the bits the umask took
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            backup.unlink()
+        raise
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.utime(backup, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 # -- the CLI's `config validate` ---------------------------------------------------------

@@ -6,7 +6,12 @@ atomically. Usage timestamps are throttled: ``record_usage`` writes at most
 once per ``usage_interval`` per process; the rest is merged in memory with
 ``max(last_used)`` and flushed by ``flush()``, ``close()`` and at interpreter
 exit. Secrets are pydantic ``SecretStr``: they never appear in ``repr``, logs,
-events or exception messages.
+events or exception messages; neither do ``metadata`` values under
+secret-looking keys (``client_secret``, ``api_key``...).
+
+:meth:`CredentialStore.update` is the read-modify-write of one profile under
+the store's inter-process lock: the way to change a credential that another
+process may rotate meanwhile.
 """
 
 from __future__ import annotations
@@ -14,19 +19,36 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import stat
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
-from ._atomic import _resolve, atomic_write, file_lock
+from ._atomic import (
+    MAX_READ_BYTES,
+    _resolve,
+    atomic_write,
+    describe_os_error,
+    file_lock,
+    os_error_code,
+    read_regular_file,
+    refuse_special_file,
+)
 from ._clock import get_clock
 from ._config_file import validation_errors
 from ._events import emit
@@ -36,6 +58,7 @@ from ._exceptions import (
     CredentialExpiredError,
     CredentialMissingError,
 )
+from ._taxonomy import is_secret_key, redact_text
 
 __all__ = [
     "Credential",
@@ -48,7 +71,30 @@ _FORMAT_VERSION = 1
 _FILE_MODE = 0o600
 Refresher = Callable[["Credential"], "Credential"]
 R = TypeVar("R", bound=Callable[["Credential"], "Credential"])
+Updater = Callable[["Credential | None"], "Credential | None"]
 _UTC = _dt.timezone.utc
+_MASK = "**********"  # what pydantic shows for a SecretStr
+_MAX_DEPTH = 32
+
+
+def _redacted(value: Any, depth: int = 0) -> Any:
+    """``value`` with every value under a secret-looking key masked, at any depth.
+
+    Text is also scrubbed of ``token=...``-style secrets. For display only:
+    the stored metadata keeps its values.
+    """
+    if depth > _MAX_DEPTH:
+        return "<nested too deep>"
+    if isinstance(value, Mapping):
+        return {
+            k: _MASK if is_secret_key(k) else _redacted(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v, depth + 1) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
 
 
 class Credential(BaseModel):
@@ -56,7 +102,11 @@ class Credential(BaseModel):
 
     ``token`` and ``refresh_token`` are :class:`pydantic.SecretStr`: their
     ``repr``/``str`` is ``'**********'``; read them with
-    ``.get_secret_value()``. Naive datetimes are taken as UTC.
+    ``.get_secret_value()``. ``metadata`` values under secret-looking keys
+    (``client_secret``, ``apiKey``, ``password``... at any depth) show as
+    ``'**********'`` in ``repr``/``str`` and in ``model_dump_json()``, like
+    the tokens; ``cred.metadata`` and ``model_dump()`` keep the real values.
+    Naive datetimes are taken as UTC.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -74,6 +124,14 @@ class Credential(BaseModel):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=_UTC)
         return value
+
+    @field_serializer("metadata", when_used="json")
+    def _metadata_for_json(self, value: dict[str, Any]) -> Any:
+        return _redacted(value)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (_redacted(value) if name == "metadata" else value)
 
     def expired(self, now: _dt.datetime | None = None) -> bool:
         """Whether ``expires_at`` has passed (never, without one)."""
@@ -94,14 +152,29 @@ class Credential(BaseModel):
         }
 
 
-def _revalidated(cred: Credential) -> Credential:
+def _revalidated(cred: Credential, name: str) -> Credential:
     """``cred`` checked again: ``model_copy(update=...)`` skips validation.
 
     So a refresher returning ``cred.model_copy(update={"token": "new"})``
     (a plain ``str``, not a ``SecretStr``) still stores a proper credential.
+
+    Raises:
+        ConfigError: ``VALIDATION_ERROR`` naming the bad fields, never their
+            values (pydantic's own message quotes the input) and with no
+            chained cause.
     """
-    data = {name: getattr(cred, name) for name in Credential.model_fields}
-    return Credential.model_validate(data)
+    data = {field: getattr(cred, field) for field in Credential.model_fields}
+    errors: list[tuple[str, str]] = []
+    try:
+        return Credential.model_validate(data)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+    raise ConfigError(
+        f"invalid credential for profile {name!r}: "
+        + "; ".join(f"{f}: {m}" for f, m in errors[:10]),
+        errors=errors,
+        code="VALIDATION_ERROR",
+    )
 
 
 def _iso(value: _dt.datetime | None) -> str | None:
@@ -203,13 +276,20 @@ class CredentialStore:
             expiring (``expiring()``, warning events).
         create: Create an empty store if the file does not exist.
         lock_timeout: Seconds to wait for the inter-process lock.
+        max_bytes: The largest store file read (default 16 MiB).
 
     Raises:
         ConfigError: ``CONFIG_MISSING`` / ``CONFIG_INVALID`` for a missing or
             invalid store file (the message never contains a secret).
+        CredentialError: The file cannot be used: a FIFO, socket, device or
+            directory at the path, larger than ``max_bytes``, or an
+            operating-system error (code from the errno:
+            ``PERMISSION_DENIED``, ``DISK_FULL``...). Raised the same way by
+            every method that reads or writes; the file is then unchanged.
 
     Thread- and process-safe. A store whose file permissions are looser than
     0600 is corrected, with a ``credentials.permissions_fixed`` warning event.
+    Every write creates the new file 0600 from its first byte.
     """
 
     def __init__(
@@ -220,13 +300,17 @@ class CredentialStore:
         expiry_warning: _dt.timedelta = _dt.timedelta(days=7),
         create: bool = False,
         lock_timeout: float = 30.0,
+        max_bytes: int = MAX_READ_BYTES,
     ) -> None:
         if usage_interval < 0:
             raise ValueError(f"usage_interval must be >= 0, got {usage_interval!r}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes!r}")
         self.path = Path(path)
         self.usage_interval = float(usage_interval)
         self.expiry_warning = expiry_warning
         self.lock_timeout = lock_timeout
+        self.max_bytes = max_bytes
         self._lock = threading.RLock()
         self._cache_key: tuple[int, int, int] | None = None
         self._cache: dict[str, Credential] = {}
@@ -235,11 +319,15 @@ class CredentialStore:
         self._refreshers: dict[str, Refresher] = {}
         self._warned: set[tuple[str, _dt.datetime | None]] = set()
         self._closed = False
-        if create and not self.path.exists():
-            with file_lock(self.path, timeout=lock_timeout):
-                if not self.path.exists():
-                    atomic_write(self.path, _render({}), mode=_FILE_MODE)
-                    emit("credentials", "created", subject=str(self.path))
+        if create:
+            try:
+                if not self.path.exists():  # a dangling symlink gets its target
+                    with file_lock(self.path, timeout=lock_timeout):
+                        if not self.path.exists():
+                            atomic_write(self.path, _render({}), mode=_FILE_MODE)
+                            emit("credentials", "created", subject=str(self.path))
+            except OSError as exc:
+                raise self._os_error("create", exc) from exc
         self._profiles()
         _open_stores.add(self)
 
@@ -251,6 +339,21 @@ class CredentialStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _os_error(self, doing: str, exc: OSError) -> CredentialError:
+        """A :class:`CredentialError` for an operating-system failure on the file."""
+        name = str(self.path)
+        cause = describe_os_error(exc, self.path)
+        fallback = "CREDENTIAL_ERROR" if doing == "read" else "OS_ERROR"
+        return CredentialError(
+            f"cannot {doing} credential store {name}: {cause}",
+            code=os_error_code(exc) or fallback,
+            context={
+                "path": name,
+                "errno": errno.errorcode.get(exc.errno or 0),
+                "cause": cause,
+            },
+        )
 
     # -- reading -------------------------------------------------------------
 
@@ -264,6 +367,7 @@ class CredentialStore:
         name = str(self.path)
         try:
             st = os.stat(self.path)
+            refuse_special_file(name, st)  # before anything touches it
         except FileNotFoundError:
             raise ConfigError(
                 f"credential store {name} does not exist (pass create=True to make one)",
@@ -271,19 +375,17 @@ class CredentialStore:
                 errors=[("<file>", "does not exist")],
                 code="CONFIG_MISSING",
             ) from None
+        except OSError as exc:
+            raise self._os_error("read", exc) from exc
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         with self._lock:
             if key == self._cache_key and not fresh:
                 return self._cache
             self._fix_permissions(st)
             try:
-                raw = self.path.read_bytes()
+                raw = read_regular_file(self.path, max_bytes=self.max_bytes)
             except OSError as exc:
-                raise ConfigError(
-                    f"cannot read credential store {name}: {exc.strerror}",
-                    path=name,
-                    errors=[("<file>", str(exc.strerror))],
-                ) from None
+                raise self._os_error("read", exc) from exc
             profiles = _parse(raw, name)
             self._cache_key, self._cache = key, profiles
             return profiles
@@ -378,8 +480,11 @@ class CredentialStore:
 
     def _write(self, profiles: dict[str, Credential], reason: str) -> None:
         """Write ``profiles``; the caller holds the file lock."""
-        atomic_write(self.path, _render(profiles), mode=_FILE_MODE)
-        st = os.stat(self.path)
+        try:
+            atomic_write(self.path, _render(profiles), mode=_FILE_MODE)
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise self._os_error("write", exc) from exc
         with self._lock:
             self._cache_key = (st.st_ino, st.st_size, st.st_mtime_ns)
             self._cache = profiles
@@ -392,32 +497,68 @@ class CredentialStore:
         )
 
     @contextlib.contextmanager
+    def _locked(self, path: Path | None = None) -> Iterator[None]:
+        """Hold the inter-process lock of ``path`` (default: the store's)."""
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(
+                    file_lock(path or self.path, timeout=self.lock_timeout)
+                )
+            except OSError as exc:
+                raise self._os_error("write", exc) from exc
+            yield
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[dict[str, Credential]]:
-        with file_lock(self.path, timeout=self.lock_timeout):
+        with self._locked():
             yield dict(self._profiles(fresh=True))
+
+    def _merged_usage(
+        self, name: str, new: Credential, old: Credential | None
+    ) -> Credential:
+        """``new`` with ``last_used`` never behind the stored or pending one."""
+        with self._lock:
+            pending = self._pending.get(name)
+        last = _later(new.last_used, pending)
+        if old is not None:
+            last = _later(last, old.last_used)
+        if last != new.last_used:
+            new = new.model_copy(update={"last_used": last})
+        return new
+
+    def _usage_written(self, name: str, cred: Credential) -> None:
+        """Forget pending usage of ``name`` that ``cred``, now on disk, covers."""
+        with self._lock:
+            pending = self._pending.get(name)
+            written = cred.last_used
+            if pending is not None and written is not None and pending <= written:
+                del self._pending[name]
 
     def set(self, name: str, credential: Credential) -> None:
         """Store ``credential`` as ``name``, durably, before returning.
 
         A locked read-merge-write: profiles other processes changed meanwhile
-        are kept, and ``last_used`` never goes backwards.
+        are kept, and ``last_used`` never goes backwards. The profile itself
+        is replaced: ``set()`` of a credential read earlier with ``get()``
+        reverts a change another process made in between (a rotated refresh
+        token is lost). To change a stored credential, use :meth:`update`.
+
+        Raises:
+            ConfigError: ``VALIDATION_ERROR`` if ``credential`` is invalid
+                (fields named, values never shown); nothing is written.
+            CredentialError: The file cannot be read or written.
+            LockConflictError: The lock stayed busy for ``lock_timeout``.
         """
         if not isinstance(credential, Credential):
             raise TypeError(
                 f"set() needs a Credential, got {type(credential).__name__}"
             )
-        credential = _revalidated(credential)
+        credential = _revalidated(credential, name)
         with self._transaction() as profiles:
-            old = profiles.get(name)
-            with self._lock:
-                pending = self._pending.pop(name, None)
-            last = _later(credential.last_used, pending)
-            if old is not None:
-                last = _later(last, old.last_used)
-            if last != credential.last_used:
-                credential = credential.model_copy(update={"last_used": last})
+            credential = self._merged_usage(name, credential, profiles.get(name))
             profiles[name] = credential
             self._write(profiles, "set")
+            self._usage_written(name, credential)
         emit(
             "credentials",
             "set",
@@ -425,6 +566,72 @@ class CredentialStore:
             provider=credential.provider,
             expires_at=_iso(credential.expires_at),
         )
+
+    def update(self, name: str, fn: Updater) -> Credential | None:
+        """Change one profile with ``fn`` under the store's inter-process lock.
+
+        ``fn`` gets the credential stored as ``name`` right now (``None`` if
+        there is none; expired ones too, with this process's pending usage
+        merged in) and returns the credential to store. No other write of
+        the store, from any thread or process, runs in between, so nothing
+        another process just stored (a rotated refresh token) is reverted::
+
+            store.update("github", lambda cred: cred.model_copy(
+                update={"metadata": {**cred.metadata, "team": "infra"}}))
+
+        ``fn`` returning ``None`` writes nothing (it does not delete: a
+        function that forgets to ``return`` must not destroy a secret; use
+        :meth:`delete`). A result equal to the stored credential writes
+        nothing either. ``fn`` runs with the lock held: keep it quick (no
+        network calls; for OAuth refreshes use :meth:`refresher`) and do not
+        write to the store from inside it.
+
+        Returns:
+            The credential now stored as ``name`` (``None`` if there is none).
+
+        Raises:
+            Exception: Whatever ``fn`` raises, unchanged; nothing is written.
+            TypeError: ``fn`` returned something else than a
+                :class:`Credential` or ``None``; nothing is written.
+            ConfigError: ``VALIDATION_ERROR`` if the result is invalid;
+                nothing is written.
+            CredentialError: The file cannot be read or written (unchanged).
+            LockConflictError: The lock stayed busy for ``lock_timeout``.
+        """
+        with self._transaction() as profiles:
+            old = profiles.get(name)
+            current = old
+            with self._lock:
+                pending = self._pending.get(name)
+            if current is not None and pending is not None:
+                last = _later(current.last_used, pending)
+                if last != current.last_used:
+                    current = current.model_copy(update={"last_used": last})
+            new = fn(current)
+            if new is None:
+                return old
+            if not isinstance(new, Credential):
+                raise TypeError(
+                    f"update() needs fn to return a Credential or None, "
+                    f"got {type(new).__name__}"
+                )
+            new = _revalidated(new, name)
+            new = self._merged_usage(name, new, old)
+            if old is not None and new._to_file() == old._to_file():
+                self._usage_written(name, old)
+                return old
+            profiles[name] = new
+            self._write(profiles, "update")
+            self._usage_written(name, new)
+        emit(
+            "credentials",
+            "updated",
+            subject=name,
+            provider=new.provider,
+            expires_at=_iso(new.expires_at),
+            created=old is None,
+        )
+        return new
 
     def delete(self, name: str) -> bool:
         """Remove a profile; returns whether it existed."""
@@ -563,7 +770,7 @@ class CredentialStore:
 
     def _refresh_one(self, name: str, leeway: _dt.timedelta) -> bool:
         refresh_lock = self.path.with_name(self.path.name + ".refresh")
-        with file_lock(refresh_lock, timeout=self.lock_timeout):
+        with self._locked(refresh_lock):
             # Re-read: another process may have refreshed it while we waited.
             cred = self._profiles(fresh=True).get(name)
             if cred is None or not self._due(cred, leeway):
@@ -578,7 +785,7 @@ class CredentialStore:
                     f"the refresher of {cred.provider!r} returned "
                     f"{type(new).__name__}, not a Credential"
                 )
-            new = _revalidated(new)
+            new = _revalidated(new, name)
             with self._transaction() as profiles:
                 old = profiles.get(name)
                 last = _later(new.last_used, None if old is None else old.last_used)
@@ -647,14 +854,18 @@ def credential_status(
 ) -> CredentialReport:
     """Summarise a store without changing it (the ``credentials status`` CLI).
 
-    Never raises for a bad store; never includes a token.
+    Never raises for a bad store (a FIFO or device at the path, a file over
+    16 MiB, an unreadable one: each is a problem in the report, found
+    without blocking); never includes a token.
     """
     name = os.fspath(path)
     try:
         st = os.stat(name)
-        raw = Path(name).read_bytes()
+        raw = read_regular_file(name, max_bytes=MAX_READ_BYTES)
     except OSError as exc:
-        return CredentialReport(name, problems=(f"cannot read: {exc.strerror}",))
+        return CredentialReport(
+            name, problems=(f"cannot read: {describe_os_error(exc)}",)
+        )
     try:
         profiles = _parse(raw, name)
     except ConfigError as exc:

@@ -537,31 +537,43 @@ class EventStore:
             self._io_lock.release()
 
     def _write_batch(self) -> int:
+        """Write one batch; on any failure its events go back to the buffer.
+
+        Also on ``SystemExit`` (the crash handler's SIGTERM) and
+        ``KeyboardInterrupt`` arriving in the middle: the popped events are
+        re-queued (or counted as dropped when the buffer is full), then the
+        exception continues. An event is never lost uncounted; one
+        interrupted at the very instant of the commit may be written twice.
+        """
         batch: list[_Row] = []
+        rows: list[tuple[Any, ...]] = []
+        kept: list[_Row] = []  # the encodable events, in order
         buffer = self._buffer
-        with contextlib.suppress(IndexError):
-            for _ in range(max(self.batch_size, 2000)):
-                batch.append(buffer.popleft())  # noqa: PERF401 - stops at IndexError
-        if not batch:
-            return 0
-        rows = []
-        for row in batch:
-            try:
-                rows.append((*row[:7], _encode(row[7])))
-            except Exception:  # noqa: BLE001 - one unencodable event must not block the rest
-                self._dropped += 1
-                self._log_failure("could not encode event metadata")
         try:
+            with contextlib.suppress(IndexError):
+                for _ in range(max(self.batch_size, 2000)):
+                    batch.append(buffer.popleft())  # noqa: PERF401 - stops at IndexError
+            if not batch:
+                return 0
+            for row in batch:
+                try:
+                    encoded = (*row[:7], _encode(row[7]))
+                except Exception:  # noqa: BLE001 - one unencodable event must not block the rest
+                    self._dropped += 1
+                    self._log_failure("could not encode event metadata")
+                    continue
+                rows.append(encoded)
+                kept.append(row)
+            batch = kept  # the dropped ones are counted; never re-queued
             from ._sqlite import write_transaction
 
             conn = self._connection()
             with write_transaction(conn):
                 conn.executemany(_INSERT, rows)
-        except Exception as exc:  # noqa: BLE001 - a failing store is logged and counted
-            buffer.extendleft(reversed(batch))
-            while len(buffer) > self.max_buffer:
-                buffer.popleft()
-                self._dropped += 1
+        except BaseException as exc:
+            self._requeue(batch)
+            if not isinstance(exc, Exception):
+                raise  # SystemExit, KeyboardInterrupt: counted, now on their way
             self._errors += 1
             self._backoff = min(30.0, max(0.5, self._backoff * 2))
             self._log_failure("write failed", exc)
@@ -571,6 +583,14 @@ class EventStore:
         self._backoff = 0.0
         self._written += len(rows)
         return len(rows)
+
+    def _requeue(self, batch: list[_Row]) -> None:
+        """Put ``batch`` back at the front, dropping (and counting) the oldest."""
+        buffer = self._buffer
+        buffer.extendleft(reversed(batch))
+        while len(buffer) > self.max_buffer:
+            buffer.popleft()
+            self._dropped += 1
 
     def _log_failure(self, what: str, exc: BaseException | None = None) -> None:
         now = time.monotonic()

@@ -30,7 +30,12 @@ from collections.abc import Collection, Mapping
 from pathlib import PurePath
 from typing import Any
 
-from ._atomic import atomic_write
+from ._atomic import (
+    FileTooLargeError,
+    NotARegularFileError,
+    atomic_write,
+    read_regular_file,
+)
 from ._events import emit
 from ._exceptions import IntegrityError
 
@@ -78,6 +83,8 @@ VOLATILE_KEYS: frozenset[str] = frozenset(
 _FORMAT = "paios-signed/1"
 _ALG = "HMAC-SHA256"
 _MAX_HEADER = 4096
+#: Default cap on the size of a file :func:`read_signed` reads.
+MAX_SIGNED_BYTES = 64 * 1024 * 1024
 _MAX_DEPTH = 200
 
 
@@ -233,10 +240,22 @@ def write_signed(
     emit("signed_file", "written", level="debug", subject=os.fspath(path))
 
 
-def read_signed(path: str | os.PathLike[str], key: bytes | str) -> Any:
+def read_signed(
+    path: str | os.PathLike[str],
+    key: bytes | str,
+    *,
+    max_bytes: int = MAX_SIGNED_BYTES,
+) -> Any:
     """Read a file written by :func:`write_signed`, verifying its signature.
 
-    The HMAC is checked in constant time before the payload is parsed.
+    The HMAC is checked in constant time before the payload is parsed. Only
+    a regular file is read (a FIFO or device at the path is refused without
+    blocking), and at most ``max_bytes`` of it.
+
+    Args:
+        path: The signed file.
+        key: The secret key it was signed with.
+        max_bytes: The largest file read (default 64 MiB).
 
     Returns:
         The stored JSON value (tuples come back as lists, datetimes as
@@ -244,13 +263,14 @@ def read_signed(path: str | os.PathLike[str], key: bytes | str) -> Any:
 
     Raises:
         IntegrityError: The file is tampered, truncated, signed with another
-            key or not a signed file.
+            key, not a signed file, not a regular file (a FIFO, socket or
+            device) or larger than ``max_bytes``.
         FileNotFoundError: The file does not exist.
+        OSError: Another failure to read it (``IsADirectoryError``,
+            ``PermissionError``...).
     """
     name = os.fspath(path)
     secret = _key_bytes(key)
-    with open(name, "rb") as fh:
-        data = fh.read()
 
     def fail(why: str) -> IntegrityError:
         emit("signed_file", "rejected", level="error", subject=name, reason=why)
@@ -258,6 +278,11 @@ def read_signed(path: str | os.PathLike[str], key: bytes | str) -> Any:
             f"signed file {name} failed verification: {why}",
             context={"path": name},
         )
+
+    try:
+        data = read_regular_file(name, max_bytes=max_bytes)
+    except (NotARegularFileError, FileTooLargeError) as exc:
+        raise fail(str(exc.strerror)) from exc
 
     head, sep, rest = data.partition(b"\n")
     if not sep or len(head) > _MAX_HEADER:

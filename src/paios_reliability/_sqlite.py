@@ -26,6 +26,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from ._atomic import (
+    _READ_FLAGS,
+    NotARegularFileError,
+    describe_os_error,
+    file_kind,
+    refuse_special_file,
+)
 from ._clock import get_clock
 from ._events import emit
 from ._exceptions import PermanentError, ReliabilityError, TransientError
@@ -234,6 +241,21 @@ def _not_a_database(path: str, why: str) -> PermanentError:
     )
 
 
+def _read_header(path: str) -> bytes:
+    """The first bytes of ``path``; never blocks, whatever is there.
+
+    Raises:
+        NotARegularFileError: Not a regular file (checked on the opened file).
+        OSError: It cannot be opened or read.
+    """
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        refuse_special_file(path, os.fstat(fd))
+        return os.read(fd, len(SQLITE_MAGIC))
+    finally:
+        os.close(fd)
+
+
 def _inspect_existing(path: str, busy_timeout: float) -> bool:
     """Refuse a placeholder or a foreign file at ``path``; True if it exists.
 
@@ -255,6 +277,13 @@ def _inspect_existing(path: str, busy_timeout: float) -> bool:
                 code="IS_A_DIRECTORY",
                 context={"path": path},
             )
+        kind = file_kind(st.st_mode)
+        if kind is not None:
+            # A FIFO or device reports size 0: it is no placeholder, and
+            # SQLite must never open it (a FIFO blocks, /dev/zero never ends).
+            raise _not_a_database(
+                path, f"is {kind}, not a regular file; refusing to open it"
+            )
         if st.st_size > 0:
             break
         young = time.time() - st.st_mtime < _FRESH_FILE_GRACE
@@ -266,8 +295,9 @@ def _inspect_existing(path: str, busy_timeout: float) -> bool:
             )
         time.sleep(0.01)
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(SQLITE_MAGIC))
+        head = _read_header(path)
+    except NotARegularFileError as exc:  # swapped in since the stat
+        raise _not_a_database(path, str(exc.strerror)) from exc
     except OSError:
         return True  # unreadable: let sqlite report it in its own words
     if head != SQLITE_MAGIC:
@@ -841,7 +871,8 @@ class DatabaseReport:
         """A few human-readable lines (what ``paios-reliability db check`` prints)."""
         status = "ok" if self.ok else "PROBLEMS"
         lines = [f"{self.path}: {status}"]
-        if self.exists:
+        # Sizes and pages of a directory, FIFO or device would only be noise.
+        if self.exists and (self.is_sqlite or self.size or self.zero_byte):
             lines.append(
                 f"  size {self.size} B, journal {self.journal_mode or '?'}, "
                 f"wal {self.wal_size} B, pages {self.page_count if self.page_count is not None else '?'}"
@@ -891,6 +922,14 @@ def check_database(
         return DatabaseReport(
             name, exists=True, check=check, problems=("is a directory",)
         )
+    kind = file_kind(st.st_mode)
+    if kind is not None:
+        return DatabaseReport(
+            name,
+            exists=True,
+            check=check,
+            problems=(f"is {kind}, not a regular file; not opened",),
+        )
     try:
         wal_size = os.path.getsize(name + "-wal")
     except OSError:
@@ -907,8 +946,7 @@ def check_database(
             ),
         )
     try:
-        with open(name, "rb") as fh:
-            head = fh.read(len(SQLITE_MAGIC))
+        head = _read_header(name)
     except OSError as exc:
         return DatabaseReport(
             name,
@@ -916,7 +954,7 @@ def check_database(
             size=st.st_size,
             check=check,
             wal_size=wal_size,
-            problems=(f"cannot read: {exc}",),
+            problems=(f"cannot read: {describe_os_error(exc)}",),
         )
     if head != SQLITE_MAGIC:
         return DatabaseReport(

@@ -116,6 +116,17 @@ assert_type(store.refresh_due(), list[str])
 store.set("gh", {"provider": "x"})  # type: ignore[arg-type]
 
 
+def add_team(current: pr.Credential | None) -> pr.Credential | None:
+    if current is None:
+        return None
+    return current.model_copy(update={"metadata": {"team": "infra"}})
+
+
+assert_type(store.update("gh", add_team), pr.Credential | None)
+store.update("gh", lambda current: current)
+store.update("gh", lambda current: "token")  # type: ignore[arg-type,return-value]
+
+
 @store.refresher("github")
 def refresh(credential: pr.Credential) -> pr.Credential:
     return credential
