@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 import paios_reliability as pr
 from paios_reliability import Bulkhead, BulkheadFullError, RateLimitedError
 from paios_reliability._clock import SYSTEM_CLOCK
-from paios_reliability._stores import now_ns
+from paios_reliability._stores import now_ns, seconds_to_ns
 from paios_reliability.testing import FakeClock, capture_events
 from paios_reliability.typing import StateStore
+from store_models import ObservedSQLiteStore, block_writes, eventually
 
 MODES = ["sync", "async"]
 
@@ -323,7 +335,7 @@ def test_expired_lease_is_reclaimed_with_an_event(store: StateStore) -> None:
     name = unique("b")
     crashed = Bulkhead(name, max_concurrent=1, lease_ttl=5, store=store, clock=clock)
     token = crashed._engine.enter()  # a holder that will never release
-    pr._bulkhead._renewer.remove(str(token))  # ... nor renew
+    crashed._engine._unhold(str(token))  # type: ignore[union-attr]  # ... nor renew
     other = Bulkhead(name, max_concurrent=1, lease_ttl=5, store=store, clock=clock)
     with pytest.raises(BulkheadFullError):
         other.call(lambda: None)
@@ -452,3 +464,262 @@ async def test_cancellation_racing_the_store_never_leaks_a_slot(
         assert results[0] == "done" or isinstance(results[0], asyncio.CancelledError)
         assert bulkhead.stats.in_use == 0
     assert await bulkhead.acall(work) == "done"
+
+
+# -- renewals never wait on another store (finding 20) --------------------------------
+
+
+def test_finding_20_a_stuck_store_never_delays_bulkhead_leases_on_another(
+    tmp_path: Path,
+) -> None:
+    stuck = ObservedSQLiteStore(tmp_path / "a.db")
+    healthy = pr.SQLiteStore(tmp_path / "b.db")
+    elsewhere = Bulkhead(unique("a"), max_concurrent=1, lease_ttl=0.3, store=stuck)
+    clock = FakeClock()
+    name = unique("b")
+    mine = Bulkhead(name, max_concurrent=1, lease_ttl=0.3, store=healthy, clock=clock)
+    other = Bulkhead(name, max_concurrent=1, lease_ttl=0.3, store=healthy, clock=clock)
+    with elsewhere:
+        blocker = block_writes(tmp_path / "a.db")  # a backup holds the file
+        try:
+            assert eventually(lambda: stuck.in_flight > 0, 30)  # its renewal waits
+            with mine:
+                for _ in range(4):  # 0.6 s of fake time against a 0.3 s lease
+                    clock.advance(0.15)
+                    target = now_ns(clock, True) + seconds_to_ns(0.3)
+                    assert eventually(
+                        lambda t=target: (
+                            list(healthy.get(f"bulkhead:{name}")["l"].values()) == [t]
+                        )
+                    ), "the lease was not renewed while another store was stuck"
+                with pytest.raises(BulkheadFullError):  # the slot is still ours
+                    other.call(lambda: None)
+            assert other.call(lambda: "free") == "free"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+    stuck.close()
+    healthy.close()
+
+
+# -- a late waiter keeps its place; the queue stays bounded (finding 12) -------------
+
+_S = 1_000_000_000
+_LEASE_NS, _WAITER_NS = 60 * _S, 2 * _S
+
+
+def _take(
+    data: Any, now: int, lease: str, waiter: str | None = None, seq: int | None = None
+) -> tuple[Any, int]:
+    new, (outcome, _) = pr._bulkhead._take(
+        data,
+        now,
+        lease=lease,
+        lease_ns=_LEASE_NS,
+        limit=1,
+        waiter=waiter,
+        queue=1,
+        waiter_ns=_WAITER_NS,
+        seq=seq,
+    )
+    return new, outcome
+
+
+def test_finding_12_a_late_poll_re_registers_at_the_original_place() -> None:
+    b = pr._bulkhead
+    data, outcome = _take(None, 0, "L0")  # W0 holds the only slot
+    assert outcome == b._ENTERED
+    data, outcome = _take(data, 0, "L1")
+    assert outcome == b._QUEUED  # room in the queue: W1 joins it
+    data, seq = b._join(data, 0, "W1", 1, _WAITER_NS)
+    assert seq is not None
+    # W1's poll comes 3 s late (a store update waited on the busy file): its
+    # registration expired, but it comes back at its place...
+    data, outcome = _take(data, 3 * _S, "L1", "W1", seq)
+    assert outcome == b._QUEUED
+    assert data["w"]["W1"][0] == seq
+    # ... so a later arrival finds the one-place queue full,
+    assert _take(data, 3 * _S, "L2")[1] == b._FULL
+    # and when the slot frees, W1 is served first.
+    data, _ = b._drop(data, 3 * _S, "L0", None)
+    data, outcome = _take(data, 3 * _S, "L1", "W1", seq)
+    assert outcome == b._ENTERED
+    assert data["w"] == {}
+
+
+def test_finding_12_a_late_waiter_finding_the_queue_full_is_refused() -> None:
+    b = pr._bulkhead
+    data, _ = _take(None, 0, "L0")
+    data, seq1 = b._join(_take(data, 0, "L1")[0], 0, "W1", 1, _WAITER_NS)
+    # W1 is pruned (late); meanwhile W2 arrives and takes the queue's one place.
+    data, outcome = _take(data, 3 * _S, "L2")
+    assert outcome == b._QUEUED
+    data, seq2 = b._join(data, 3 * _S, "W2", 1, _WAITER_NS)
+    assert seq2 is not None
+    data, outcome = _take(data, 3 * _S, "L1", "W1", seq1)
+    assert outcome == b._FULL  # max_queue=1 holds: W1 is not squeezed in
+    assert list(data["w"]) == ["W2"]
+
+
+def _late_waiter(
+    bulkhead: Bulkhead, clock: FakeClock
+) -> tuple[Any, Any, Callable[[Any], Any]]:
+    """A queued caller's step machine, driven by hand so its poll can come late."""
+    engine = bulkhead._engine
+    assert isinstance(engine, pr._bulkhead._StoreEngine)
+    attempt = pr._bulkhead._Attempt(pr._bulkhead._new_id("lease"))
+    steps = engine._attempts(attempt)
+
+    def run_until_sleep(reply: Any) -> Any:
+        while True:
+            kind, arg = steps.send(reply)
+            if kind == "sleep":
+                return None
+            reply = bulkhead.store.update(engine._key, arg, ttl=engine._ttl)
+
+    return steps, attempt, run_until_sleep
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "redis"])
+def test_finding_12_with_a_store_a_late_waiter_keeps_its_place(
+    store: StateStore,
+) -> None:
+    clock = FakeClock()
+    name = unique("b")
+
+    def bulkhead() -> Bulkhead:
+        return Bulkhead(
+            name, max_concurrent=1, max_queue=1, max_wait=60, store=store, clock=clock
+        )
+
+    holder = bulkhead()
+    token = holder._engine.enter()
+    _, attempt, run_until_sleep = _late_waiter(bulkhead(), clock)
+    run_until_sleep(None)  # W1: refused a slot, joined the queue, sleeps
+    assert holder.stats.queued == 1
+    clock.advance(3.0)  # ... and wakes 3 s late: its registration expired
+    assert holder.stats.queued == 0
+    run_until_sleep(None)  # its poll re-registers it
+    assert holder.stats.queued == 1
+    with pytest.raises(BulkheadFullError, match="queue is full"):
+        bulkhead().call(lambda: None)  # a later arrival: the queue is full
+    holder._engine.exit(token)
+    with pytest.raises(StopIteration):
+        run_until_sleep(None)  # W1 enters first
+    assert holder.stats == pr.BulkheadStats(name, 1, 1, 0)
+    holder._engine.exit(attempt.lease)
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "redis"])
+def test_finding_12_with_a_store_a_late_waiter_behind_a_full_queue_gets_full(
+    store: StateStore,
+) -> None:
+    clock = FakeClock()
+    name = unique("b")
+
+    def bulkhead() -> Bulkhead:
+        return Bulkhead(
+            name, max_concurrent=1, max_queue=1, max_wait=60, store=store, clock=clock
+        )
+
+    holder = bulkhead()
+    token = holder._engine.enter()
+    _, _, late = _late_waiter(bulkhead(), clock)
+    late(None)  # W1 queued
+    clock.advance(3.0)  # W1's registration expires; W2 arrives and queues
+    _, _, on_time = _late_waiter(bulkhead(), clock)
+    on_time(None)
+    assert holder.stats.queued == 1
+    with capture_events() as events, pytest.raises(BulkheadFullError, match="place"):
+        late(None)  # W1's late poll: no room any more, and it is told so
+    assert events.of("bulkhead.rejected")
+    assert holder.stats.queued == 1  # max_queue=1 still bounds the queue
+    holder._engine.exit(token)
+
+
+class QueueSteps(RuleBasedStateMachine):
+    """The shared-store queue steps with polls that come late.
+
+    Properties: slots and queue stay within their bounds; a poll answered
+    "queued" leaves the waiter registered at the place it first joined; a
+    poll answered "full" means the queue really was full.
+    """
+
+    LIMIT, QUEUE = 2, 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: Any = None
+        self.now = 0
+        self.ids = itertools.count()
+        self.holders: list[str] = []
+        self.waiters: dict[str, tuple[str, int]] = {}  # waiter -> (lease, seq)
+
+    def take(self, lease: str, waiter: str | None, seq: int | None) -> int:
+        self.data, (outcome, _) = pr._bulkhead._take(
+            self.data,
+            self.now,
+            lease=lease,
+            lease_ns=_LEASE_NS,
+            limit=self.LIMIT,
+            waiter=waiter,
+            queue=self.QUEUE,
+            waiter_ns=_WAITER_NS,
+            seq=seq,
+        )
+        return outcome
+
+    @rule()
+    def arrive(self) -> None:
+        n = next(self.ids)
+        lease, waiter = f"L{n}", f"W{n}"
+        outcome = self.take(lease, None, None)
+        if outcome == pr._bulkhead._ENTERED:
+            self.holders.append(lease)
+        elif outcome == pr._bulkhead._QUEUED:
+            self.data, seq = pr._bulkhead._join(
+                self.data, self.now, waiter, self.QUEUE, _WAITER_NS
+            )
+            if seq is not None:
+                self.waiters[waiter] = (lease, seq)
+
+    @precondition(lambda self: self.waiters)
+    @rule(data=st.data())
+    def poll(self, data: st.DataObject) -> None:
+        waiter = data.draw(st.sampled_from(sorted(self.waiters)))
+        lease, seq = self.waiters[waiter]
+        outcome = self.take(lease, waiter, seq)
+        live = self.data["w"] if self.data else {}
+        if outcome == pr._bulkhead._ENTERED:
+            del self.waiters[waiter]
+            self.holders.append(lease)
+            assert waiter not in live
+        elif outcome == pr._bulkhead._QUEUED:
+            assert live[waiter][0] == seq  # registered, at its original place
+        else:
+            del self.waiters[waiter]
+            assert len(live) >= self.QUEUE
+
+    @precondition(lambda self: self.holders)
+    @rule(data=st.data())
+    def leave(self, data: st.DataObject) -> None:
+        lease = data.draw(st.sampled_from(self.holders))
+        self.holders.remove(lease)
+        self.data, _ = pr._bulkhead._drop(self.data, self.now, lease, None)
+
+    @rule(seconds=st.sampled_from([0.1, 1.5, 3.0]))
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * _S)
+
+    @invariant()
+    def within_bounds(self) -> None:
+        leases, waiters, _, _ = pr._bulkhead._pruned(self.data, self.now)
+        assert len(leases) <= self.LIMIT
+        assert len(waiters) <= self.QUEUE
+
+
+def test_finding_12_queue_steps_keep_places_and_bounds() -> None:
+    run_state_machine_as_test(
+        QueueSteps,
+        settings=settings(max_examples=200, stateful_step_count=40, deadline=None),
+    )

@@ -228,3 +228,14 @@ def test_compare_and_set_matches_the_reference_model(
     run_model(
         CASModel, kind, examples=examples, steps=25, tmp_path=tmp_path, request=request
     )
+
+
+# -- a store is required (finding 17) -------------------------------------------------
+
+
+async def test_finding_17_store_none_is_refused(mode: str) -> None:
+    # A fresh private store per call would let every writer "win".
+    with pytest.raises(TypeError, match="store"):
+        await cas(None, mode, "budget", 0, {"spent": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="store"):
+        await read(None, mode, "budget")  # type: ignore[arg-type]

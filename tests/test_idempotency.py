@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import hashlib
 import inspect
 import json
 import pickle
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -35,6 +37,7 @@ from paios_reliability._idempotency import claim_step
 from paios_reliability._stores import now_ns, seconds_to_ns
 from paios_reliability.testing import FakeClock, capture_events
 from paios_reliability.typing import StateStore
+from store_models import ObservedSQLiteStore, block_writes, eventually
 
 WORKERS = str(Path(__file__).with_name("_proc_runstate_workers.py"))
 MODES = ["sync", "async"]
@@ -621,3 +624,193 @@ def test_key_function_must_return_a_string() -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises((TypeError, ValueError)):
         IdempotencyStore(MemoryStore(), **kwargs)
+
+
+# -- renewals never wait on another store (finding 1) ---------------------------------
+
+
+def test_finding_01_a_stuck_store_never_delays_claim_renewals_on_another(
+    tmp_path: Path,
+) -> None:
+    # An unrelated auto-renewed lock on an SQLite file that a backup holds: its
+    # renewal waits on the file. A claim on a healthy store must still be
+    # renewed, or a duplicate takes over and runs the body a second time.
+    path = tmp_path / "locks.db"
+    stuck = ObservedSQLiteStore(path, busy_timeout_ms=30_000)
+    lease = pr.LockManager(stuck).acquire("nightly", ttl=0.3)
+    blocker = block_writes(path)
+    try:
+        lease.start_renewing()
+        assert eventually(lambda: stuck.in_flight > 0, 30)  # it waits on the file
+        clock = FakeClock()
+        healthy = MemoryStore()
+        idem = IdempotencyStore(healthy, lease_ttl=0.3, wait=0.0, clock=clock)
+        duplicate = Body()
+
+        def long_call() -> str:
+            for _ in range(4):  # 0.6 s of fake time against a 0.3 s claim
+                clock.advance(0.15)
+                target = now_ns(clock, False) + seconds_to_ns(0.3)
+                assert eventually(
+                    lambda t=target: healthy.get("idempotency:charge:1")["x"] == t
+                ), "the claim was not renewed while another store was stuck"
+            with pytest.raises(LockConflictError):  # still claimed: no second run
+                idem.run("charge:1", duplicate)
+            return "done"
+
+        assert idem.run("charge:1", long_call) == "done"
+        assert duplicate.runs == 0
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        lease.release()
+        stuck.close()
+
+
+# -- after the body ran, no retryable error (finding 2) -------------------------------
+
+
+async def test_finding_02_a_store_error_after_the_body_ran_is_retried_not_raised(
+    tmp_path: Path, mode: str
+) -> None:
+    # The body runs; right then another process takes the file's write lock,
+    # so the first attempt to store the result fails. The result must still be
+    # stored (a retry of the write), the caller get it, a repeat replay it.
+    path = tmp_path / "state.db"
+    store = pr.SQLiteStore(path, busy_timeout_ms=100)
+    idem = IdempotencyStore(store, lease_ttl=30.0)
+    blockers: list[sqlite3.Connection] = []
+    body = Body(result={"charged": 1})
+
+    def side_effect(*args: Any) -> Any:
+        blockers.append(block_writes(path))
+        return body(*args)
+
+    def writer_finishes(event: pr.Event) -> None:
+        if event.name == "paios_reliability.store.unavailable" and blockers:
+            blockers.pop().execute("COMMIT")
+
+    with capture_events() as events, pr.add_event_hook(writer_finishes):
+        if mode == "sync":
+            result = idem.run("charge:1", side_effect)
+        else:
+
+            async def aside_effect() -> Any:
+                return side_effect()
+
+            result = await idem.arun("charge:1", aside_effect)
+    assert result == {"charged": 1}
+    assert not blockers  # the write did fail once, and then succeeded
+    assert len(events.of("store.unavailable")) == 1
+    assert events.of("idempotency.stored")
+    assert not events.of("idempotency.record_lost")
+    assert await run(idem, mode, "charge:1", Body()) == {"charged": 1}
+    assert body.runs == 1
+    store.close()
+
+
+async def test_finding_02_a_store_down_after_the_body_ran_returns_the_result(
+    tmp_path: Path, mode: str
+) -> None:
+    # The store stays locked until the call is over: the result is returned
+    # anyway (the side effect happened), with an error event naming the key.
+    path = tmp_path / "state.db"
+    store = pr.SQLiteStore(path, busy_timeout_ms=50)
+    idem = IdempotencyStore(store, lease_ttl=0.5)
+    blockers: list[sqlite3.Connection] = []
+    body = Body(result="sent")
+
+    def side_effect(*args: Any) -> Any:
+        blockers.append(block_writes(path))
+        return body(*args)
+
+    with capture_events() as events:
+        if mode == "sync":
+            result = idem.run("email:1", side_effect)
+        else:
+
+            async def aside_effect() -> Any:
+                return side_effect()
+
+            result = await idem.arun("email:1", aside_effect)
+    blockers[0].execute("ROLLBACK")
+    blockers[0].close()
+    assert result == "sent"
+    [lost] = events.of("idempotency.record_lost")
+    assert (lost.level, lost.subject) == ("error", "email:1")
+    assert lost.fields["attempts"] >= 2  # retried before giving up
+    assert isinstance(lost.exc, StoreUnavailableError)
+    assert body.runs == 1
+    store.close()
+
+
+def test_finding_02_the_docstring_says_what_happens_after_fn_ran() -> None:
+    doc = IdempotencyStore.run.__doc__ or ""
+    assert "record_lost" in doc
+    assert "claim the\n                key; ``fn`` was not run" in doc
+
+
+# -- interrupted while claiming: no phantom claim (finding 5) -------------------------
+
+
+async def test_finding_05_a_claim_cancelled_while_the_store_waits_is_dropped(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    store = ObservedSQLiteStore(path)
+    store.get("warm")
+    idem = IdempotencyStore(store, wait=0.0, lease_ttl=30.0)
+    blocker = block_writes(path)
+    body = Body()
+
+    async def send_email() -> Any:
+        return body()
+
+    task = asyncio.ensure_future(idem.arun("email:1", send_email))
+    for _ in range(10_000):  # the claim's update now waits on the file
+        await asyncio.sleep(0.001)
+        if store.in_flight:
+            break
+    assert store.in_flight
+    task.cancel()
+    await asyncio.sleep(0.01)
+    blocker.execute("COMMIT")  # the writer finishes: the claim lands
+    blocker.close()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert body.runs == 0
+    # Nobody is left "running" under this key: a retry runs at once.
+    assert idem.run("email:1", body) == {"args": []}
+    assert body.runs == 1
+    store.close()
+
+
+class _InterruptedAfterUpdate(pr.SQLiteStore):
+    """A real SQLite store on which Ctrl-C arrives just after one update landed."""
+
+    armed = False
+
+    def update(self, key: str, fn: Callable[[Any], Any], *, ttl: float) -> Any:
+        result = super().update(key, fn, ttl=ttl)
+        if self.armed:
+            self.armed = False
+            _thread.interrupt_main()  # raised at the next bytecode: right here
+        return result
+
+
+def test_finding_05_ctrl_c_after_the_claim_landed_drops_it(tmp_path: Path) -> None:
+    store = _InterruptedAfterUpdate(tmp_path / "state.db")
+    idem = IdempotencyStore(store, wait=0.0, lease_ttl=30.0)
+    body = Body()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        store.armed = True
+        with pytest.raises(KeyboardInterrupt):
+            idem.run("email:1", body)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert body.runs == 0
+    assert store.get("idempotency:email:1") is None  # the claim was taken back
+    assert idem.run("email:1", body) == {"args": []}
+    assert body.runs == 1
+    store.close()

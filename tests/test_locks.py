@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
+import signal
 import sqlite3
 import threading
 import time
@@ -30,11 +32,11 @@ from paios_reliability import (
     StoreUnavailableError,
     deadline,
 )
-from paios_reliability._locks import renewer
 from paios_reliability._stores import now_ns, seconds_to_ns
+from paios_reliability._stores._renewal import active_renewals
 from paios_reliability.testing import FakeClock, capture_events
 from paios_reliability.typing import StateStore
-from store_models import run_model
+from store_models import ObservedSQLiteStore, block_writes, eventually, run_model
 
 WORKERS = str(Path(__file__).with_name("_proc_runstate_workers.py"))
 MODES = ["sync", "async"]
@@ -364,7 +366,7 @@ async def test_auto_extend_keeps_the_lease_alive_past_its_ttl(
     lease = await in_block(locks, mode, "k", body, ttl=0.3, auto_extend=True)
     assert lease.released
     assert not lease.lost
-    _wait_until(lambda: not renewer._entries)  # the renewer stops with the block
+    _wait_until(lambda: active_renewals() == 0)  # renewing stops with the block
 
 
 async def test_auto_extend_reports_a_lease_it_finds_lost(store: StateStore) -> None:
@@ -656,3 +658,145 @@ def test_lock_manager_matches_the_reference_model(
     run_model(
         LockModel, kind, examples=examples, steps=30, tmp_path=tmp_path, request=request
     )
+
+
+# -- interrupted while acquiring: no phantom lock (finding 5) -------------------------
+
+
+async def test_finding_05_aacquire_cancelled_while_the_store_waits_leaves_no_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locks.db"
+    store = ObservedSQLiteStore(path)
+    locks = LockManager(store)
+    store.get("warm")
+    blocker = block_writes(path)  # another process is writing
+    task = asyncio.ensure_future(locks.aacquire("run:42", ttl=30))
+    for _ in range(10_000):  # the acquire's update now waits on the file
+        await asyncio.sleep(0.001)
+        if store.in_flight:
+            break
+    assert store.in_flight
+    task.cancel()  # e.g. an enclosing deadline fired
+    await asyncio.sleep(0.01)
+    blocker.execute("COMMIT")  # the writer finishes: the update lands
+    blocker.close()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The caller got no lease, so nobody may hold the lock.
+    lease = locks.acquire("run:42", ttl=30)
+    assert lease.release() is True
+    store.close()
+
+
+@pytest.fixture
+def ctrl_c() -> Any:
+    """SIGINT raises KeyboardInterrupt in the main thread (as in a terminal)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_finding_05_ctrl_c_while_acquire_waits_on_the_store_leaves_no_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locks.db"
+    store = ObservedSQLiteStore(path)
+    locks = LockManager(store)
+    store.get("warm")
+    blocker = block_writes(path)
+    main = threading.get_ident()
+
+    def press_ctrl_c_then_let_the_writer_finish() -> None:
+        assert eventually(lambda: store.in_flight > 0, 30)
+        signal.pthread_kill(main, signal.SIGINT)
+        blocker.execute("COMMIT")
+
+    presser = threading.Thread(target=press_ctrl_c_then_let_the_writer_finish)
+    presser.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            locks.acquire("run:42", ttl=30)
+    finally:
+        presser.join(30)
+        blocker.close()
+    # Neither a lock record nor the file's write lock is left behind: another
+    # process (its own connection) takes the lock at once.
+    other = pr.SQLiteStore(path, busy_timeout_ms=1000)
+    lease = LockManager(other).acquire("run:42", ttl=30)
+    assert lease.release() is True
+    other.close()
+    store.close()
+
+
+class _InterruptedAfterUpdate(pr.SQLiteStore):
+    """A real SQLite store on which Ctrl-C arrives just after one update landed."""
+
+    armed = False
+
+    def update(self, key: str, fn: Callable[[Any], Any], *, ttl: float) -> Any:
+        result = super().update(key, fn, ttl=ttl)
+        if self.armed:
+            self.armed = False
+            _thread.interrupt_main()  # raised at the next bytecode: right here
+        return result
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_finding_05_ctrl_c_after_the_acquire_landed_leaves_no_lock(
+    tmp_path: Path,
+) -> None:
+    store = _InterruptedAfterUpdate(tmp_path / "locks.db")
+    locks = LockManager(store)
+    store.armed = True
+    with pytest.raises(KeyboardInterrupt):
+        locks.acquire("run:42", ttl=30)
+    record = store.get("lock:run:42")
+    assert record is not None
+    assert record.get("h") is None  # freed; the token counter stays
+    lease = locks.acquire("run:42", ttl=30)
+    assert lease.token > record["t"]
+    assert lease.release() is True
+    store.close()
+
+
+# -- a renewal racing a normal release is no loss (finding 18) ------------------------
+
+
+class _PausingAfterUpdate(MemoryStore):
+    """Memory state whose next update pauses after it landed, until resumed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pause_next = False
+        self.landed = threading.Event()
+        self.resume = threading.Event()
+
+    def update(self, key: str, fn: Callable[[Any], Any], *, ttl: float) -> Any:
+        pause, self.pause_next = self.pause_next, False
+        result = super().update(key, fn, ttl=ttl)
+        if pause:
+            self.landed.set()
+            assert self.resume.wait(30)
+        return result
+
+
+def test_finding_18_a_renewal_landing_after_a_normal_release_is_not_a_loss() -> None:
+    store = _PausingAfterUpdate()
+    lease = LockManager(store).acquire("k", ttl=30)
+    store.pause_next = True
+    released: list[bool] = []
+    releaser = threading.Thread(target=lambda: released.append(lease.release()))
+    releaser.start()
+    assert store.landed.wait(30)  # the release landed; release() has not returned
+    with capture_events() as events:
+        # The renewal that was already running when release() began.
+        keep_renewing = lease._renew_once()
+    store.resume.set()
+    releaser.join(30)
+    assert released == [True]
+    assert keep_renewing is False
+    assert lease.lost is False
+    assert not events.of("lock.lost")
+    assert not events.of("lock.extend_refused")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from fractions import Fraction
@@ -28,7 +30,7 @@ from paios_reliability import (
     Throttle,
 )
 from paios_reliability._stores import now_ns
-from paios_reliability.testing import FakeClock, capture_events
+from paios_reliability.testing import FakeClock, capture_events, set_testing
 from paios_reliability.typing import StateStore
 from store_models import run_model
 
@@ -574,3 +576,64 @@ def test_invalid_throttle_and_threshold_settings(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         factory()
+
+
+# -- key TTLs follow the state they hold (finding 3) ----------------------------------
+
+
+def seconds_left(store: StateStore, key: str) -> float:
+    """How long the store keeps ``key`` now, read from the store itself."""
+    if isinstance(store, pr.MemoryStore):
+        return store._data[key][1] - time.monotonic()
+    if isinstance(store, pr.SQLiteStore):
+        conn = sqlite3.connect(store.path)
+        try:
+            (expires,) = conn.execute(
+                "SELECT expires_at FROM paios_state WHERE key = ?", (key,)
+            ).fetchone()
+        finally:
+            conn.close()
+        return float(expires) - time.time()
+    assert isinstance(store, pr.RedisStore)
+    return int(store.client.pttl(f"{store.prefix}:{key}")) / 1000
+
+
+async def test_finding_03_the_key_outlives_every_reserved_slot(
+    store: StateStore, mode: str
+) -> None:
+    # 120 blocking callers reserve one slot each (1 per second): the last
+    # slot is 120 s ahead. The key must live at least that long, or the
+    # budget looks full again while reservations are still pending.
+    clock = FakeClock()
+    limiter = RateLimiter(
+        unique("api"), rate=1, per=1.0, burst=1, store=store, clock=clock
+    )
+    with set_testing():  # take the reservations without sleeping them out
+        for _ in range(120):
+            await acquire(limiter, mode)
+    key = f"rate_limiter:{limiter.name}"
+    tat = store.get(key)
+    assert (tat - now_ns(clock, store.shared)) / 1e9 == pytest.approx(120.0)
+    assert seconds_left(store, key) >= 119.0
+    assert await try_acquire(limiter, mode) is False  # refused: nothing shortens it
+    assert seconds_left(store, key) >= 119.0
+    # With a bounded wait the TTL is known up front: reserve 30 s more.
+    patient = RateLimiter(
+        limiter.name, rate=1, per=1.0, burst=1, store=store, clock=clock, max_wait=200
+    )
+    with set_testing():
+        for _ in range(30):
+            await acquire(patient, mode)
+    assert seconds_left(store, key) >= 149.0
+
+
+async def test_throttle_and_threshold_keys_outlive_their_state(
+    store: StateStore,
+) -> None:
+    throttle = Throttle(300.0, name=unique("t"), store=store)
+    assert throttle.allow("k") is True
+    assert seconds_left(store, f"throttle:{throttle.name}:k") >= 299.0
+    threshold = OccurrenceThreshold(3, 600.0, name=unique("o"), store=store)
+    for _ in range(3):
+        threshold.record("k")
+    assert seconds_left(store, f"occurrence:{threshold.name}:k") >= 599.0

@@ -339,6 +339,34 @@ def test_write_transaction_budget_bounds_the_retries(tmp_path: Path) -> None:
     waiter.close()
 
 
+@pytest.mark.parametrize(("busy_ms", "budget"), [(300, 0.3), (200, 0.4)])
+def test_finding_08_write_transaction_gives_up_within_its_budget(
+    tmp_path: Path, busy_ms: int, budget: float
+) -> None:
+    # The budget counts from the first BEGIN, including the wait SQLite did
+    # inside it; each retry waits only for what is left.
+    path = tmp_path / "budget.db"
+    holder = open_database(path)
+    waiter = open_database(path, busy_timeout_ms=busy_ms)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with (
+            pytest.raises(TransientError),
+            write_transaction(waiter, budget=budget, max_attempts=50),
+        ):
+            pass  # pragma: no cover
+        took = time.monotonic() - started
+    finally:
+        holder.rollback()
+    assert budget * 0.9 <= took < budget * 1.5  # never about twice the budget
+    # The connection keeps its own busy timeout for later statements.
+    assert waiter.execute("PRAGMA busy_timeout").fetchone()[0] == busy_ms
+    assert not waiter.in_transaction
+    holder.close()
+    waiter.close()
+
+
 class _ReleasingClock(FakeClock):
     """Fake time whose first sleep lets the other writer finish."""
 

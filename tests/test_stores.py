@@ -13,6 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 import paios_reliability as pr
 from paios_reliability import (
@@ -26,9 +35,10 @@ from paios_reliability import (
     StoreUnavailableError,
     Throttle,
 )
-from paios_reliability._stores import resolve_store
+from paios_reliability._stores import _renewal, resolve_store
 from paios_reliability.testing import capture_events
 from paios_reliability.typing import StateStore
+from store_models import eventually
 
 
 def _raise(error: BaseException) -> None:
@@ -387,3 +397,171 @@ def test_doctor_checks_pass(tmp_path: Path) -> None:
         detail = check(tmp_path)
         assert isinstance(detail, str)
         assert "SQLite" in detail
+
+
+# -- a passed-in Redis client must bound its calls (finding 6) ------------------------
+
+
+@pytest.fixture
+def silent_server() -> Any:
+    """A TCP server that accepts connections and never answers (a stuck Redis)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_finding_06_a_client_without_socket_timeout_is_refused(
+    silent_server: int,
+) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=silent_server, socket_timeout=None)
+    with pytest.raises(ValueError, match="socket_timeout") as info:
+        RedisStore(client, prefix="x")
+    assert "URL" in str(info.value)  # and says what to do instead
+    blocking = redis.Redis(
+        connection_pool=redis.BlockingConnectionPool(
+            host="127.0.0.1", port=silent_server, socket_timeout=1.0, timeout=None
+        )
+    )
+    with pytest.raises(ValueError, match="timeout"):
+        RedisStore(blocking, prefix="x")
+    client.close()
+    blocking.close()
+
+
+def test_finding_06_a_bounded_client_on_a_silent_server_gives_a_bounded_error(
+    silent_server: int,
+) -> None:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=silent_server,
+        socket_timeout=0.2,
+        retry=Retry(NoBackoff(), 0),
+    )
+    store = RedisStore(client, prefix="x")
+    breaker = CircuitBreaker("dep", store=store, fail_open=True)
+    outcomes: list[Any] = []
+
+    def calls() -> None:
+        with pytest.raises(StoreUnavailableError):
+            store.get("k")
+        outcomes.append(breaker.call(lambda: "let through"))
+
+    worker = threading.Thread(target=calls, daemon=True)
+    worker.start()
+    worker.join(30)  # a hang is infinite; this takes about 2 x 0.2 s
+    assert outcomes == ["let through"]
+    client.close()
+
+
+# -- SQLite waits its busy timeout, not twice that (finding 8) ------------------------
+
+
+def test_finding_08_sqlite_store_gives_up_within_its_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    store = SQLiteStore(path, busy_timeout_ms=1000)
+    store.update("k", increment, ttl=60)
+    blocker = pr.open_database(path)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            store.update("k", increment, ttl=60)
+        took = time.monotonic() - started
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert 0.9 <= took < 1.5  # it waited its busy timeout, never about twice it
+    assert store.update("k", increment, ttl=60) == 2
+    store.close()
+
+
+# -- renewal lanes: one per store, bounded (findings 1 and 20) ------------------------
+
+
+class RenewalLanes(RuleBasedStateMachine):
+    """Registrations on several stores: each store on one lane, lanes bounded.
+
+    Intervals are long, so no callback runs: this checks the bookkeeping that
+    decides which renewals could ever wait on each other.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stores = [object() for _ in range(_renewal.MAX_LANES + 4)]
+        self.live: list[tuple[int, _renewal.Renewal]] = []
+
+    @rule(index=st.integers(0, _renewal.MAX_LANES + 3))
+    def register(self, index: int) -> None:
+        renewal = _renewal.renew(self.stores[index], 3600.0, lambda: True)
+        self.live.append((index, renewal))
+
+    @precondition(lambda self: self.live)
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        position = data.draw(st.integers(0, len(self.live) - 1))
+        _, renewal = self.live.pop(position)
+        renewal.cancel()
+        assert not renewal.active
+
+    @invariant()
+    def each_store_has_one_lane_and_lanes_are_bounded(self) -> None:
+        registry = _renewal._registry
+        with registry.lock:
+            lanes = list(registry.lanes)
+            by_store = dict(registry.by_store)
+            entries = {id(r): lane for lane in lanes for r in lane.entries}
+        assert len(lanes) <= _renewal.MAX_LANES
+        using = {index for index, _ in self.live}
+        assert {id(self.stores[i]) for i in using} == set(by_store)
+        for index, renewal in self.live:
+            assert renewal.active
+            assert entries[id(renewal)] is by_store[id(self.stores[index])]
+        if len(using) <= _renewal.MAX_LANES:
+            # Below the bound no two stores share a lane.
+            assert len(set(map(id, by_store.values()))) == len(by_store)
+
+    def teardown(self) -> None:
+        for _, renewal in self.live:
+            renewal.cancel()
+
+
+def test_renewal_lanes_keep_stores_apart_within_the_thread_bound() -> None:
+    run_state_machine_as_test(
+        RenewalLanes,
+        settings=settings(max_examples=60, stateful_step_count=40, deadline=None),
+    )
+
+
+def test_a_stuck_lane_delays_no_other_store_and_lanes_end_when_idle() -> None:
+    stuck, healthy = object(), object()
+    release = threading.Event()
+    calls: list[str] = []
+
+    def hang() -> bool:
+        calls.append("stuck")
+        release.wait(30)
+        return False
+
+    def tick() -> bool:
+        calls.append("healthy")
+        return calls.count("healthy") < 5
+
+    _renewal.renew(stuck, 0.01, hang)
+    assert eventually(lambda: "stuck" in calls)
+    _renewal.renew(healthy, 0.01, tick)
+    assert eventually(lambda: calls.count("healthy") == 5)  # while the other hangs
+    release.set()
+    assert eventually(lambda: _renewal.active_renewals() == 0)
+    assert eventually(lambda: not _renewal._registry.lanes, 30)  # threads ended

@@ -24,7 +24,6 @@ import os
 import random
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
@@ -50,6 +49,7 @@ from ._stores import (
     seconds_to_ns,
     ttl_seconds,
 )
+from ._stores._renewal import Renewal, renew
 
 if TYPE_CHECKING:
     import asyncio
@@ -272,20 +272,40 @@ def _take(
     waiter: str | None,
     queue: int,
     waiter_ns: int,
+    seq: int | None = None,
 ) -> tuple[Any, tuple[int, int]]:
-    """Try to take a slot. Returns (_ENTERED | _QUEUED | _FULL, leases reclaimed)."""
-    leases, waiters, seq, expired = _pruned(data, now)
-    if waiter is not None and waiter in waiters:
+    """Try to take a slot. Returns (_ENTERED | _QUEUED | _FULL, leases reclaimed).
+
+    ``waiter``/``seq``: a queued caller polling, with the place it joined
+    at. If its registration expired meanwhile (its poll came late), it is
+    re-registered at that place when the queue has room, so it is still
+    served before everyone who came after it; if the queue filled up in the
+    meantime it gets ``_FULL`` (``max_queue`` stays a bound).
+    """
+    leases, waiters, next_seq, expired = _pruned(data, now)
+    returning = waiter is not None and waiter not in waiters
+    mine = -1
+    if waiter is not None and not returning:
         mine = waiters[waiter][0]
-        ahead = sum(1 for w in waiters.values() if w[0] < mine)
+    elif returning and seq is not None:
+        mine = seq  # pruned: its place is remembered by the caller
     else:
-        waiter = None
-        ahead = len(waiters)
+        waiter, returning = None, False
+    ahead = (
+        len(waiters)
+        if waiter is None
+        else sum(1 for w in waiters.values() if w[0] < mine)
+    )
     if limit - len(leases) > ahead:
         leases[lease] = now + lease_ns
         if waiter is not None:
-            del waiters[waiter]
-        return _pack(leases, waiters, seq), (_ENTERED, expired)
+            waiters.pop(waiter, None)
+        return _pack(leases, waiters, next_seq), (_ENTERED, expired)
+    if waiter is not None and returning:
+        if len(waiters) >= queue:
+            return _pack(leases, waiters, next_seq), (_FULL, expired)
+        waiters[waiter] = [mine, now + waiter_ns]
+        return _pack(leases, waiters, next_seq), (_QUEUED, expired)
     if waiter is not None:
         fresh = waiters[waiter][1] - now > waiter_ns // 2
         if fresh and not expired and len(waiters) == len(data["w"]):
@@ -293,23 +313,24 @@ def _take(
             # write (polling waiters must not turn the key into a hot spot).
             return data, (_QUEUED, 0)
         waiters[waiter] = [waiters[waiter][0], now + waiter_ns]
-        return _pack(leases, waiters, seq), (_QUEUED, expired)
+        return _pack(leases, waiters, next_seq), (_QUEUED, expired)
     # A newcomer finding no slot: the caller joins the queue (with _join) if
     # there is room, else it is refused. Nothing changes here but pruning.
     outcome = _QUEUED if queue > len(waiters) else _FULL
     if not expired and len(waiters) == len(data["w"]):
         return data, (outcome, 0)
-    return _pack(leases, waiters, seq), (outcome, expired)
+    return _pack(leases, waiters, next_seq), (outcome, expired)
 
 
 def _join(
     data: Any, now: int, waiter: str, queue: int, waiter_ns: int
-) -> tuple[Any, bool]:
+) -> tuple[Any, int | None]:
+    """Join the queue; returns the place taken (its sequence), None when full."""
     leases, waiters, seq, _ = _pruned(data, now)
     if len(waiters) >= queue:
-        return _pack(leases, waiters, seq), False
+        return _pack(leases, waiters, seq), None
     waiters[waiter] = [seq, now + waiter_ns]
-    return _pack(leases, waiters, seq + 1), True
+    return _pack(leases, waiters, seq + 1), seq
 
 
 def _drop(
@@ -344,77 +365,29 @@ def _new_id(kind: str) -> str:
     return f"{kind}:{_HOST}:{os.getpid()}:{next(_ids)}:{random.getrandbits(32):08x}"
 
 
-class _Renewer:
-    """One daemon thread per process that keeps the leases of live holders.
-
-    Each lease is renewed every third of its TTL (real time), so it expires
-    only when its process stops: killed, crashed or hung in C code.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        # lease -> (engine, monotonic time its renewal is due)
-        self._held: dict[str, tuple[_StoreEngine, float]] = {}
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        # Set when a lease is added: it may be due sooner than the others.
-        self._wake = threading.Event()
-
-    def add(self, lease: str, engine: _StoreEngine) -> None:
-        with self._lock:
-            self._held[lease] = (engine, time.monotonic() + engine.lease_ttl / 3)
-            self._wake.set()
-            alive = (
-                self._thread is not None
-                and self._pid == os.getpid()
-                and self._thread.is_alive()
-            )
-            if not alive:
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._run, name="paios-bulkhead-renewer", daemon=True
-                )
-                self._thread.start()
-
-    def remove(self, lease: str) -> None:
-        with self._lock:
-            self._held.pop(lease, None)
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                if not self._held:
-                    self._thread = None
-                    return
-                now = time.monotonic()
-                next_due = min(due for _, due in self._held.values())
-                self._wake.clear()
-                due: dict[int, tuple[_StoreEngine, list[str]]] = {}
-                if next_due <= now:
-                    for lease, (engine, at) in self._held.items():
-                        if at <= now:
-                            due.setdefault(id(engine), (engine, []))[1].append(lease)
-                            self._held[lease] = (engine, now + engine.lease_ttl / 3)
-            if not due:
-                self._wake.wait(next_due - now)
-                continue
-            for engine, leases in due.values():
-                engine.renew(leases)
-
-
-_renewer = _Renewer()
-
-
 class _Attempt:
-    __slots__ = ("lease", "waiter")
+    __slots__ = ("lease", "seq", "waiter")
 
     def __init__(self, lease: str) -> None:
         self.lease = lease
         self.waiter: str | None = None
+        # The place in the queue, kept so a waiter whose registration
+        # expired (a late poll) comes back at its place, not at the end.
+        self.seq: int | None = None
 
 
 class _StoreEngine:
-    __slots__ = ("_key", "_store", "_ttl", "bulkhead", "lease_ttl")
+    __slots__ = (
+        "_held",
+        "_held_lock",
+        "_key",
+        "_pid",
+        "_renewal",
+        "_store",
+        "_ttl",
+        "bulkhead",
+        "lease_ttl",
+    )
 
     def __init__(self, bulkhead: Bulkhead, store: StateStore) -> None:
         self.bulkhead = bulkhead
@@ -422,12 +395,43 @@ class _StoreEngine:
         self._key = f"{_PRIMITIVE}:{bulkhead.name}"
         self.lease_ttl = bulkhead.lease_ttl
         self._ttl = ttl_seconds(max(self.lease_ttl, _WAITER_TTL))
+        # The leases this engine holds in this process, renewed together by
+        # one registration on the store's renewal lane (one update renews all).
+        self._held_lock = threading.Lock()
+        self._held: set[str] = set()
+        self._pid = os.getpid()
+        self._renewal: Renewal | None = None
+
+    def _hold(self, lease: str) -> None:
+        with self._held_lock:
+            if self._pid != os.getpid():
+                # A forked child: the parent's leases are the parent's to renew.
+                self._held, self._pid, self._renewal = set(), os.getpid(), None
+            self._held.add(lease)
+            if self._renewal is None or not self._renewal.active:
+                self._renewal = renew(self._store, self.lease_ttl / 3, self._renew_held)
+
+    def _unhold(self, lease: str) -> None:
+        with self._held_lock:
+            self._held.discard(lease)
+            if not self._held and self._renewal is not None:
+                self._renewal.cancel()
+                self._renewal = None
+
+    def _renew_held(self) -> bool:
+        with self._held_lock:
+            leases = list(self._held) if self._pid == os.getpid() else []
+            if not leases:
+                self._renewal = None
+                return False
+        self.renew(leases)
+        return True
 
     def _now(self) -> int:
         return now_ns(get_clock(self.bulkhead._clock), self._store.shared)
 
     def _take_step(
-        self, lease: str, waiter: str | None, queue: int
+        self, lease: str, waiter: str | None, queue: int, seq: int | None = None
     ) -> Callable[[Any], tuple[Any, tuple[int, int]]]:
         now = self._now()
         b = self.bulkhead
@@ -442,9 +446,12 @@ class _StoreEngine:
             waiter=waiter,
             queue=queue,
             waiter_ns=waiter_ns,
+            seq=seq,
         )
 
-    def _join_step(self, waiter: str, queue: int) -> Callable[[Any], tuple[Any, bool]]:
+    def _join_step(
+        self, waiter: str, queue: int
+    ) -> Callable[[Any], tuple[Any, int | None]]:
         now = self._now()
         waiter_ns = seconds_to_ns(_WAITER_TTL)
         return lambda data: _join(data, now, waiter, queue, waiter_ns)
@@ -466,7 +473,7 @@ class _StoreEngine:
             )
 
     def _entered(self, lease: str) -> str:
-        _renewer.add(lease, self)
+        self._hold(lease)
         return lease
 
     # The waiting loop is a generator of store steps and sleeps: the sync and
@@ -486,7 +493,8 @@ class _StoreEngine:
             raise b._full("no free slot and the queue is full")
         waiter = _new_id("waiter")
         attempt.waiter = waiter
-        if not (yield ("update", self._join_step(waiter, queue))):
+        attempt.seq = yield ("update", self._join_step(waiter, queue))
+        if attempt.seq is None:
             attempt.waiter = None
             raise b._full("no free slot and the queue is full")
         b._queued()
@@ -500,12 +508,17 @@ class _StoreEngine:
                 pause = min(pause, left)
             yield ("sleep", pause * random.uniform(0.5, 1.0))  # noqa: S311
             pause = min(_POLL_MAX, pause * 1.5)
-            step = self._take_step(attempt.lease, waiter, queue)
+            step = self._take_step(attempt.lease, waiter, queue, attempt.seq)
             outcome, expired = yield ("update", step)
             self._reclaimed(expired)
             if outcome == _ENTERED:
                 attempt.waiter = None
                 return
+            if outcome == _FULL:
+                # Our registration expired (a poll came late) and the queue
+                # filled up meanwhile: we are no longer in it.
+                attempt.waiter = None
+                raise b._full("lost its place in the queue, which is full")
 
     def enter(self) -> object:
         attempt = _Attempt(_new_id("lease"))
@@ -565,7 +578,7 @@ class _StoreEngine:
     def exit(self, token: object) -> None:
         if not isinstance(token, str):
             return  # admitted without the store (fail-open)
-        _renewer.remove(token)
+        self._unhold(token)
         try:
             self._store.update(self._key, self._drop_step(token, None), ttl=self._ttl)
         except StoreUnavailableError as exc:
@@ -574,7 +587,7 @@ class _StoreEngine:
     async def aexit(self, token: object) -> None:
         if not isinstance(token, str):
             return
-        _renewer.remove(token)
+        self._unhold(token)
         try:
             await complete(
                 self._store.aupdate(

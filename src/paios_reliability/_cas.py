@@ -112,6 +112,16 @@ def _check(expected_version: object, ttl: object) -> tuple[int, float]:
     return expected_version, check_seconds("compare_and_set", "ttl", ttl)
 
 
+def _store(store: StateStore | None, function: str) -> StateStore:
+    """``store`` checked: a compare-and-set on a private throwaway store always wins."""
+    if store is None:
+        raise TypeError(
+            f"{function}() needs a store shared by every writer, got None "
+            "(a fresh private MemoryStore per call would let every writer win)"
+        )
+    return resolve_store(store)
+
+
 def _report(key: str, expected: int, result: CASResult) -> CASResult:
     if result.ok:
         emit(_PRIMITIVE, "written", level="debug", subject=key, version=result.version)
@@ -154,14 +164,15 @@ def compare_and_set(
         A :class:`CASResult`.
 
     Raises:
-        TypeError: ``new_value`` is not JSON.
+        TypeError: ``new_value`` is not JSON, or ``store`` is ``None`` or
+            not a store.
         ValueError: A negative or non-int ``expected_version``, bad ``ttl``.
         StoreUnavailableError: The store cannot be reached.
     """
     expected, seconds = _check(expected_version, ttl)
     value = _copy(new_value)
     name = store_key(key)
-    result = resolve_store(store).update(
+    result = _store(store, "compare_and_set").update(
         name, lambda data: cas_step(data, expected, value), ttl=seconds
     )
     return _report(key, expected, result)
@@ -179,7 +190,7 @@ async def acompare_and_set(
     expected, seconds = _check(expected_version, ttl)
     value = _copy(new_value)
     name = store_key(key)
-    result = await resolve_store(store).aupdate(
+    result = await _store(store, "acompare_and_set").aupdate(
         name, lambda data: cas_step(data, expected, value), ttl=seconds
     )
     return _report(key, expected, result)
@@ -195,11 +206,12 @@ def get_versioned(store: StateStore, key: str) -> Versioned:
     """Read ``key``'s value and version (``Versioned(None, 0)`` if never written).
 
     Raises:
+        TypeError: ``store`` is ``None`` or not a store.
         StoreUnavailableError: The store cannot be reached.
     """
-    return _versioned(resolve_store(store).get(store_key(key)))
+    return _versioned(_store(store, "get_versioned").get(store_key(key)))
 
 
 async def aget_versioned(store: StateStore, key: str) -> Versioned:
     """:func:`get_versioned` without blocking the event loop."""
-    return _versioned(await resolve_store(store).aget(store_key(key)))
+    return _versioned(await _store(store, "aget_versioned").aget(store_key(key)))

@@ -32,7 +32,6 @@ from ._clock import get_clock
 from ._dispatch import callable_name, is_async_callable
 from ._events import emit
 from ._exceptions import LockConflictError, PermanentError, ReliabilityError
-from ._locks import Renewal, renewer
 from ._stores import (
     NS,
     StoreUnavailableError,
@@ -45,6 +44,7 @@ from ._stores import (
     seconds_to_ns,
     ttl_seconds,
 )
+from ._stores._renewal import Renewal, renew
 
 if TYPE_CHECKING:
     from .typing import Clock, StateStore
@@ -58,6 +58,12 @@ _PRIMITIVE = "idempotency"
 _POLL_MIN = 0.002
 _POLL_MAX = 0.05
 _RUN, _HIT, _WAIT = "run", "hit", "wait"
+# Storing the outcome after the function ran: at most this many writes, the
+# pauses between them doubling from the first up to the last.
+_FINISH_ATTEMPTS = 6
+_FINISH_PAUSE = 0.05
+_FINISH_PAUSE_MAX = 1.0
+_RENEWED, _FINISHED, _GONE = "renewed", "finished", "gone"
 
 
 class Serializer(Protocol):
@@ -148,9 +154,13 @@ def finish_step(
     payload: Mapping[str, Any],
     ttl_ns: int,
 ) -> tuple[Any, bool]:
-    """Store the outcome; the first finisher wins if a claim was taken over."""
+    """Store the outcome; the first finisher wins if a claim was taken over.
+
+    Returns ``(record, first)``: ``first`` is false when another holder's
+    outcome was already stored (a retried write that had landed is ours).
+    """
     if data is not None and data["s"] != "running" and data["x"] > now:
-        return data, False
+        return data, data.get("o") == holder
     return {"s": status, "o": holder, "x": now + ttl_ns, "a": now, **payload}, True
 
 
@@ -161,12 +171,18 @@ def abandon_step(data: Any, holder: str) -> tuple[Any, bool]:
     return data, False
 
 
-def renew_step(data: Any, now: int, holder: str, lease_ns: int) -> tuple[Any, bool]:
-    """Extend a live claim of this holder."""
-    running = data is not None and data["s"] == "running"
-    if running and data["o"] == holder and data["x"] > now:
-        return {**data, "x": now + lease_ns}, True
-    return data, False
+def renew_step(data: Any, now: int, holder: str, lease_ns: int) -> tuple[Any, str]:
+    """Extend a live claim of this holder.
+
+    Returns ``(record, outcome)``: ``"renewed"``; ``"finished"`` when the
+    record is this holder's stored outcome (a renewal that raced the finish:
+    nothing lost); ``"gone"`` when the claim expired or was taken over.
+    """
+    if data is not None and data["o"] == holder and data["x"] > now:
+        if data["s"] == "running":
+            return {**data, "x": now + lease_ns}, _RENEWED
+        return data, _FINISHED
+    return data, _GONE
 
 
 # -- payloads ---------------------------------------------------------------------------
@@ -213,13 +229,16 @@ def _holder() -> str:
 class _Claim:
     """One claimed key while its function runs: renews until finished."""
 
-    __slots__ = ("holder", "key", "renewal", "store_key")
+    __slots__ = ("ending", "holder", "key", "renewal", "store_key")
 
     def __init__(self, key: str, store_key: str, holder: str) -> None:
         self.key = key
         self.store_key = store_key
         self.holder = holder
         self.renewal: Renewal | None = None
+        # Set before the write that ends the claim: a renewal in flight may
+        # land after it and find the claim gone, which is then no loss.
+        self.ending = False
 
 
 class IdempotencyStore:
@@ -256,8 +275,9 @@ class IdempotencyStore:
 
     Events (``paios_reliability.idempotency.*``): ``hit``, ``claimed``,
     ``stored``, ``abandoned``, ``waiting`` (debug); ``conflict`` (info);
-    ``taken_over`` (warning: a claimant died); ``lost``, ``renew_failed``
-    (error).
+    ``taken_over`` (warning: a claimant died); ``lost``, ``renew_failed``,
+    ``release_failed``, ``record_lost`` (error: the result of a call that
+    ran could not be stored, see :meth:`run`).
     """
 
     def __init__(
@@ -299,7 +319,7 @@ class IdempotencyStore:
     # -- the claim loop, shared by run() and arun() ------------------------------
 
     def _claim_steps(
-        self, key: str
+        self, key: str, holder: str
     ) -> Generator[tuple[str, Any], Any, tuple[str, Any]]:
         """Yields ("update", step) / ("sleep", s); returns (_RUN, holder) or (_HIT, record)."""
         from ._timeout import remaining
@@ -310,7 +330,6 @@ class IdempotencyStore:
         if left is not None:
             patience = min(patience, left)
         give_up = clock.monotonic() + patience
-        holder = _holder()
         lease_ns = seconds_to_ns(self.lease_ttl)
         pause = _POLL_MIN
         announced = False
@@ -377,23 +396,25 @@ class IdempotencyStore:
 
     def _finish(
         self, claim: _Claim, status: str, payload: Mapping[str, Any]
-    ) -> Callable[[Any], tuple[Any, bool]]:
-        return functools.partial(
+    ) -> Callable[[], Callable[[Any], tuple[Any, bool]]]:
+        """A maker of the step that stores the outcome (fresh time per write)."""
+        ttl_ns = seconds_to_ns(self.ttl)
+        return lambda: functools.partial(
             finish_step,
             now=self._now(),
             holder=claim.holder,
             status=status,
             payload=payload,
-            ttl_ns=seconds_to_ns(self.ttl),
+            ttl_ns=ttl_ns,
         )
 
     def _start(self, key: str, holder: str) -> _Claim:
         claim = _Claim(key, self._store_key(key), holder)
         lease_ns = seconds_to_ns(self.lease_ttl)
 
-        def renew() -> bool:
+        def renew_claim() -> bool:
             try:
-                kept = self.store.update(
+                outcome = self.store.update(
                     claim.store_key,
                     functools.partial(
                         renew_step,
@@ -406,11 +427,13 @@ class IdempotencyStore:
             except StoreUnavailableError as exc:
                 emit(_PRIMITIVE, "renew_failed", level="error", subject=key, exc=exc)
                 return True
-            if not kept and claim.renewal is not None:
+            if outcome == _RENEWED:
+                return True
+            if outcome == _GONE and not claim.ending:
                 emit(_PRIMITIVE, "lost", level="error", subject=key)
-            return bool(kept)
+            return False
 
-        claim.renewal = renewer.add(self.lease_ttl / 3, renew)
+        claim.renewal = renew(self.store, self.lease_ttl / 3, renew_claim)
         return claim
 
     @staticmethod
@@ -419,6 +442,95 @@ class IdempotencyStore:
         if renewal is not None:
             renewal.cancel()
 
+    def _ending_steps(
+        self,
+        claim: _Claim,
+        make_step: Callable[[], Callable[[Any], tuple[Any, Any]]],
+        attempts: int,
+    ) -> Generator[tuple[str, Any], Any, tuple[bool, Any]]:
+        """Write the claim's end after ``fn`` ran; never raises a store error.
+
+        The claim stays renewed meanwhile, so duplicates keep waiting. Within
+        ``lease_ttl`` (and the enclosing deadline; at least one write) and
+        ``attempts`` writes, a retryable store error is retried; after that
+        the write is given up and ``(False, None)`` returned (with an error
+        event: ``record_lost`` when a result was to be stored, else
+        ``release_failed``). Otherwise ``(True, reply)``.
+        """
+        from ._taxonomy import classify
+        from ._timeout import remaining
+
+        claim.ending = True
+        clock = get_clock(self._clock)
+        budget = self.lease_ttl
+        left = remaining()
+        if left is not None:
+            budget = min(budget, left)
+        give_up = clock.monotonic() + budget
+        pause = _FINISH_PAUSE
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                reply = yield ("update", make_step())
+            except Exception as exc:  # noqa: BLE001 - the side effect happened
+                error: Exception = exc
+            else:
+                return True, reply
+            left = give_up - clock.monotonic()
+            if attempt >= attempts or left <= 0 or not classify(error).retryable:
+                emit(
+                    _PRIMITIVE,
+                    "record_lost" if attempts > 1 else "release_failed",
+                    level="error",
+                    subject=claim.key,
+                    exc=error,
+                    attempts=attempt,
+                )
+                return False, None
+            yield ("sleep", min(pause, left))
+            pause = min(_FINISH_PAUSE_MAX, pause * 2)
+
+    def _end(
+        self,
+        claim: _Claim,
+        make_step: Callable[[], Callable[[Any], tuple[Any, Any]]],
+        attempts: int = _FINISH_ATTEMPTS,
+    ) -> tuple[bool, Any]:
+        try:
+            return drive(
+                self._ending_steps(claim, make_step, attempts),
+                self.store,
+                claim.store_key,
+                ttl=self._store_ttl,
+                clock=get_clock(self._clock),
+                catch=(Exception,),
+            )
+        finally:
+            self._stop(claim)
+
+    async def _aend(
+        self,
+        claim: _Claim,
+        make_step: Callable[[], Callable[[Any], tuple[Any, Any]]],
+        attempts: int = _FINISH_ATTEMPTS,
+    ) -> tuple[bool, Any]:
+        try:
+            return await adrive(
+                self._ending_steps(claim, make_step, attempts),
+                self.store,
+                claim.store_key,
+                ttl=self._store_ttl,
+                clock=get_clock(self._clock),
+                finish_on_cancel=True,
+                catch=(Exception,),
+            )
+        finally:
+            self._stop(claim)
+
+    def _abandon(self, holder: str) -> Callable[[Any], tuple[Any, bool]]:
+        return functools.partial(abandon_step, holder=holder)
+
     # -- sync -----------------------------------------------------------------------
 
     def run(
@@ -426,26 +538,38 @@ class IdempotencyStore:
     ) -> T:
         """Call ``fn(*args, **kwargs)`` once for ``key``; replay its result after.
 
+        Once ``fn`` has run, a store error never reaches the caller: the
+        outcome write is retried (within ``lease_ttl`` and the enclosing
+        deadline, a few times, the claim kept alive meanwhile); if the store
+        still cannot take it, ``fn``'s result is returned anyway and an
+        ``idempotency.record_lost`` error event is emitted. A duplicate that
+        arrives after the unrenewed claim expired then runs ``fn`` again, as
+        after a crash.
+
+        Interrupted (Ctrl-C) while claiming, the claim it may have taken is
+        dropped again, so duplicates are not kept waiting for ``lease_ttl``.
+
         Returns:
             ``fn``'s result (the first call's, deserialized, on repeats).
 
         Raises:
             LockConflictError: A duplicate is still running after ``wait``.
-            StoreUnavailableError: The store cannot be reached (``fn`` is not
-                run).
+            StoreUnavailableError: The store cannot be reached to claim the
+                key; ``fn`` was not run.
             TypeError: The result cannot be serialized (``fn`` did run;
                 nothing is stored).
             Exception: Whatever ``fn`` raised (or the stored error, with
                 ``cache_errors=True``).
         """
         store_key = self._store_key(key)
-        steps = self._claim_steps(key)
+        holder = _holder()
         outcome, value = drive(
-            steps,
+            self._claim_steps(key, holder),
             self.store,
             store_key,
             ttl=self._store_ttl,
             clock=get_clock(self._clock),
+            undo=self._abandon(holder),
         )
         if outcome == _HIT:
             return cast(T, self._replay(key, value))
@@ -453,31 +577,28 @@ class IdempotencyStore:
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            self._stop(claim)
+            # One write: the claim would expire by itself, and the caller
+            # should get fn's error now rather than after store retries.
             step, fields = self._failure_step(claim, exc)
-            try:
-                self.store.update(store_key, step, ttl=self._store_ttl)
-            except StoreUnavailableError as error:
-                self._release_failed(claim, error)
-            else:
-                self._failed(claim, fields)
+            stored, _ = self._end(claim, step, attempts=1)
+            self._failed(claim, fields, stored)
             raise
-        self._stop(claim)
         step, payload_error = self._success_step(claim, fn, result)
-        won = self.store.update(store_key, step, ttl=self._store_ttl)
-        return self._succeeded(claim, won, payload_error, result)
+        stored, won = self._end(claim, step, 1 if payload_error else _FINISH_ATTEMPTS)
+        return self._succeeded(claim, stored, won, payload_error, result)
 
     def _failure_step(
         self, claim: _Claim, exc: BaseException | None
-    ) -> tuple[Callable[[Any], tuple[Any, bool]], bool]:
+    ) -> tuple[Callable[[], Callable[[Any], tuple[Any, bool]]], bool]:
         """The step that ends a failed call: store the error, or drop the claim."""
         if isinstance(exc, Exception) and self.cache_errors:
             return self._finish(claim, "error", {"e": _error_info(exc)}), True
-        return functools.partial(abandon_step, holder=claim.holder), False
+        abandon = self._abandon(claim.holder)
+        return lambda: abandon, False
 
     def _success_step(
         self, claim: _Claim, fn: Callable[..., Any], result: Any
-    ) -> tuple[Callable[[Any], tuple[Any, bool]], TypeError | None]:
+    ) -> tuple[Callable[[], Callable[[Any], tuple[Any, bool]]], TypeError | None]:
         try:
             payload = self._payload(fn, result)
         except TypeError as exc:
@@ -485,23 +606,29 @@ class IdempotencyStore:
         return self._finish(claim, "done", payload), None
 
     def _succeeded(
-        self, claim: _Claim, won: bool, payload_error: TypeError | None, result: T
+        self,
+        claim: _Claim,
+        stored: bool,
+        won: Any,
+        payload_error: TypeError | None,
+        result: T,
     ) -> T:
         if payload_error is not None:
-            self._failed(claim, False)
+            self._failed(claim, False, stored)
             raise payload_error
-        emit(_PRIMITIVE, "stored", level="debug", subject=claim.key, first=won)
+        if stored:
+            emit(
+                _PRIMITIVE, "stored", level="debug", subject=claim.key, first=bool(won)
+            )
         return result
 
-    def _failed(self, claim: _Claim, stored_error: bool) -> None:
+    def _failed(self, claim: _Claim, stored_error: bool, stored: bool) -> None:
+        if not stored:
+            return  # record_lost was emitted; the claim expires on its own
         if stored_error:
             emit(_PRIMITIVE, "stored", level="debug", subject=claim.key, error=True)
         else:
             emit(_PRIMITIVE, "abandoned", level="debug", subject=claim.key)
-
-    def _release_failed(self, claim: _Claim, error: StoreUnavailableError) -> None:
-        # The claim expires on its own after lease_ttl.
-        emit(_PRIMITIVE, "release_failed", level="error", subject=claim.key, exc=error)
 
     # -- async ----------------------------------------------------------------------
 
@@ -513,15 +640,20 @@ class IdempotencyStore:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """:meth:`run` for a coroutine function, without blocking the event loop."""
+        """:meth:`run` for a coroutine function, without blocking the event loop.
+
+        Cancelled while claiming, it waits for the store update in flight and
+        drops the claim it may have taken before the cancellation propagates.
+        """
         store_key = self._store_key(key)
-        steps = self._claim_steps(key)
+        holder = _holder()
         outcome, value = await adrive(
-            steps,
+            self._claim_steps(key, holder),
             self.store,
             store_key,
             ttl=self._store_ttl,
             clock=get_clock(self._clock),
+            undo=self._abandon(holder),
         )
         if outcome == _HIT:
             return cast(T, self._replay(key, value))
@@ -529,19 +661,15 @@ class IdempotencyStore:
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self._stop(claim)
             step, fields = self._failure_step(claim, exc)
-            try:
-                await self.store.aupdate(store_key, step, ttl=self._store_ttl)
-            except StoreUnavailableError as error:
-                self._release_failed(claim, error)
-            else:
-                self._failed(claim, fields)
+            stored, _ = await self._aend(claim, step, attempts=1)
+            self._failed(claim, fields, stored)
             raise
-        self._stop(claim)
         step, payload_error = self._success_step(claim, fn, result)
-        won = await self.store.aupdate(store_key, step, ttl=self._store_ttl)
-        return self._succeeded(claim, won, payload_error, result)
+        stored, won = await self._aend(
+            claim, step, 1 if payload_error else _FINISH_ATTEMPTS
+        )
+        return self._succeeded(claim, stored, won, payload_error, result)
 
     # -- management -----------------------------------------------------------------
 

@@ -22,8 +22,6 @@ import itertools
 import os
 import random
 import socket
-import threading
-import time
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -42,6 +40,7 @@ from ._stores import (
     resolve_store,
     seconds_to_ns,
 )
+from ._stores._renewal import Renewal, renew
 
 if TYPE_CHECKING:
     from .typing import Clock, StateStore
@@ -98,6 +97,18 @@ def release_step(
     return data, (False, live)
 
 
+def undo_step(data: Any, holder: str) -> tuple[Any, bool]:
+    """Free the lock if ``holder`` holds it, whatever the token (an interrupted acquire).
+
+    The acquiring caller never learnt its token when an interrupt landed
+    between the update and its answer; holder ids are unique, so this frees
+    only what that very attempt took. Returns ``(record, freed)``.
+    """
+    if data is not None and data.get("h") == holder:
+        return {"t": data.get("t", 0)}, True
+    return data, False
+
+
 def extend_step(
     data: Any, now: int, holder: str, token: int, ttl_ns: int
 ) -> tuple[Any, tuple[int | None, Any]]:
@@ -114,92 +125,6 @@ def extend_step(
         return record, (record["x"], holder)
     live = current if current is not None and data["x"] > now else None
     return data, (None, live)
-
-
-# -- a background renewer shared by every lease (and idempotency claims) ------------
-
-
-class Renewal:
-    """One registration with the renewer; ``cancel()`` it when done."""
-
-    __slots__ = ("callback", "cancelled", "due", "interval")
-
-    def __init__(self, interval: float, callback: Callable[[], bool]) -> None:
-        self.interval = interval
-        self.callback = callback
-        self.cancelled = False
-        self.due = time.monotonic() + interval
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        renewer.remove(self)
-
-
-class Renewer:
-    """One daemon thread per process calling due callbacks (real time).
-
-    A callback returns ``False`` to stop being called. The thread exits when
-    nothing is registered and is started again (also in a forked child) by
-    the next registration. Callbacks run on this thread, never on an event
-    loop, so renewing never blocks a coroutine.
-    """
-
-    def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        # Also run in a forked child: the parent's thread does not exist there,
-        # and its lock may have been held at the moment of the fork.
-        self._cond = threading.Condition(threading.Lock())
-        self._entries: set[Renewal] = set()
-        self._thread: threading.Thread | None = None
-
-    def add(self, interval: float, callback: Callable[[], bool]) -> Renewal:
-        renewal = Renewal(interval, callback)
-        with self._cond:
-            self._entries.add(renewal)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="paios-lease-renewer", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-        return renewal
-
-    def remove(self, renewal: Renewal) -> None:
-        with self._cond:
-            self._entries.discard(renewal)
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if not self._entries:
-                        self._thread = None
-                        return
-                    now = time.monotonic()
-                    due = [e for e in self._entries if e.due <= now]
-                    if due:
-                        break
-                    self._cond.wait(min(e.due for e in self._entries) - now)
-                for entry in due:
-                    entry.due = now + entry.interval
-            for entry in due:
-                if entry.cancelled:
-                    continue
-                try:
-                    keep = entry.callback()
-                except Exception as exc:  # noqa: BLE001 - the renewer must survive
-                    emit(_PRIMITIVE, "renew_failed", level="error", exc=exc)
-                    keep = True
-                if not keep:
-                    self.remove(entry)
-
-
-renewer = Renewer()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=renewer._reset)
 
 
 # -- public types -------------------------------------------------------------------
@@ -235,13 +160,15 @@ class Lease:
         holder: This lease's unique id (what a conflicting caller sees).
         owner: Who holds it (``host:pid`` unless the manager was given one).
         ttl: The lease length in seconds last granted.
-        lost: Set when the renewer or a release found the lease gone.
+        lost: Set when a renewal or a release found the lease gone (never for
+            a lease this process released itself).
     """
 
     __slots__ = (
         "_expires_ns",
         "_manager",
         "_released",
+        "_releasing",
         "_renewal",
         "holder",
         "key",
@@ -270,6 +197,9 @@ class Lease:
         self.ttl = ttl
         self._expires_ns = expires_ns
         self._released = False
+        # Set before the release update is sent: a renewal already in flight
+        # may land after it, find the lock free, and must not call that a loss.
+        self._releasing = False
         self._renewal: Renewal | None = None
         self.lost = False
 
@@ -312,16 +242,16 @@ class Lease:
     def _extended(self, seconds: float, outcome: tuple[int | None, Any]) -> float:
         expires, current = outcome
         if expires is None:
-            if not self._released:
+            if not self._releasing:
                 self.lost = True
-            emit(
-                _PRIMITIVE,
-                "extend_refused",
-                level="warning",
-                subject=self.key,
-                token=self.token,
-                holder=current,
-            )
+                emit(
+                    _PRIMITIVE,
+                    "extend_refused",
+                    level="warning",
+                    subject=self.key,
+                    token=self.token,
+                    holder=current,
+                )
             raise LockConflictError(
                 f"cannot extend the lease on {self.key!r} (token {self.token}): it "
                 "has expired or was released"
@@ -371,6 +301,7 @@ class Lease:
     # -- release ----------------------------------------------------------------
 
     def _release_step(self) -> Step:
+        self._releasing = True
         self._stop_renewing()
         now = self._manager._now()
         return lambda data: release_step(data, now, self.holder, self.token)
@@ -431,12 +362,12 @@ class Lease:
     # -- automatic extension ----------------------------------------------------
 
     def _renew_once(self) -> bool:
-        if self._released:
+        if self._releasing:
             return False
         try:
             self.extend()
         except LockConflictError:
-            if not self._released:
+            if not self._releasing:
                 emit(
                     _PRIMITIVE,
                     "lost",
@@ -452,12 +383,14 @@ class Lease:
     def start_renewing(self) -> None:
         """Extend the lease every ``ttl / 3`` seconds until it is released.
 
-        Runs on one background thread per process (never on the event loop).
-        If the lease is found lost, renewing stops, :attr:`lost` is set and a
-        ``lock.lost`` error event is emitted.
+        Runs on the renewal thread of the manager's store (never on the event
+        loop; a stuck store delays only the renewals on that store). If the
+        lease is found lost, renewing stops, :attr:`lost` is set and a
+        ``lock.lost`` error event is emitted. A renewal still in flight when
+        :meth:`release` runs is not reported as a loss.
         """
-        if self._renewal is None and not self._released:
-            self._renewal = renewer.add(self.ttl / 3, self._renew_once)
+        if self._renewal is None and not self._releasing:
+            self._renewal = renew(self._manager.store, self.ttl / 3, self._renew_once)
 
     def _stop_renewing(self) -> None:
         renewal, self._renewal = self._renewal, None
@@ -632,7 +565,7 @@ class LockManager:
         return lease_seconds + _RETENTION
 
     def _acquire_steps(
-        self, key: str, ttl: object, wait: object
+        self, key: str, ttl: object, wait: object, holder: str, owner: str
     ) -> Generator[tuple[str, Any], Any, Lease]:
         """The acquisition loop: yields ("update", step) or ("sleep", s)."""
         check_name("lock", key)
@@ -644,8 +577,6 @@ class LockManager:
         if left is not None:
             patience = min(patience, left)
         clock = get_clock(self._clock)
-        owner = self.owner or _default_owner()
-        holder = _new_holder(owner)
         ttl_ns = seconds_to_ns(seconds)
         give_up = clock.monotonic() + patience
         pause = _POLL_MIN
@@ -713,30 +644,43 @@ class LockManager:
         Returns:
             A :class:`Lease`; release it (or use it in ``with``).
 
+        Interrupted (Ctrl-C) or cancelled while the store update runs, it
+        takes back whatever that update did before the interrupt propagates:
+        no lock is left held by a lease nobody got.
+
         Raises:
             LockConflictError: Still held by someone else after ``wait``
                 (``.holder`` and ``.retry_after`` say by whom and how long).
             StoreUnavailableError: The store cannot be reached.
             ValueError: ``key`` empty, ``ttl`` not > 0, ``wait`` negative.
         """
-        steps = self._acquire_steps(key, ttl, wait)
+        owner = self.owner or _default_owner()
+        holder = _new_holder(owner)
         return drive(
-            steps,
+            self._acquire_steps(key, ttl, wait, holder, owner),
             self.store,
             self._key(key),
             ttl=self._ttl(float(ttl)),
             clock=get_clock(self._clock),
+            undo=functools.partial(undo_step, holder=holder),
         )
 
     async def aacquire(self, key: str, ttl: float = 30.0, wait: float = 0.0) -> Lease:
-        """:meth:`acquire` without blocking the event loop."""
-        steps = self._acquire_steps(key, ttl, wait)
+        """:meth:`acquire` without blocking the event loop.
+
+        Cancelled while the store update runs (in a worker thread, which
+        cancellation cannot stop), it waits for the update to end and takes
+        back what it did before the cancellation propagates.
+        """
+        owner = self.owner or _default_owner()
+        holder = _new_holder(owner)
         return await adrive(
-            steps,
+            self._acquire_steps(key, ttl, wait, holder, owner),
             self.store,
             self._key(key),
             ttl=self._ttl(float(ttl)),
             clock=get_clock(self._clock),
+            undo=functools.partial(undo_step, holder=holder),
         )
 
     def lock(

@@ -15,7 +15,7 @@ interval <= now``, and then ``TAT`` moves one interval on.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -27,10 +27,12 @@ from ._exceptions import RateLimitedError
 from ._stores import (
     NS,
     StoreUnavailableError,
+    adrive,
     check_count,
     check_name,
     check_optional_seconds,
     check_seconds,
+    drive,
     now_ns,
     resolve_store,
     seconds_to_ns,
@@ -51,6 +53,8 @@ R = TypeVar("R")
 # What an admission step answers: (admitted, wait in ns). Admitted with a
 # positive wait means a slot was reserved that far in the future.
 Decision = tuple[bool, int]
+# Writes tried with a growing TTL before one is made whatever the horizon.
+_HORIZON_ATTEMPTS = 8
 
 
 def gcra(
@@ -180,7 +184,11 @@ class RateLimiter(_Keyed):
         self._store = resolve_store(store)
         self._interval = max(1, seconds_to_ns(self.per / self.rate))
         self._key = f"rate_limiter:{name}"
-        self._ttl = ttl_seconds(self._interval * self.burst / NS)
+        # The key's TTL follows the state: every write keeps the key at least
+        # until its TAT (the last reserved slot) has passed. A reservation
+        # with unbounded patience can lie any distance ahead; this is the
+        # horizon the last such write needed (a hint, not a bound).
+        self._horizon_hint = self._interval * self.burst
 
     @property
     def store(self) -> StateStore:
@@ -192,14 +200,65 @@ class RateLimiter(_Keyed):
             f"burst={self.burst!r})"
         )
 
-    def _step(self, limit: int | None) -> Callable[[Any], tuple[Any, Decision]]:
+    def _step(
+        self, limit: int | None, horizon: int | None
+    ) -> Callable[[Any], tuple[Any, tuple[Decision, int]]]:
         now = self._now()
         interval, burst = self._interval, self.burst
 
-        def step(data: Any) -> tuple[Any, Decision]:
-            return gcra(data, now, interval, burst, limit)
+        def step(data: Any) -> tuple[Any, tuple[Decision, int]]:
+            new_tat, decision = gcra(data, now, interval, burst, limit)
+            if new_tat is not None and new_tat is not data and horizon is not None:
+                needed = new_tat - now
+                if needed > horizon:
+                    # The key's TTL would run out before the TAT: write
+                    # nothing; the caller asks again with a longer TTL.
+                    return data, (decision, needed)
+            return new_tat, (decision, 0)
 
         return step
+
+    def _decisions(
+        self, limit: int | None
+    ) -> Generator[tuple[str, Any], Any, Decision]:
+        """One admission: yields ``("update", (step, ttl))``, returns the decision.
+
+        The TTL of each write covers ``new TAT - now`` (plus the GC margin).
+        With a bounded wait that is known in advance (``burst`` intervals plus
+        the wait); with unbounded patience the step refuses to write past the
+        TTL it was given and names the horizon it needs, and is asked again.
+        """
+        span = self._interval * self.burst
+        horizon = self._horizon_hint if limit is None else span + limit
+        attempt = 0
+        while True:
+            attempt += 1
+            # A bounded wait bounds the horizon: that write never needs more.
+            final = limit is not None or attempt >= _HORIZON_ATTEMPTS
+            step = self._step(limit, None if final else horizon)
+            decision, needed = yield ("update", (step, ttl_seconds(horizon / NS)))
+            if not needed:
+                return cast(Decision, decision)
+            horizon = max(needed, 2 * horizon)
+            self._horizon_hint = horizon
+
+    def _decide(self, limit: int | None) -> Decision:
+        return drive(
+            self._decisions(limit),
+            self._store,
+            self._key,
+            ttl=ttl_seconds(self._interval * self.burst / NS),
+            clock=get_clock(self._clock),
+        )
+
+    async def _adecide(self, limit: int | None) -> Decision:
+        return await adrive(
+            self._decisions(limit),
+            self._store,
+            self._key,
+            ttl=ttl_seconds(self._interval * self.burst / NS),
+            clock=get_clock(self._clock),
+        )
 
     def _limit(self) -> int | None:
         """The longest wait (ns) this call may take for a slot."""
@@ -251,7 +310,7 @@ class RateLimiter(_Keyed):
         if not _config._state.active:
             return
         try:
-            decision = self._run(self._key, self._step(self._limit()), self._ttl)
+            decision = self._decide(self._limit())
         except StoreUnavailableError as exc:
             self._store_down("rate_limiter", exc)
             return
@@ -264,7 +323,7 @@ class RateLimiter(_Keyed):
         if not _config._state.active:
             return
         try:
-            decision = await self._arun(self._key, self._step(self._limit()), self._ttl)
+            decision = await self._adecide(self._limit())
         except StoreUnavailableError as exc:
             self._store_down("rate_limiter", exc)
             return
@@ -277,7 +336,7 @@ class RateLimiter(_Keyed):
         if not _config._state.active:
             return True
         try:
-            admitted, _ = self._run(self._key, self._step(0), self._ttl)
+            admitted, _ = self._decide(0)
         except StoreUnavailableError as exc:
             self._store_down("rate_limiter", exc)
             return True
@@ -288,7 +347,7 @@ class RateLimiter(_Keyed):
         if not _config._state.active:
             return True
         try:
-            admitted, _ = await self._arun(self._key, self._step(0), self._ttl)
+            admitted, _ = await self._adecide(0)
         except StoreUnavailableError as exc:
             self._store_down("rate_limiter", exc)
             return True

@@ -541,63 +541,93 @@ def _begin(
 ) -> None:
     """Run ``BEGIN ...``, retrying with jittered backoff while the lock is busy.
 
-    Each attempt already waits up to ``busy_timeout`` inside SQLite; between
-    attempts we back off (full jitter) so a herd of writers spreads out. The
-    total is bounded by ``budget`` seconds and ``max_attempts``.
+    Each attempt waits inside SQLite (its busy handler) for at most what is
+    left of ``budget``; between attempts we back off (full jitter) so a herd
+    of writers spreads out. The total is bounded by ``budget`` seconds,
+    counted from the first attempt, and by ``max_attempts``.
     """
+    started = time.monotonic()
     try:
         conn.execute(statement)
     except sqlite3.OperationalError as exc:
         if not _is_busy(exc):
             raise
     else:
-        return  # the common case: no clock, no bookkeeping
-    _begin_retry(conn, statement, budget, max_attempts)
+        return  # the common case: no bookkeeping
+    _begin_retry(conn, statement, budget, max_attempts, started)
 
 
 def _begin_retry(
-    conn: sqlite3.Connection, statement: str, budget: float, max_attempts: int
+    conn: sqlite3.Connection,
+    statement: str,
+    budget: float,
+    max_attempts: int,
+    started: float | None = None,
 ) -> None:
-    """The slow path of :func:`_begin`: the first attempt found the lock busy."""
+    """The slow path of :func:`_begin`: the first attempt found the lock busy.
+
+    ``started`` is when that first attempt began (``time.monotonic()``): the
+    wait SQLite's busy handler spent inside it counts against ``budget``.
+    Every further attempt gets only the rest of the budget as its busy
+    timeout (lowered for the attempt, restored after), so the whole call
+    takes about ``budget``, never ``budget`` plus a full busy timeout per
+    attempt. Backoff sleeps go through the clock seam (fake time in tests);
+    the busy waits are real time; the larger of the two elapsed counts.
+    """
     import random
 
     clock = get_clock()
     start = clock.monotonic()
+    real_start = time.monotonic() if started is None else started
     attempt = 1
     path = getattr(conn, "_paios_path", "?")
-    while True:
-        elapsed = clock.monotonic() - start
-        if attempt >= max_attempts or elapsed >= budget:
+    configured_ms: int | None = None  # the connection's own busy timeout
+
+    def elapsed() -> float:
+        return max(clock.monotonic() - start, time.monotonic() - real_start)
+
+    try:
+        while True:
+            spent = elapsed()
+            if attempt >= max_attempts or spent >= budget:
+                emit(
+                    "sqlite",
+                    "lock_exhausted",
+                    level="error",
+                    subject=path,
+                    attempts=attempt,
+                    elapsed=round(spent, 3),
+                )
+                raise _locked(
+                    path, f"{statement} failed {attempt} time(s) over {spent:.1f}s"
+                )
+            cap = min(2.0, 0.05 * (2 ** min(attempt, 16)))
+            wait = min(random.uniform(0, cap), max(0.0, budget - spent))  # noqa: S311
             emit(
                 "sqlite",
-                "lock_exhausted",
-                level="error",
+                "lock_retry",
+                level="warning",
                 subject=path,
-                attempts=attempt,
-                elapsed=round(elapsed, 3),
+                attempt=attempt,
+                wait=round(wait, 4),
             )
-            raise _locked(
-                path, f"{statement} failed {attempt} time(s) over {elapsed:.1f}s"
-            )
-        cap = min(2.0, 0.05 * (2 ** min(attempt, 16)))
-        wait = min(random.uniform(0, cap), max(0.0, budget - elapsed))  # noqa: S311
-        emit(
-            "sqlite",
-            "lock_retry",
-            level="warning",
-            subject=path,
-            attempt=attempt,
-            wait=round(wait, 4),
-        )
-        clock.sleep(wait)
-        attempt += 1
-        try:
-            conn.execute(statement)
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-        else:
-            return
+            clock.sleep(wait)
+            attempt += 1
+            if configured_ms is None:
+                configured_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+            left_ms = max(0, int((budget - elapsed()) * 1000))
+            conn.execute(f"PRAGMA busy_timeout = {min(configured_ms, left_ms)}")
+            try:
+                conn.execute(statement)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            else:
+                return
+    finally:
+        if configured_ms is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA busy_timeout = {configured_ms}")
 
 
 class _WriteTransaction:
@@ -638,12 +668,15 @@ class _WriteTransaction:
                 "transaction; SQLite transactions do not nest",
                 code="PROGRAMMING_ERROR",
             )
+        started = time.monotonic()
         try:  # _begin()'s fast path, inlined: this runs once per transaction
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc):
                 raise
-            _begin_retry(conn, "BEGIN IMMEDIATE", self.budget, self.max_attempts)
+            _begin_retry(
+                conn, "BEGIN IMMEDIATE", self.budget, self.max_attempts, started
+            )
         return conn
 
     def __exit__(
@@ -687,7 +720,11 @@ def write_transaction(
 
     While the lock stays busy past the connection's busy timeout, ``BEGIN`` is
     retried with jittered exponential backoff, within ``budget`` seconds and
-    ``max_attempts`` attempts.
+    ``max_attempts`` attempts. The budget counts from the first ``BEGIN``,
+    including the time SQLite waited inside it, and each retry waits inside
+    SQLite only for what is left: the call gives up after about ``budget``
+    seconds (or the connection's busy timeout, if that is longer: the first
+    attempt always gets it in full).
 
     Args:
         conn: A connection in autocommit mode (from :func:`open_database`).

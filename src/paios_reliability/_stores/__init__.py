@@ -176,25 +176,69 @@ async def complete(
 
 
 Steps = Generator[tuple[str, Any], Any, R]
-"""A sans-IO step machine: yields ``("sleep", seconds)`` or ``("update", fn)``,
-receives the reply of each update, and returns its result."""
+"""A sans-IO step machine: yields ``("sleep", seconds)`` or ``("update", fn)``
+(``("update", (fn, ttl))`` to give that update its own TTL), receives the
+reply of each update, and returns its result."""
+
+
+def _update_args(arg: Any, ttl: float) -> tuple[Any, float]:
+    return arg if isinstance(arg, tuple) else (arg, ttl)
 
 
 def drive(
-    steps: Steps[R], store: StateStore, key: str, *, ttl: float, clock: Clock
+    steps: Steps[R],
+    store: StateStore,
+    key: str,
+    *,
+    ttl: float,
+    clock: Clock,
+    undo: Callable[[Any], tuple[Any, Any]] | None = None,
+    catch: tuple[type[Exception], ...] = (),
 ) -> R:
-    """Run ``steps`` against ``store`` (sync driver): sleeps and atomic updates."""
+    """Run ``steps`` against ``store`` (sync driver): sleeps and atomic updates.
+
+    Args:
+        steps: The step machine.
+        store: Where the updates run.
+        key: The one key every update of the machine changes.
+        ttl: The key's TTL for updates that do not name their own.
+        clock: Sleeps go through it.
+        undo: A step that takes back whatever the machine's updates may have
+            done for this caller. It runs when the machine is *interrupted*
+            (``KeyboardInterrupt``, ``SystemExit``: anything not an
+            ``Exception``), which can land after an update took effect but
+            before its answer reached the caller: a lock or claim nobody
+            would hold. Ordinary errors do not run it (the machine raises
+            them knowing what it did; a store error leaves at most what a
+            crash leaves: a lease that expires).
+        catch: Store errors handed to the machine (thrown into it at its
+            ``yield``) instead of ending the run, for machines that retry.
+    """
     reply: Any = None
+    error: BaseException | None = None
     try:
         while True:
-            kind, arg = steps.send(reply)
+            if error is None:
+                kind, arg = steps.send(reply)
+            else:
+                kind, arg = steps.throw(error)
+                error = None
             if kind == "sleep":
                 clock.sleep(arg)
                 reply = None
-            else:
-                reply = store.update(key, arg, ttl=ttl)
+                continue
+            fn, update_ttl = _update_args(arg, ttl)
+            try:
+                reply = store.update(key, fn, ttl=update_ttl)
+            except catch as exc:
+                error = exc
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    except BaseException as exc:
+        if undo is not None and not isinstance(exc, Exception):
+            with contextlib.suppress(Exception):
+                store.update(key, undo, ttl=ttl)
+        raise
 
 
 async def adrive(
@@ -205,22 +249,42 @@ async def adrive(
     ttl: float,
     clock: Clock,
     finish_on_cancel: bool = False,
+    undo: Callable[[Any], tuple[Any, Any]] | None = None,
+    catch: tuple[type[Exception], ...] = (),
 ) -> R:
     """:func:`drive` without blocking the event loop.
 
-    With ``finish_on_cancel``, an update in flight when the caller is cancelled
-    is still finished (see :func:`complete`), so clean-up sees what it did.
+    With ``finish_on_cancel`` (implied by ``undo``), an update in flight when
+    the caller is cancelled is still finished (see :func:`complete`), so
+    clean-up sees what it did; ``undo`` then runs (also to completion) before
+    the cancellation propagates.
     """
+    finish = finish_on_cancel or undo is not None
     reply: Any = None
+    error: BaseException | None = None
     try:
         while True:
-            kind, arg = steps.send(reply)
+            if error is None:
+                kind, arg = steps.send(reply)
+            else:
+                kind, arg = steps.throw(error)
+                error = None
             if kind == "sleep":
                 await clock.asleep(arg)
                 reply = None
-            elif finish_on_cancel:
-                reply = await complete(store.aupdate(key, arg, ttl=ttl))
-            else:
-                reply = await store.aupdate(key, arg, ttl=ttl)
+                continue
+            fn, update_ttl = _update_args(arg, ttl)
+            try:
+                if finish:
+                    reply = await complete(store.aupdate(key, fn, ttl=update_ttl))
+                else:
+                    reply = await store.aupdate(key, fn, ttl=update_ttl)
+            except catch as exc:
+                error = exc
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    except BaseException as exc:
+        if undo is not None and not isinstance(exc, Exception):
+            with contextlib.suppress(Exception):
+                await complete(store.aupdate(key, undo, ttl=ttl))
+        raise

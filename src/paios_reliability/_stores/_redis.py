@@ -63,7 +63,11 @@ class RedisStore:
     Args:
         client_or_url: A ``redis.Redis`` client (used as it is configured) or
             a URL such as ``"redis://localhost:6379/0"``. For a URL the client
-            gets bounded socket timeouts and no internal retries.
+            gets bounded socket timeouts and no internal retries. A client
+            must have a ``socket_timeout`` (and a blocking pool a ``timeout``):
+            without one a server that accepts but never answers would hang
+            every call for ever. Its worst case per operation is about
+            ``(retries + 1) * socket_timeout`` of *its* settings.
         prefix: Namespace of every key this store writes.
         timeout: Socket connect/read timeout in seconds for a URL-built client:
             an unreachable server raises :class:`StoreUnavailableError` within
@@ -73,6 +77,8 @@ class RedisStore:
             :class:`StoreUnavailableError`.
 
     Raises:
+        ValueError: A client without a socket timeout (or with a blocking
+            pool that waits for ever), naming the setting to add.
         StoreUnavailableError: From any operation when the server cannot be
             reached or refuses the command.
     """
@@ -109,10 +115,11 @@ class RedisStore:
             self._owns_client = True
             self._where = _describe_url(client_or_url)
         else:
-            self._client = client_or_url
-            self._owns_client = False
             pool = getattr(client_or_url, "connection_pool", None)
             kwargs = getattr(pool, "connection_kwargs", None) or {}
+            _check_bounded(pool, kwargs)
+            self._client = client_or_url
+            self._owns_client = False
             self._where = f"redis:{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
         self.prefix = prefix
         self._max_attempts = max_attempts
@@ -233,6 +240,59 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
+
+
+_UNSET = object()
+
+
+def _check_bounded(pool: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse a client whose calls can wait for ever (see :class:`RedisStore`).
+
+    A client whose pool cannot be inspected (a cluster client, a stand-in) is
+    taken as it is: only its own settings bound it.
+    """
+    if pool is None:
+        return
+
+    timeout = kwargs.get("socket_timeout", _UNSET)
+    if timeout is _UNSET:
+        # Not passed: the connection class's default (None before redis-py 8).
+        timeout = _default_socket_timeout(getattr(pool, "connection_class", None))
+        if timeout is _UNSET:
+            return
+    if timeout is None:
+        raise ValueError(
+            "RedisStore: the redis client has socket_timeout=None, so a server "
+            "that accepts but never answers (stopped, partitioned, overloaded) "
+            "would hang every breaker, limiter and lock call for ever; create "
+            "the client with socket_timeout=<seconds> (socket_connect_timeout "
+            "defaults to it), or pass a URL and RedisStore builds a bounded "
+            "client (timeout=1.0)"
+        )
+    import redis
+
+    if isinstance(pool, redis.BlockingConnectionPool) and pool.timeout is None:
+        raise ValueError(
+            "RedisStore: the redis client's BlockingConnectionPool has "
+            "timeout=None, so a call waits for ever for a free connection; "
+            "create the pool with timeout=<seconds>"
+        )
+
+
+def _default_socket_timeout(connection_class: object) -> Any:
+    import inspect
+
+    for cls in getattr(connection_class, "__mro__", ()):
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            parameter = inspect.signature(init).parameters.get("socket_timeout")
+        except (TypeError, ValueError):
+            continue
+        if parameter is not None and parameter.default is not parameter.empty:
+            return parameter.default
+    return _UNSET
 
 
 def _describe_url(url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -178,7 +179,20 @@ class SQLiteStore:
                             )
             except (sqlite3.Error, ReliabilityError) as exc:
                 raise self._unavailable(exc, "update") from exc
+            except BaseException:
+                # An interrupt (Ctrl-C) can land between BEGIN returning and
+                # the ``with`` block starting: never leave this process
+                # holding the file's write lock.
+                self._roll_back()
+                raise
         return result
+
+    def _roll_back(self) -> None:
+        # Called with self._lock held.
+        conn = self._conn
+        if conn is not None and self._pid == os.getpid() and conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
 
     async def aget(self, key: str) -> Any:
         import asyncio
@@ -202,6 +216,9 @@ class SQLiteStore:
                     conn.execute("DELETE FROM paios_state WHERE key = ?", (key,))
             except (sqlite3.Error, ReliabilityError) as exc:
                 raise self._unavailable(exc, "delete") from exc
+            except BaseException:
+                self._roll_back()
+                raise
 
     def close(self) -> None:
         """Close this process's connection; later use raises ``ValueError``."""
