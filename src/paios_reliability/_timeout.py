@@ -13,9 +13,11 @@ waits past it.
 - ``with deadline(s)`` is cooperative: Python cannot interrupt a running
   thread, so it only sets the budget everything inside honours.
 - ``@timeout(s)`` on a coroutine function is ``async with deadline(s)``; on a
-  plain function it runs the call in a worker thread and gives control back
-  to the caller when the budget is spent (the worker is abandoned and an event
-  says so).
+  plain function it runs the call on a pooled worker thread and gives control
+  back to the caller when the budget is spent (the worker is abandoned, still
+  accounted for, and an event says so; see :mod:`._workers`).
+- Under trio (through anyio) ``async with deadline(s)`` is an anyio cancel
+  scope with the same budget; every other rule is the same.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import contextvars
 import functools
 import math
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+from . import _clock, _config
+from ._aio import library, running_asyncio_loop
 from ._clock import get_clock
 from ._exceptions import TimeoutExceeded
 
@@ -139,6 +142,7 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
         "_fired",
         "_handle",
         "_own",
+        "_scope",
         "_task",
         "_token",
         "expires_at",
@@ -157,6 +161,7 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
         self._fired = False
         self._own = False
         self._cancelling = 0
+        self._scope: Any = None
 
     def __repr__(self) -> str:
         return f"deadline({self.seconds!r})"
@@ -207,6 +212,8 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
     # -- async ----------------------------------------------------------------
 
     async def __aenter__(self) -> deadline:
+        if running_asyncio_loop() is None:
+            return self._enter_scope()
         import asyncio
 
         self.__enter__()
@@ -235,6 +242,54 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
             self._handle = loop.call_later(delay, self._on_expiry)
         return self
 
+    def _enter_scope(self) -> deadline:
+        """``async with`` under trio: an anyio cancel scope ending at our deadline."""
+        library("async with deadline(...)")  # a clear error on other loops
+        import anyio
+
+        self.__enter__()
+        self._fired = False
+        at = self.expires_at
+        if at is not None:
+            delay = max(0.0, at - get_clock().monotonic())
+            scope = anyio.CancelScope(deadline=anyio.current_time() + delay)
+            scope.__enter__()
+            self._scope = scope
+        return self
+
+    def _exit_scope(
+        self,
+        scope: Any,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            scope.__exit__(exc_type, exc, tb)
+        finally:
+            self.__exit__(None, None, None)
+        # Only a cancellation of this very scope is ours; an outer one passes.
+        if scope.cancelled_caught:
+            self._raise_exceeded("anyio", exc)
+
+    def _raise_exceeded(self, mode: str, exc: BaseException | None) -> None:
+        from ._events import emit
+
+        emit(
+            "timeout",
+            "exceeded",
+            level="warning",
+            subject=self.name,
+            seconds=self.seconds,
+            mode=mode,
+        )
+        what = f"{self.name}()" if self.name else "block"
+        raise TimeoutExceeded(
+            f"{what} ran past its deadline of {self._describe()}",
+            seconds=self.seconds,
+            context={"function": self.name} if self.name else None,
+        ) from exc
+
     def _on_expiry(self) -> None:
         task = self._task
         if task is not None and not task.done():
@@ -247,6 +302,13 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        scope, self._scope = self._scope, None
+        if scope is not None:
+            self._exit_scope(scope, exc_type, exc, tb)
+            return
+        if self._token is not None and self._task is None and self._handle is None:
+            self.__exit__(exc_type, exc, tb)  # unbounded, or a trio block
+            return
         import asyncio
 
         handle, self._handle = self._handle, None
@@ -266,22 +328,7 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
             and exc_type is not None
             and issubclass(exc_type, asyncio.CancelledError)
         ):
-            from ._events import emit
-
-            emit(
-                "timeout",
-                "exceeded",
-                level="warning",
-                subject=self.name,
-                seconds=self.seconds,
-                mode="async",
-            )
-            what = f"{self.name}()" if self.name else "block"
-            raise TimeoutExceeded(
-                f"{what} ran past its deadline of {self._describe()}",
-                seconds=self.seconds,
-                context={"function": self.name} if self.name else None,
-            ) from exc
+            self._raise_exceeded("async", exc)
 
 
 class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
@@ -290,17 +337,23 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
     Coroutine functions run under ``async with deadline(seconds)``: the call is
     really cancelled when the budget runs out and :class:`TimeoutExceeded` is
     raised; a cancellation of the caller passes through as
-    :class:`asyncio.CancelledError`.
+    :class:`asyncio.CancelledError` (under trio: its own ``Cancelled``).
 
-    Plain functions run in a fresh daemon worker thread (with a copy of the
+    Plain functions run on a pooled daemon worker thread (with a copy of the
     caller's context, so the deadline, trace ids and other context variables
     are visible inside). The caller waits at most the budget; when it runs out
-    the worker is *abandoned* - Python cannot kill a thread, so it keeps running
-    to completion in the background and its result is dropped - a
+    the worker is *abandoned* - Python cannot kill a thread, so it keeps
+    running to completion in the background and its result is dropped - a
     ``timeout.abandoned`` event is emitted and :class:`TimeoutExceeded` is
-    raised. Control returns within the budget plus thread wake-up latency
-    (well under 50 ms). Prefer cooperative code (read :func:`remaining`, pass
-    it to your client's timeout) so abandoned work does not pile up.
+    raised with the still-running job in its ``worker`` attribute
+    (``done()``, ``wait()``, ``add_done_callback()``). ``timeout.abandoned_finished``
+    follows when the job really ends. Control returns within the budget plus
+    thread wake-up latency (well under 50 ms). Prefer cooperative code (read
+    :func:`remaining`, pass it to your client's timeout) so abandoned work
+    does not pile up: at most 32 abandoned calls may run at once per process
+    (see :mod:`paios_reliability._workers`); past that a call is refused with
+    :class:`BulkheadFullError` before it starts. A call whose budget is
+    already spent (an enclosing deadline ran out) is not started at all.
 
     With the policies switched off (:func:`set_active(False)
     <paios_reliability.set_active>`) the function is called straight through.
@@ -310,7 +363,9 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
             deadline applies).
 
     Raises:
-        TimeoutExceeded: From the decorated function when a call runs out of time.
+        TimeoutExceeded: From the decorated function when a call runs out of
+            time, or is not started because its budget was already spent.
+        BulkheadFullError: Sync only: too many abandoned calls still run.
         ValueError: If ``seconds`` is not positive.
     """
 
@@ -330,16 +385,18 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
 
         seconds = self.seconds
         name = callable_name(fn)
+        config, var, clocks = _config, _current, _clock
 
         if is_async_callable(fn):
             afn = cast(Callable[P, Awaitable[Any]], fn)
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                from ._config import is_active
-
-                if not is_active():
+                if not config._state.active:
                     return await afn(*args, **kwargs)
+                at = var.get()
+                if at is not None and at <= clocks._default.monotonic():
+                    raise _not_started(name, seconds)
                 async with deadline(seconds, name=name):
                     return await afn(*args, **kwargs)
 
@@ -347,22 +404,19 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            from ._config import is_active
-
-            if not is_active():
+            if not config._state.active:
                 return fn(*args, **kwargs)
             return call_in_thread(fn, seconds, name, args, kwargs)
 
         return wrapper
 
 
-class _Outcome:
-    __slots__ = ("done", "error", "value")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
+def _not_started(name: str, seconds: float) -> TimeoutExceeded:
+    return TimeoutExceeded(
+        f"{name}() was not started: the enclosing deadline was already spent",
+        seconds=seconds,
+        context={"function": name, "started": False},
+    )
 
 
 def call_in_thread(
@@ -372,49 +426,41 @@ def call_in_thread(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> T:
-    """Run ``fn`` in a daemon worker thread; wait at most the effective budget.
+    """Run ``fn`` on a pooled worker thread; wait at most the effective budget.
 
     Raises:
-        TimeoutExceeded: When the budget runs out first; the worker is abandoned.
+        TimeoutExceeded: When the budget runs out first (the worker is
+            abandoned and travels on the error), or was spent before the start.
+        BulkheadFullError: Too many abandoned calls still run in this process.
     """
-    outcome = _Outcome()
-    with deadline(seconds) as block:
-        budget = block.remaining()
-        own = block._own
+    from ._workers import run_bounded
+
+    outer = _current.get()
+    now = _clock._default.monotonic()
+    mine = now + seconds
+    own = outer is None or mine < outer
+    at = mine if own else outer
+    assert at is not None
+    budget = at - now
+    if own and math.isinf(seconds):
+        budget = math.inf
+    token = _current.set(at if not math.isinf(at) else outer)
+    try:
         ctx = contextvars.copy_context()
-
-    def work() -> None:
-        try:
-            outcome.value = ctx.run(fn, *args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller as is
-            outcome.error = exc
-        finally:
-            outcome.done.set()
-
-    worker = threading.Thread(target=work, name=f"paios-timeout:{name}", daemon=True)
-    worker.start()
-    if outcome.done.wait(budget):
-        error = outcome.error
-        if error is not None:
-            outcome.error = None  # break the frame <-> exception cycle
-            raise error
-        return cast(T, outcome.value)
-    from ._events import emit
-
-    emit(
-        "timeout",
-        "abandoned",
-        level="warning",
-        subject=name,
+    finally:
+        _current.reset(token)
+    if math.isinf(budget):
+        # No budget at all: run on the caller's thread, nothing to bound.
+        return ctx.run(fn, *args, **kwargs)
+    return run_bounded(
+        fn,
+        name,
+        args,
+        kwargs,
         seconds=seconds,
         budget=budget,
-        thread=worker.name,
-    )
-    raise TimeoutExceeded(
-        f"{name}() did not finish within {_fmt_budget(seconds, budget, own=own)}; "
-        "its worker thread was abandoned",
-        seconds=seconds,
-        context={"function": name},
+        ctx=ctx,
+        describe=lambda: _fmt_budget(seconds, budget, own=own),
     )
 
 
