@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CallRecord", "Outcome", "current", "record_for"]
 
-T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 class CallRecord:
@@ -46,7 +46,7 @@ def record_for(stack: object) -> CallRecord | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome(Generic[T]):
+class Outcome(Generic[T_co]):
     """The result of one call through a ``resilient`` stack, failure included.
 
     Attributes:
@@ -65,7 +65,7 @@ class Outcome(Generic[T]):
     """
 
     ok: bool
-    value: T | None
+    value: T_co | None
     failure: Failure | None
     attempts: int
     elapsed: float

@@ -26,6 +26,7 @@ so concurrent coroutines and threads never see each other's attempt counts.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import random
@@ -955,6 +956,13 @@ class _Retry:
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         return self.decorate(fn)
+
+    def with_deadline(self, seconds: float) -> _Retry:
+        """The same settings with another deadline (``resilient``'s budget)."""
+        policy = copy.copy(self.policy)
+        policy.deadline = seconds
+        policy.budget = seconds or None
+        return _Retry(policy, self.name)
 
     def decorate(
         self,
