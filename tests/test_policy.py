@@ -993,3 +993,32 @@ def test_elapsed_never_exceeds_the_stated_worst_case(
                 outcome = fn.outcome()
     assert outcome.elapsed <= worst + 1e-9, policy.describe()
     assert outcome.fallback_used is (fallback and not outcome.ok)
+
+
+def test_store_backed_primitives_fail_loudly_under_trio(tmp_path: Any) -> None:
+    import trio
+
+    store = pr.SQLiteStore(tmp_path / "state.db")
+    breaker = pr.CircuitBreaker("trio-store", store=store)
+    limiter = pr.RateLimiter("trio-store", rate=10, per=1.0, store=store)
+    ran: list[int] = []
+
+    async def work() -> None:
+        ran.append(1)
+
+    async def main() -> list[str]:
+        errors = []
+        for call in (lambda: breaker.acall(work), limiter.aacquire):
+            try:
+                await call()
+            except pr.UnsupportedEventLoopError as exc:
+                errors.append(str(exc))
+        return errors
+
+    try:
+        errors = trio.run(main)
+    finally:
+        store.close()
+    assert len(errors) == 2
+    assert all("supports only asyncio" in e for e in errors)
+    assert ran == []

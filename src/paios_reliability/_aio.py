@@ -103,14 +103,18 @@ def library(what: str = "an async policy") -> str:
     )
 
 
-def require_asyncio(what: str) -> None:
+def require_asyncio(what: str, *, discard: object = None) -> None:
     """Raise a clear error unless an asyncio loop runs this code.
 
     For the parts not yet ported to anyio (store-backed primitives): their
     first async call under trio fails with this instead of an obscure
-    ``RuntimeError: no running event loop``.
+    ``RuntimeError: no running event loop``. ``discard``: a coroutine the
+    caller will now never await, closed so Python does not warn about it.
     """
     if running_asyncio_loop() is None:
+        close = getattr(discard, "close", None)
+        if callable(close):
+            close()
         found = _sniffed()
         raise UnsupportedEventLoopError(
             f"{what} supports only asyncio for now, but runs under {found}",
