@@ -746,7 +746,15 @@ def _async_entry(
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            return await run(top, args, kwargs)
+            # run() inlined: one coroutine less on every call.
+            if check is not None:
+                check()
+            token = enter()
+            try:
+                return await top(*args, **kwargs)
+            finally:
+                if token is not None:
+                    var.reset(token)
 
     async def aoutcome(*args: Any, **kwargs: Any) -> Outcome[Any]:
         call = _OutcomeRun(stack, identity)

@@ -73,6 +73,20 @@ else:  # Python 3.10 has no cancel counting: our flag is all we can go by.
         return True
 
 
+_ASYNCIO: Any = None
+_INF = math.inf
+
+
+def _asyncio() -> Any:
+    """The asyncio module, imported once it is needed (never at import time)."""
+    global _ASYNCIO  # noqa: PLW0603 - a cache of a module reference
+    if _ASYNCIO is None:
+        import asyncio
+
+        _ASYNCIO = asyncio
+    return _ASYNCIO
+
+
 def remaining() -> float | None:
     """Seconds left in the innermost deadline, or ``None`` when there is none.
 
@@ -137,13 +151,9 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
     """
 
     __slots__ = (
-        "_armed_token",
-        "_cancelling",
-        "_fired",
-        "_handle",
         "_own",
         "_scope",
-        "_task",
+        "_timer",
         "_token",
         "expires_at",
         "name",
@@ -155,13 +165,18 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
         self.name = name
         self.expires_at: float | None = None
         self._token: contextvars.Token[float | None] | None = None
-        self._armed_token: contextvars.Token[tuple[object, float] | None] | None = None
-        self._handle: asyncio.Handle | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._fired = False
+        self._timer: _Timer | None = None
         self._own = False
-        self._cancelling = 0
         self._scope: Any = None
+
+    @classmethod
+    def _checked(cls, seconds: float, name: str) -> deadline:
+        """A new block for a number already validated (the timeout hot path)."""
+        block = cls.__new__(cls)
+        block.seconds, block.name, block.expires_at = seconds, name, None
+        block._token = block._timer = block._scope = None
+        block._own = False
+        return block
 
     def __repr__(self) -> str:
         return f"deadline({self.seconds!r})"
@@ -212,34 +227,13 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
     # -- async ----------------------------------------------------------------
 
     async def __aenter__(self) -> deadline:
-        if running_asyncio_loop() is None:
+        loop = running_asyncio_loop()
+        if loop is None:
             return self._enter_scope()
-        import asyncio
-
         self.__enter__()
-        self._fired = False
         at = self.expires_at
-        if at is None:
-            return self
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - only outside a task (raw coroutine)
-            self.__exit__(None, None, None)
-            raise RuntimeError(
-                "async with deadline(...) must run inside an asyncio task"
-            )
-        armed = _armed.get()
-        if armed is not None and armed[0] is task and armed[1] <= at:
-            return self  # an enclosing block of this task cancels first
-        self._task = task
-        self._cancelling = _cancelling(task)
-        self._armed_token = _armed.set((task, at))
-        delay = at - get_clock().monotonic()
-        loop = asyncio.get_running_loop()
-        if delay <= 0:
-            # Already spent: cancel at the first await, as asyncio.timeout does.
-            self._handle = loop.call_soon(self._on_expiry)
-        else:
-            self._handle = loop.call_later(delay, self._on_expiry)
+        if at is not None:
+            self._timer = _arm(loop, at, get_clock().monotonic())
         return self
 
     def _enter_scope(self) -> deadline:
@@ -248,7 +242,6 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
         import anyio
 
         self.__enter__()
-        self._fired = False
         at = self.expires_at
         if at is not None:
             delay = max(0.0, at - get_clock().monotonic())
@@ -273,28 +266,7 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
             self._raise_exceeded("anyio", exc)
 
     def _raise_exceeded(self, mode: str, exc: BaseException | None) -> None:
-        from ._events import emit
-
-        emit(
-            "timeout",
-            "exceeded",
-            level="warning",
-            subject=self.name,
-            seconds=self.seconds,
-            mode=mode,
-        )
-        what = f"{self.name}()" if self.name else "block"
-        raise TimeoutExceeded(
-            f"{what} ran past its deadline of {self._describe()}",
-            seconds=self.seconds,
-            context={"function": self.name} if self.name else None,
-        ) from exc
-
-    def _on_expiry(self) -> None:
-        task = self._task
-        if task is not None and not task.done():
-            self._fired = True
-            task.cancel()
+        raise _exceeded(self.name, self.seconds, self._describe(), mode) from exc
 
     async def __aexit__(
         self,
@@ -306,29 +278,81 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
         if scope is not None:
             self._exit_scope(scope, exc_type, exc, tb)
             return
-        if self._token is not None and self._task is None and self._handle is None:
-            self.__exit__(exc_type, exc, tb)  # unbounded, or a trio block
-            return
-        import asyncio
-
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            handle.cancel()
-        armed_token, self._armed_token = self._armed_token, None
-        if armed_token is not None:
-            _armed.reset(armed_token)
-        task, self._task = self._task, None
+        timer, self._timer = self._timer, None
         self.__exit__(exc_type, exc, tb)
-        if not self._fired:
-            return
-        self._fired = False
-        ours = task is None or _is_ours(task, self._cancelling)
-        if (
-            ours
-            and exc_type is not None
-            and issubclass(exc_type, asyncio.CancelledError)
-        ):
+        if timer is not None and _disarm(timer, exc):
             self._raise_exceeded("async", exc)
+
+
+class _Timer:
+    """One armed asyncio deadline: cancels its task when it fires."""
+
+    __slots__ = ("armed_token", "cancelling", "fired", "handle", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+        self.cancelling = _cancelling(task)
+        self.handle: asyncio.Handle | None = None
+        self.armed_token: contextvars.Token[tuple[object, float] | None] | None = None
+
+    def __call__(self) -> None:
+        task = self.task
+        if not task.done():
+            self.fired = True
+            task.cancel()
+
+
+def _arm(loop: asyncio.AbstractEventLoop, at: float, now: float) -> _Timer | None:
+    """Cancel the current task at ``at`` (clock scale), unless an enclosing
+    block of the same task already cancels no later (one timer, one report).
+    """
+    task = _asyncio().current_task(loop)
+    if task is None:  # pragma: no cover - only outside a task (raw coroutine)
+        raise RuntimeError("an asyncio deadline must run inside an asyncio task")
+    armed = _armed.get()
+    if armed is not None and armed[0] is task and armed[1] <= at:
+        return None
+    timer = _Timer(task)
+    timer.armed_token = _armed.set((task, at))
+    delay = at - now
+    # Already spent: cancel at the first await, as asyncio.timeout does.
+    timer.handle = (
+        loop.call_soon(timer)
+        if delay <= 0
+        else loop.call_at(loop.time() + delay, timer)
+    )
+    return timer
+
+
+def _disarm(timer: _Timer, exc: BaseException | None) -> bool:
+    """Stop the timer; True when ``exc`` is the cancellation it caused."""
+    assert timer.handle is not None
+    timer.handle.cancel()
+    if timer.armed_token is not None:
+        _armed.reset(timer.armed_token)
+    if not timer.fired:
+        return False
+    # Only our cancel is left to account for; a cancellation from outside
+    # (caller, outer deadline) must pass through untouched.
+    ours = _is_ours(timer.task, timer.cancelling)
+    return ours and isinstance(exc, _asyncio().CancelledError)
+
+
+def _exceeded(
+    name: str | None, seconds: float | None, budget: str, mode: str
+) -> TimeoutExceeded:
+    from ._events import emit
+
+    emit(
+        "timeout", "exceeded", level="warning", subject=name, seconds=seconds, mode=mode
+    )
+    what = f"{name}()" if name else "block"
+    return TimeoutExceeded(
+        f"{what} ran past its deadline of {budget}",
+        seconds=seconds,
+        context={"function": name} if name else None,
+    )
 
 
 class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
@@ -386,6 +410,8 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
         seconds = self.seconds
         name = callable_name(fn)
         config, var, clocks = _config, _current, _clock
+        new_block = deadline._checked
+        running_loop, arm, disarm = running_asyncio_loop, _arm, _disarm
 
         if is_async_callable(fn):
             afn = cast(Callable[P, Awaitable[Any]], fn)
@@ -394,11 +420,35 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 if not config._state.active:
                     return await afn(*args, **kwargs)
-                at = var.get()
-                if at is not None and at <= clocks._default.monotonic():
+                loop = running_loop()
+                now = clocks._default.monotonic()
+                outer = var.get()
+                if outer is not None and outer <= now:
                     raise _not_started(name, seconds)
-                async with deadline(seconds, name=name):
+                if loop is None:  # trio, or a clear error for other loops
+                    async with new_block(seconds, name):
+                        return await afn(*args, **kwargs)
+                # asyncio: the same timer as `async with deadline`, without
+                # the two extra coroutines of the `async with` protocol.
+                mine = now + seconds
+                own = outer is None or mine < outer
+                at = mine if outer is None or mine < outer else outer
+                if at == _INF:
                     return await afn(*args, **kwargs)
+                token = var.set(at)
+                timer = arm(loop, at, now)
+                try:
+                    result = await afn(*args, **kwargs)
+                except BaseException as exc:
+                    var.reset(token)
+                    if timer is not None and disarm(timer, exc):
+                        budget = f"{seconds:g}s" if own else "an enclosing deadline"
+                        raise _exceeded(name, seconds, budget, "async") from exc
+                    raise
+                var.reset(token)
+                if timer is not None:
+                    disarm(timer, None)
+                return result
 
             return cast(Callable[P, T], async_wrapper)
 
