@@ -662,6 +662,9 @@ def test_contradictions_are_logged_when_decorating() -> None:
         pr.resilient(name="nosync", deadline=5.0)(tool)
     (event,) = sync_budget.of("resilient.contradiction")
     assert "cannot stop a running attempt" in event.fields["problem"]
+    with capture_events() as implicit:  # the retry deadline alone: no warning
+        pr.resilient(name="implicit", retry=True)(tool)
+    assert implicit.of("resilient.contradiction") == []
 
 
 @pytest.mark.parametrize(

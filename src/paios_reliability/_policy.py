@@ -456,10 +456,10 @@ class _Stack:
                 f"the first backoff ({ours.policy.wait_initial:g}s) is not shorter "
                 f"than the budget ({budget:g}s): it never retries"
             )
-        if not is_async and timeout is None and budget is not None:
+        if not is_async and timeout is None and self.deadline is not None:
             warn(
-                f"no timeout on a sync function: the {budget:g}s budget cannot "
-                "stop a running attempt (add timeout=)"
+                f"no timeout on a sync function: the {self.deadline:g}s deadline "
+                "cannot stop a running attempt (add timeout=)"
             )
 
 
