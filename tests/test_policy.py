@@ -1025,3 +1025,26 @@ def test_store_backed_primitives_fail_loudly_under_trio(tmp_path: Any) -> None:
     assert len(errors) == 2
     assert all("supports only asyncio" in e for e in errors)
     assert ran == []
+
+
+async def test_resilient_methods_bind_and_outcome_takes_the_instance() -> None:
+    class Tools:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        @pr.resilient(name="tools.count", retry=True)
+        def count(self, items: list[str]) -> int:
+            self.seen.extend(items)
+            return len(items)
+
+        @pr.resilient(name="tools.acount", timeout=1.0)
+        async def acount(self, items: list[str]) -> int:
+            return len(items) * 2
+
+    tools = Tools()
+    assert tools.count(["a", "b"]) == 2
+    assert await tools.acount(["a"]) == 2
+    assert Tools.count.outcome(tools, ["c"]).value == 1
+    assert (await Tools.acount.outcome(tools, ["c"])).value == 2
+    assert tools.seen == ["a", "b", "c"]
+    assert tools.count.policy is Tools.count.policy

@@ -1057,3 +1057,18 @@ def test_async_retry_runs_under_trio() -> None:
 
     assert trio.run(work) == 7
     assert script.calls == 3
+
+
+def test_async_retry_under_trio_with_a_fake_clock() -> None:
+    import trio
+
+    clock = FakeClock()
+    script = Script(ConnectionResetError("a"), value="ok")
+
+    @pr.retry(attempts=3, wait_initial=5.0, jitter="none")
+    async def work() -> object:
+        return script()
+
+    with clock.install():
+        assert trio.run(work) == "ok"
+    assert clock.sleeps == [5.0]  # fake time, no real 5 s wait

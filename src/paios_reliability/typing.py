@@ -220,6 +220,19 @@ class ResilientFunction(Protocol[_RP, _R_co]):
 
     def outcome(self, *args: _RP.args, **kwargs: _RP.kwargs) -> Outcome[_R_co]: ...
 
+    # On a method, looked up on an instance: bound like a function. The bound
+    # form keeps the return type; its parameters are not checked (a
+    # ParamSpec cannot drop ``self``).
+    @overload
+    def __get__(
+        self, instance: None, owner: type[Any] | None = None, /
+    ) -> ResilientFunction[_RP, _R_co]: ...
+
+    @overload
+    def __get__(
+        self, instance: object, owner: type[Any] | None = None, /
+    ) -> ResilientFunction[..., _R_co]: ...
+
 
 class AsyncResilientFunction(Protocol[_RP, _R_co]):
     """A coroutine function decorated with ``resilient``; ``await f.outcome(...)``."""
@@ -236,6 +249,16 @@ class AsyncResilientFunction(Protocol[_RP, _R_co]):
     def outcome(
         self, *args: _RP.args, **kwargs: _RP.kwargs
     ) -> Coroutine[Any, Any, Outcome[_R_co]]: ...
+
+    @overload
+    def __get__(
+        self, instance: None, owner: type[Any] | None = None, /
+    ) -> AsyncResilientFunction[_RP, _R_co]: ...
+
+    @overload
+    def __get__(
+        self, instance: object, owner: type[Any] | None = None, /
+    ) -> AsyncResilientFunction[..., _R_co]: ...
 
 
 class ResilientDecorator(Protocol):

@@ -169,6 +169,30 @@ def budgeted(n: int) -> list[int]:
 
 
 pr.resilient(name="x", deadline="3")  # type: ignore[arg-type]
+
+
+class Tools:
+    """resilient on methods: bound like functions, return types kept."""
+
+    @pr.resilient(name="tools.count", retry=True)
+    def count(self, items: list[str]) -> int:
+        return len(items)
+
+    @pr.resilient(name="tools.acount", timeout=1.0)
+    async def acount(self, items: list[str]) -> int:
+        return len(items)
+
+
+assert_type(Tools().count(["a"]), int)
+assert_type(Tools.count.policy.worst_case_seconds, float)
+assert_type(Tools.count.outcome(Tools(), ["a"]), pr.Outcome[int])
+
+
+async def use_async_method() -> None:
+    assert_type(await Tools().acount(["a"]), int)
+    assert_type(await Tools.acount.outcome(Tools(), ["a"]), pr.Outcome[int])
+
+
 pr.resilient(name="x", retry_timeouts=1.5)  # type: ignore[arg-type]
 
 
