@@ -11,8 +11,9 @@ costs on every call of a healthy dependency. Targets for paios_reliability:
 Peers: tenacity and stamina (both required), backoff (if installed).
 
 A second table measures how soon ``@timeout(s)`` on a *sync* function gives
-control back when the work overruns (the worker thread is abandoned): the
-contract is within ``s`` + 50 ms.
+control back when the work overruns (the worker thread is abandoned, then
+released so the pooled workers are reused): the contract is within ``s`` +
+50 ms.
 """
 
 from __future__ import annotations
@@ -161,20 +162,25 @@ def _timeout_latency(runs: int) -> None:
     import threading
 
     budget = 0.02
-    release = threading.Event()
+    releases: list[threading.Event] = []
 
     @pr.timeout(budget)
-    def stuck() -> None:
+    def stuck(release: threading.Event) -> None:
         release.wait(5)
 
     lateness: list[float] = []
-    for _ in range(runs):
+    for run in range(runs + 1):
+        release = threading.Event()
+        releases.append(release)
         start = time.perf_counter()
         try:
-            stuck()
+            stuck(release)
         except pr.TimeoutExceeded:
-            lateness.append(time.perf_counter() - start - budget)
-    release.set()
+            if run:  # the first one pays for importing the logging stack
+                lateness.append(time.perf_counter() - start - budget)
+        # Let the abandoned worker end, as cooperative code would: at most
+        # 32 abandoned calls may run at once per process.
+        release.set()
     lateness.sort()
     p50 = lateness[len(lateness) // 2] * 1e3
     p99 = lateness[min(len(lateness) - 1, int(len(lateness) * 0.99))] * 1e3

@@ -182,3 +182,35 @@ def test_signature_docstring_and_coroutine_nature_are_kept() -> None:
         assert wrapped.__doc__ == fn.__doc__
         assert wrapped.__annotations__ == fn.__annotations__
         assert inspect.iscoroutinefunction(wrapped) is inspect.iscoroutinefunction(fn)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_unsupported_event_loop_is_never_turned_into_a_fallback(
+    mode: str,
+) -> None:
+    error = pr.UnsupportedEventLoopError("no loop here", library="curio")
+    fn = pr.error_boundary(fallback="FALLBACK")(raising(mode, error))
+    with capture_events() as events, pytest.raises(pr.UnsupportedEventLoopError):
+        await invoke(fn)
+    with pytest.raises(pr.UnsupportedEventLoopError), pr.error_boundary():
+        raise error
+    assert list(events) == []
+
+
+def test_the_boundary_works_under_trio() -> None:
+    import trio
+
+    @pr.error_boundary(fallback=lambda exc: f"caught {type(exc).__name__}")
+    async def tool() -> str:
+        await trio.sleep(0)
+        raise ConnectionResetError("x")
+
+    async def main() -> tuple[str, Exception | None]:
+        async with pr.error_boundary() as block:
+            await trio.sleep(0)
+            raise KeyError("k")
+        return await tool(), block.error
+
+    value, error = trio.run(main)
+    assert value == "caught ConnectionResetError"
+    assert isinstance(error, KeyError)

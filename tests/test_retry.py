@@ -234,7 +234,9 @@ async def test_retry_after_hint_is_honoured(mode: str, clock: FakeClock) -> None
     script = Script(
         pr.RateLimitedError("slow down", retry_after=2.5), HTTPError(503, "4")
     )
-    fn = decorate(mode, pr.retry(wait_initial=0.01, wait_max=0.01), script)
+    fn = decorate(
+        mode, pr.retry(wait_initial=0.01, wait_max=0.01, retry_after_max=5.0), script
+    )
     assert await invoke(fn) == "ok"
     assert clock.sleeps == [2.5, 4.0]
 
@@ -245,7 +247,7 @@ async def test_retry_after_beyond_the_deadline_gives_up_at_once(
 ) -> None:
     error = HTTPError(429, "120")
     script = Script(error)
-    fn = decorate(mode, pr.retry(deadline=30.0), script)
+    fn = decorate(mode, pr.retry(deadline=30.0, retry_after_max=300.0), script)
     with capture_events() as events, pytest.raises(HTTPError) as info:
         await invoke(fn)
     assert info.value is error
@@ -843,3 +845,230 @@ def test_notes_are_a_plain_list_on_every_python(clock: FakeClock) -> None:
         pr.retry(attempts=2)(Script(error, error))()
     assert isinstance(error.__notes__, list)
     assert error.__notes__[-1].startswith("paios_reliability.retry:")
+
+
+# -- finding 16 and the fail-fast rules for retry_after --------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_finding_16_retry_after_is_capped_by_retry_after_max(
+    mode: str, clock: FakeClock
+) -> None:
+    error = pr.RateLimitedError("come back tomorrow", retry_after=86400.0)
+    script = Script(error, value="ok")
+    fn = decorate(mode, pr.retry(attempts=2, deadline=None, wait_max=1.0), script)
+    with capture_events() as events, pytest.raises(pr.RateLimitedError) as info:
+        await invoke(fn)
+    assert info.value is error
+    assert clock.sleeps == []  # the 7-day sleep is gone: it gives up at once
+    assert script.calls == 1
+    (gave_up,) = events.of("retry.gave_up")
+    assert gave_up.fields["reason"] == "retry_after_exceeds_max"
+    assert "more than retry_after_max=1s" in info.value.__notes__[-1]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_retry_after_within_the_max_is_waited_for_when_it_fits(
+    mode: str, clock: FakeClock
+) -> None:
+    script = Script(pr.CircuitOpenError(breaker_name="dep", retry_after=3.0))
+    fn = decorate(mode, pr.retry(wait_max=5.0, deadline=10.0), script)
+    assert await invoke(fn) == "ok"
+    assert clock.sleeps == [3.0]
+    # It does not fit: 3 s wait + 8 s still needed by an attempt > 10 s left.
+    late = Script(pr.CircuitOpenError(breaker_name="dep", retry_after=3.0))
+    policy: Any = pr.retry(wait_max=5.0, deadline=10.0)
+    fn = decorate(mode, lambda f: policy.decorate(f, room=8.0), late)
+    with pytest.raises(pr.CircuitOpenError) as info:
+        await invoke(fn)
+    assert "plus 8s for an attempt" in info.value.__notes__[-1]
+    assert late.calls == 1
+
+
+# -- retry on result -----------------------------------------------------------------
+
+
+class Results:
+    """Returns the given results in turn, then the last one forever."""
+
+    def __init__(self, *results: object) -> None:
+        self.results = list(results)
+        self.calls = 0
+
+    def __call__(self) -> object:
+        self.calls += 1
+        return self.results.pop(0) if len(self.results) > 1 else self.results[0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_on_result_retries_unacceptable_results(
+    mode: str, clock: FakeClock
+) -> None:
+    body = Results(None, None, {"status": "ready"})
+    fn = decorate(mode, pr.retry(on_result=lambda r: r is None, seed=3), body)
+    with capture_events() as events:
+        assert await invoke(fn) == {"status": "ready"}
+    assert body.calls == 3
+    assert len(clock.sleeps) == 2
+    failed = events.of("retry.attempt_failed")
+    assert [e.fields.get("result_rejected") for e in failed] == [True, True]
+    assert all(e.exc is None for e in failed)
+    assert events.of("retry.succeeded")[0].fields["attempts"] == 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_on_result_returns_the_last_result_when_attempts_run_out(
+    mode: str, clock: FakeClock
+) -> None:
+    body = Results("pending")
+    fn = decorate(mode, pr.retry(attempts=3, on_result=lambda r: r == "pending"), body)
+    with capture_events() as events:
+        assert await invoke(fn) == "pending"
+    assert body.calls == 3
+    (gave_up,) = events.of("retry.gave_up")
+    assert gave_up.fields["reason"] == "attempts_exhausted"
+    assert gave_up.fields["result_rejected"] is True
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_raise_on_result_raises_retry_exhausted_error(
+    mode: str, clock: FakeClock
+) -> None:
+    body = Results([], [], [])
+    fn = decorate(
+        mode,
+        pr.retry(attempts=3, on_result=lambda r: not r, raise_on_result=True),
+        body,
+    )
+    with pytest.raises(pr.RetryExhaustedError) as info:
+        await invoke(fn)
+    assert info.value.last_result == []
+    assert info.value.attempts == 3
+    assert info.value.code == "RETRY_EXHAUSTED"
+    assert info.value.retryable
+    assert "after 3 attempts" in info.value.__notes__[-1]
+    assert info.value.__cause__ is None
+    # An exception is still an exception: on_result never sees it.
+    seen: list[object] = []
+    failing = Script(KeyError("bug"))
+    with pytest.raises(KeyError):
+        await invoke(decorate(mode, pr.retry(on_result=seen.append), failing))
+    assert seen == []
+
+
+def test_on_result_and_new_flags_are_validated() -> None:
+    with pytest.raises(TypeError, match="on_result"):
+        pr.retry(on_result=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="raise_on_result"):
+        pr.retry(raise_on_result="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="overlap_abandoned"):
+        pr.retry(overlap_abandoned=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="retry_after_max"):
+        pr.retry(retry_after_max=-1.0)
+    assert "retry_after_max=60.0" in repr(pr.retry(retry_after_max=60.0))
+
+
+# -- finding 4: never two copies of one attempt at once --------------------------------
+
+
+class Charge:
+    """A sync side effect whose first call hangs until released."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.started = 0
+        self.inside = 0
+        self.peak = 0
+        self.release = threading.Event()
+
+    def __call__(self) -> str:
+        with self.lock:
+            self.started += 1
+            first = self.started == 1
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+        try:
+            if first:
+                self.release.wait(30)
+            return "charged"
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+def test_finding_04_retry_waits_for_the_abandoned_attempt_to_end() -> None:
+    charge = Charge()
+    fn = pr.retry(attempts=4, wait_initial=0.01, wait_max=0.02)(
+        pr.timeout(0.05)(charge)
+    )
+    timer = threading.Timer(0.3, charge.release.set)
+    timer.start()
+    try:
+        assert fn() == "charged"
+    finally:
+        timer.cancel()
+        charge.release.set()
+    assert charge.started == 2
+    assert charge.peak == 1  # the old code had 4 copies running at once
+
+
+def test_finding_04_retry_gives_up_while_the_abandoned_attempt_runs() -> None:
+    charge = Charge()
+    fn = pr.retry(attempts=4, deadline=0.3, wait_initial=0.01)(pr.timeout(0.05)(charge))
+    try:
+        with capture_events() as events, pytest.raises(pr.TimeoutExceeded) as info:
+            fn()
+        assert charge.started == 1
+        assert events.of("retry.gave_up")[0].fields["reason"] == (
+            "abandoned_attempt_running"
+        )
+        assert "would run the operation twice" in info.value.__notes__[-1]
+        assert info.value.worker is not None
+    finally:
+        charge.release.set()
+    assert info.value.worker.wait(10)
+
+
+def test_overlap_abandoned_opts_in_to_concurrent_attempts() -> None:
+    charge = Charge()
+    fn = pr.retry(attempts=2, wait_initial=0.0, overlap_abandoned=True)(
+        pr.timeout(0.05)(charge)
+    )
+    try:
+        assert fn() == "charged"
+        assert charge.started == 2
+        assert charge.peak == 2
+    finally:
+        charge.release.set()
+
+
+# -- trio ----------------------------------------------------------------------------
+
+
+def test_async_retry_runs_under_trio() -> None:
+    import trio
+
+    script = Script(ConnectionResetError("a"), ConnectionResetError("b"), value=7)
+
+    @pr.retry(attempts=5, wait_initial=0.001, wait_max=0.002)
+    async def work() -> object:
+        await trio.sleep(0)
+        return script()
+
+    assert trio.run(work) == 7
+    assert script.calls == 3
+
+
+def test_async_retry_under_trio_with_a_fake_clock() -> None:
+    import trio
+
+    clock = FakeClock()
+    script = Script(ConnectionResetError("a"), value="ok")
+
+    @pr.retry(attempts=3, wait_initial=5.0, jitter="none")
+    async def work() -> object:
+        return script()
+
+    with clock.install():
+        assert trio.run(work) == "ok"
+    assert clock.sleeps == [5.0]  # fake time, no real 5 s wait

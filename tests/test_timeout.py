@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import pickle
 import sys
 import threading
 import time
@@ -381,3 +382,203 @@ async def test_timeout_of_a_partial_coroutine_function_stays_async() -> None:
     wrapped = pr.timeout(1.0)(functools.partial(add, 1))
     assert inspect.iscoroutinefunction(wrapped)
     assert await wrapped(2) == 3
+
+
+# -- finding 14: a spent budget never starts the work ------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_finding_14_spent_budget_never_starts_the_work(
+    mode: str, fake_clock: FakeClock
+) -> None:
+    side_effects: list[str] = []
+
+    def write_row() -> str:
+        side_effects.append("row written")
+        return "ok"
+
+    async def awrite_row() -> str:
+        side_effects.append("row written")
+        await asyncio.sleep(0)
+        return "ok"
+
+    fn = pr.timeout(5.0)(write_row if mode == "sync" else awrite_row)
+    with pr.deadline(1.0):
+        fake_clock.advance(2.0)
+        with pytest.raises(pr.TimeoutExceeded, match="not started") as info:
+            await invoke(fn)
+    assert side_effects == []
+    assert info.value.context["started"] is False
+    assert info.value.worker is None
+
+
+# -- the sync worker pool: reuse, accounting, bound -----------------------------------
+
+
+def test_sync_timeouts_reuse_their_worker_threads() -> None:
+    seen: list[threading.Thread] = []
+
+    @pr.timeout(5.0)
+    def where() -> None:
+        seen.append(threading.current_thread())
+
+    for _ in range(50):
+        where()
+    # One call at a time: a worker goes back idle and takes the next call.
+    # (Starting a thread per call gave 50 distinct threads.)
+    assert len(seen) == 50
+    assert len({id(t) for t in seen}) <= 2
+    assert all(t is not threading.current_thread() for t in seen)
+
+
+def _hung(release: threading.Event, started: list[str]) -> Callable[[], str]:
+    @pr.timeout(0.05)
+    def hung() -> str:
+        started.append("started")
+        release.wait(30)
+        return "late"
+
+    return hung
+
+
+def test_abandoned_worker_travels_on_the_error_and_is_accounted_for() -> None:
+    from paios_reliability import _workers
+
+    release = threading.Event()
+    started: list[str] = []
+    finished = threading.Event()
+    metrics = pr.MetricsRegistry()
+    hung = _hung(release, started)
+    before = _workers.abandoned_count()
+    with (
+        capture_events() as events,
+        pr.set_metrics(metrics),
+        pytest.raises(pr.TimeoutExceeded, match="abandoned worker") as info,
+    ):
+        hung()
+    worker = info.value.worker
+    assert worker is not None
+    assert not worker.done()
+    assert not worker.wait(0.01)
+    assert _workers.abandoned_count() == before + 1
+    worker.add_done_callback(finished.set)
+    with capture_events() as later, pr.set_metrics(metrics):
+        release.set()
+        assert worker.wait(10)
+        assert finished.wait(10)
+    assert worker.done()
+    assert _workers.abandoned_count() == before
+    assert [e.action for e in events] == ["abandoned"]
+    assert events[0].fields["running"] == before + 1
+    assert [e.action for e in later] == ["abandoned_finished"]
+    assert metrics.value("paios_reliability_timeout_abandoned_workers") == before
+    # A late callback runs at once; the handle pickles as a finished one.
+    late: list[bool] = []
+    worker.add_done_callback(lambda: late.append(True))
+    assert late == [True]
+    clone = pickle.loads(pickle.dumps(info.value))
+    assert isinstance(clone, pr.TimeoutExceeded)
+    assert clone.worker.done()
+
+
+def test_abandoned_workers_are_bounded_and_refused_beyond_the_bound() -> None:
+    from paios_reliability import _workers
+
+    release = threading.Event()
+    started: list[str] = []
+    hung = _hung(release, started)
+    base = _workers.abandoned_count()
+    with _workers.set_max_abandoned(base + 2):
+        errors = []
+        for _ in range(2):
+            with pytest.raises(pr.TimeoutExceeded) as info:
+                hung()
+            errors.append(info.value)
+        with capture_events() as events, pytest.raises(pr.BulkheadFullError) as full:
+            hung()
+        assert "was not started" in str(full.value)
+        assert len(started) == 2  # the refused call never ran
+        assert [e.action for e in events] == ["refused"]
+        release.set()
+        for error in errors:
+            assert error.worker.wait(10)
+        assert _workers.abandoned_count() == base
+        quick = pr.timeout(5.0)(lambda: "fine")
+        assert quick() == "fine"
+    with pytest.raises(ValueError, match="set_max_abandoned"):
+        _workers.set_max_abandoned(0)
+
+
+# -- any event loop: trio through anyio, a clear error elsewhere -------------------------
+
+
+def test_trio_deadline_cancels_and_raises_timeout_exceeded() -> None:
+    import trio
+
+    outcome: list[object] = []
+
+    async def sleep_past(seconds: float) -> None:
+        async with pr.deadline(seconds):
+            outcome.append(pr.remaining() is not None)
+            await trio.sleep(30)
+
+    async def main() -> None:
+        with pytest.raises(pr.TimeoutExceeded) as info:
+            await sleep_past(0.02)
+        outcome.append(info.value.seconds)
+        # An inner deadline that fires leaves the outer block running.
+        async with pr.deadline(30.0):
+            with pytest.raises(pr.TimeoutExceeded):
+                async with pr.deadline(0.01):
+                    await trio.sleep(30)
+            await trio.sleep(0)
+            outcome.append(pr.remaining() is not None)
+
+    trio.run(main)
+    assert outcome == [True, 0.02, True]
+
+
+def test_trio_timeout_decorator_and_outer_cancellation() -> None:
+    import trio
+
+    @pr.timeout(0.02)
+    async def slow() -> str:
+        await trio.sleep(30)
+        return "late"
+
+    @pr.timeout(5.0)
+    async def fast() -> str:
+        await trio.sleep(0)
+        return "fast"
+
+    converted: list[bool] = []
+
+    async def main() -> None:
+        assert await fast() == "fast"
+        with pytest.raises(pr.TimeoutExceeded):
+            await slow()
+        # A cancellation from outside passes through untouched.
+        with trio.move_on_after(0.02) as scope:
+            try:
+                async with pr.deadline(30.0):
+                    await trio.sleep(30)
+            except pr.TimeoutExceeded:
+                converted.append(True)
+        assert scope.cancelled_caught
+
+    trio.run(main)
+    assert converted == []
+
+
+def test_an_unsupported_loop_gets_a_clear_error_on_the_first_call() -> None:
+    @pr.timeout(1.0)
+    async def work() -> str:
+        return "never"
+
+    coro = work()
+    # Driven by hand, as an unknown event loop would: no asyncio, no trio.
+    with pytest.raises(pr.UnsupportedEventLoopError, match="event loop") as info:
+        coro.send(None)
+    assert isinstance(info.value, RuntimeError)
+    assert info.value.code == "UNSUPPORTED_EVENT_LOOP"
+    assert pr.CATALOG[info.value.code].kind == "permanent"

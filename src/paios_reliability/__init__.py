@@ -60,9 +60,11 @@ if TYPE_CHECKING:
         PolicyDeniedError,
         RateLimitedError,
         ReliabilityError,
+        RetryExhaustedError,
         StoreUnavailableError,
         TimeoutExceeded,
         TransientError,
+        UnsupportedEventLoopError,
     )
     from ._health import (
         HealthCheckResult,
@@ -92,6 +94,7 @@ if TYPE_CHECKING:
         set_metrics,
     )
     from ._observe import configure_logging, current_trace, trace
+    from ._outcome import Outcome
     from ._policy import CallPolicy, resilient
     from ._process import (
         ProcessError,
@@ -181,6 +184,7 @@ _LAZY: dict[str, str] = {
     "MemoryStore": "_stores",
     "MetricsRegistry": "_metrics",
     "OccurrenceThreshold": "_ratelimit",
+    "Outcome": "_outcome",
     "PermanentError": "_exceptions",
     "PolicyDeniedError": "_exceptions",
     "ProcessError": "_process",
@@ -197,12 +201,14 @@ _LAZY: dict[str, str] = {
     "ResumePlan": "_checkpoint",
     "SQLiteStore": "_stores._sqlite",
     "SaveResult": "_config_file",
+    "RetryExhaustedError": "_exceptions",
     "StoreUnavailableError": "_exceptions",
     "StoredEvent": "_eventstore",
     "Throttle": "_ratelimit",
     "TimeoutExceeded": "_exceptions",
     "TrackedResource": "_leaks",
     "TransientError": "_exceptions",
+    "UnsupportedEventLoopError": "_exceptions",
     "Versioned": "_cas",
     "WebhookChannel": "_alerts",
     "acompare_and_set": "_cas",
@@ -307,6 +313,7 @@ __all__ = [
     "MemoryStore",
     "MetricsRegistry",
     "OccurrenceThreshold",
+    "Outcome",
     "PermanentError",
     "PolicyDeniedError",
     "ProcessError",
@@ -321,6 +328,7 @@ __all__ = [
     "ResourceTracker",
     "Restorer",
     "ResumePlan",
+    "RetryExhaustedError",
     "SQLiteStore",
     "SaveResult",
     "StoreUnavailableError",
@@ -329,6 +337,7 @@ __all__ = [
     "TimeoutExceeded",
     "TrackedResource",
     "TransientError",
+    "UnsupportedEventLoopError",
     "VOLATILE_KEYS",
     "Versioned",
     "WebhookChannel",

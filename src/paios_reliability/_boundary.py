@@ -24,6 +24,17 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def never_a_fallback(exc: BaseException) -> bool:
+    """Errors that mean the library itself is misused: they always propagate.
+
+    A fallback for "this event loop is not supported" would answer every
+    call with the fallback, silently, for ever.
+    """
+    from ._exceptions import UnsupportedEventLoopError
+
+    return isinstance(exc, UnsupportedEventLoopError)
+
+
 def _record(name: str, exc: Exception, *, mode: str) -> None:
     """Emit the ``error_boundary.caught`` event with the audit record."""
     from ._events import emit
@@ -60,7 +71,10 @@ class error_boundary:  # noqa: N801 - used like a function: `@error_boundary(...
     :attr:`error`. One object per block: :attr:`error` is per object.
 
     ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit`` and
-    ``asyncio.CancelledError`` always propagate. With the policies switched
+    ``asyncio.CancelledError`` always propagate, and so does
+    :class:`UnsupportedEventLoopError`: a library used where it cannot work
+    must fail loudly, not answer every call with the fallback. Works the
+    same under asyncio and trio. With the policies switched
     off (:func:`set_active(False) <paios_reliability.set_active>`) nothing is
     caught: decorated functions are called straight through and blocks let
     their errors propagate.
@@ -107,7 +121,9 @@ class error_boundary:  # noqa: N801 - used like a function: `@error_boundary(...
                     return await afn(*args, **kwargs)
                 try:
                     return await afn(*args, **kwargs)
-                except Exception as exc:  # noqa: BLE001 - that is the point of a boundary
+                except Exception as exc:
+                    if never_a_fallback(exc):
+                        raise
                     _record(label, exc, mode="async")
                     value = fallback_for(exc)
                     if inspect.isawaitable(value):
@@ -122,7 +138,9 @@ class error_boundary:  # noqa: N801 - used like a function: `@error_boundary(...
                 return fn(*args, **kwargs)
             try:
                 return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - that is the point of a boundary
+            except Exception as exc:
+                if never_a_fallback(exc):
+                    raise
                 _record(label, exc, mode="sync")
                 return cast(T, fallback_for(exc))
 
@@ -140,7 +158,11 @@ class error_boundary:  # noqa: N801 - used like a function: `@error_boundary(...
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        if not isinstance(exc, Exception) or not _config.is_active():
+        if (
+            not isinstance(exc, Exception)
+            or not _config.is_active()
+            or never_a_fallback(exc)
+        ):
             return False
         self.error = exc
         _record(self.name or "error_boundary", exc, mode="block")

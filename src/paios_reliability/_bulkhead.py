@@ -33,7 +33,7 @@ from . import _config
 from ._clock import get_clock
 from ._dispatch import is_async_callable
 from ._events import emit
-from ._exceptions import BulkheadFullError
+from ._exceptions import BulkheadFullError, TimeoutExceeded
 from ._stores import (
     MemoryStore,
     StoreUnavailableError,
@@ -761,8 +761,13 @@ class Bulkhead:
         token = self._engine.enter()
         try:
             return fn(*args, **kwargs)
+        except TimeoutExceeded as exc:
+            if _exit_when_worker_ends(exc, self._engine, token):
+                token = _NOT_ENTERED
+            raise
         finally:
-            self._engine.exit(token)
+            if token is not _NOT_ENTERED:
+                self._engine.exit(token)
 
     async def acall(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
@@ -820,7 +825,10 @@ class Bulkhead:
         tb: TracebackType | None,
     ) -> None:
         token = self._pop()
-        if token is not _NOT_ENTERED:
+        if token is not _NOT_ENTERED and not (
+            isinstance(exc, TimeoutExceeded)
+            and _exit_when_worker_ends(exc, self._engine, token)
+        ):
             self._engine.exit(token)
 
     async def __aenter__(self) -> Bulkhead:
@@ -840,6 +848,25 @@ class Bulkhead:
 
 
 _NOT_ENTERED = object()
+
+
+def _exit_when_worker_ends(
+    exc: TimeoutExceeded, engine: _LocalEngine | _StoreEngine, token: object
+) -> bool:
+    """Keep the slot of a timed-out sync call whose worker still runs.
+
+    A sync ``timeout`` inside the bulkhead gives up waiting, but the work goes
+    on in its worker thread: the slot is freed when that work really ends,
+    so the bulkhead never has more than ``max_concurrent`` calls running.
+    Returns whether the exit was handed to the worker.
+    """
+    worker = exc.worker
+    if worker is None or worker.done():
+        return False
+    worker.add_done_callback(lambda: engine.exit(token))
+    return True
+
+
 # The slot tokens of ``with bulkhead:`` blocks, innermost last, per thread/task.
 _blocks: contextvars.ContextVar[tuple[tuple[Bulkhead, object], ...]] = (
     contextvars.ContextVar("paios_reliability_bulkhead_blocks", default=())

@@ -32,9 +32,9 @@ class SystemClock:
             time.sleep(seconds)
 
     async def asleep(self, seconds: float) -> None:
-        import asyncio
+        from ._aio import sleep
 
-        await asyncio.sleep(max(0.0, seconds))
+        await sleep(seconds)
 
     def __repr__(self) -> str:
         return "SystemClock()"

@@ -13,8 +13,10 @@ where callers already catch it (``except TimeoutError``, ``except ValueError``):
         │   ├── RateLimitedError         .retry_after
         │   │   └── BulkheadFullError
         │   ├── LockConflictError        .key, .holder, .retry_after
-        │   └── StoreUnavailableError    .store (SQLite or Redis state store down)
+        │   ├── StoreUnavailableError    .store (SQLite or Redis state store down)
+        │   └── RetryExhaustedError      every attempt's result was rejected; .last_result
         └── PermanentError               retrying cannot help
+            ├── UnsupportedEventLoopError  also a builtin RuntimeError; .library
             ├── ConfigError              also a builtin ValueError; .path, .errors
             ├── CredentialError
             │   ├── CredentialMissingError
@@ -53,9 +55,11 @@ __all__ = [
     "PolicyDeniedError",
     "RateLimitedError",
     "ReliabilityError",
+    "RetryExhaustedError",
     "StoreUnavailableError",
     "TimeoutExceeded",
     "TransientError",
+    "UnsupportedEventLoopError",
 ]
 
 _EMPTY: Mapping[str, object] = MappingProxyType({})
@@ -161,6 +165,12 @@ class TimeoutExceeded(TransientError, TimeoutError):
     """
 
     default_code = "TIMEOUT"
+
+    #: For a sync call given up on by ``timeout``: the abandoned worker,
+    #: still running (``done()``, ``wait(seconds)``, ``add_done_callback``).
+    #: Layers outside the timeout use it to keep a bulkhead slot, or to hold
+    #: back the next retry attempt, until the work has really ended.
+    worker: Any = None
 
     def __init__(
         self,
@@ -280,6 +290,61 @@ class StoreUnavailableError(TransientError):
             context={"store": store, **(context or {})},
         )
         self.store = store
+
+
+class RetryExhaustedError(TransientError):
+    """Every attempt returned a result ``retry(on_result=...)`` rejected.
+
+    Raised only with ``raise_on_result=True``; otherwise the last result is
+    returned.
+
+    Attributes:
+        last_result: The last (rejected) result.
+        attempts: How many attempts were made.
+    """
+
+    default_code = "RETRY_EXHAUSTED"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        last_result: Any = None,
+        attempts: int = 0,
+        context: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, context=context)
+        self.last_result = last_result
+        self.attempts = attempts
+
+
+class UnsupportedEventLoopError(PermanentError, RuntimeError):
+    """An async policy was awaited under an event loop it cannot run on.
+
+    Raised on the first call, never turned into a fallback. Under trio,
+    install the ``trio`` extra (anyio); other loops are not supported.
+    Also a builtin :class:`RuntimeError`, which is what a missing asyncio
+    loop raised before.
+
+    Attributes:
+        library: The async library found running (``"trio"``, ``"curio"``,
+            ``"unknown"``...).
+    """
+
+    default_code = "UNSUPPORTED_EVENT_LOOP"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        library: str = "unknown",
+        context: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(
+            message or f"paios_reliability cannot run under {library}",
+            context={"library": library, **(context or {})},
+        )
+        self.library = library
 
 
 class ConfigError(PermanentError, ValueError):

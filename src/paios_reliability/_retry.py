@@ -26,6 +26,7 @@ so concurrent coroutines and threads never see each other's attempt counts.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import random
@@ -37,9 +38,10 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
-from . import _clock, _config
+from . import _clock, _config, _outcome
 from ._clock import get_clock
 from ._dispatch import callable_name, is_async_callable
+from ._exceptions import RetryExhaustedError, TimeoutExceeded
 from ._taxonomy import Failure, classify, is_retryable
 from ._timeout import _current as _deadline_var
 from ._timeout import current_deadline
@@ -174,7 +176,11 @@ class _Policy:
         "deadline",
         "jitter",
         "on",
+        "on_result",
+        "overlap_abandoned",
         "predicate",
+        "raise_on_result",
+        "retry_after_max",
         "seed",
         "wait_exp_base",
         "wait_initial",
@@ -193,6 +199,10 @@ class _Policy:
         jitter: Jitter,
         seed: int | None,
         stacklevel: int,
+        on_result: Callable[[Any], bool] | None = None,
+        raise_on_result: bool = False,
+        retry_after_max: float | None = None,
+        overlap_abandoned: bool = False,
     ) -> None:
         self.on = on
         self.predicate = _predicate(on)
@@ -247,13 +257,40 @@ class _Policy:
         ):
             raise TypeError(f"retry(seed=...) must be an int or None, got {seed!r}")
         self.seed = seed
+        if on_result is not None and not callable(on_result):
+            raise TypeError(
+                "retry(on_result=...) must be a predicate taking the result "
+                f"(True: retry), got {on_result!r}"
+            )
+        self.on_result = on_result
+        for flag, value in (
+            ("raise_on_result", raise_on_result),
+            ("overlap_abandoned", overlap_abandoned),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"retry({flag}=...) must be a bool, got {value!r}")
+        self.raise_on_result = raise_on_result
+        self.overlap_abandoned = overlap_abandoned
+        self.retry_after_max = (
+            self.wait_max
+            if retry_after_max is None
+            else _number(retry_after_max, "retry_after_max")
+        )
 
     def __repr__(self) -> str:
+        extra = ""
+        if self.on_result is not None:
+            extra += f", on_result={self.on_result!r}"
+            extra += f", raise_on_result={self.raise_on_result!r}"
+        if self.retry_after_max != self.wait_max:
+            extra += f", retry_after_max={self.retry_after_max!r}"
+        if self.overlap_abandoned:
+            extra += ", overlap_abandoned=True"
         return (
             f"retry(attempts={self.attempts!r}, deadline={self.deadline!r}, "
             f"wait_initial={self.wait_initial!r}, wait_max={self.wait_max!r}, "
             f"wait_exp_base={self.wait_exp_base!r}, jitter={self.jitter!r}, "
-            f"seed={self.seed!r})"
+            f"seed={self.seed!r}{extra})"
         )
 
 
@@ -291,14 +328,40 @@ def add_note(exc: BaseException, note: str) -> None:
         pass
 
 
+class ResultRejected(Exception):
+    """An attempt returned a result ``on_result`` rejected (internal signal).
+
+    It never reaches the caller: when retrying ends, the last result is
+    returned, or :class:`RetryExhaustedError` is raised.
+    """
+
+    def __init__(self, value: object) -> None:
+        super().__init__("the result was rejected by on_result")
+        self.value = value
+
+
+_WHY = {
+    "not_retryable": "not retryable",
+    "attempts_exhausted": "attempts exhausted",
+    "deadline_exceeded": "deadline exceeded",
+    "retry_after_exceeds_deadline": "retry_after does not fit the remaining budget",
+    "retry_after_exceeds_max": "retry_after exceeds retry_after_max",
+    "timeouts_exhausted": "timed out too often",
+    "abandoned_attempt_running": "an abandoned attempt still runs",
+}
+
+
 class _Run:
     """One call's retry state: attempts, history, decisions. Never shared."""
 
     __slots__ = (
         "clock",
+        "detail",
         "failure",
         "first_error",
         "history",
+        "is_async",
+        "last_attempt",
         "max_attempts",
         "name",
         "next_reason",
@@ -306,8 +369,12 @@ class _Run:
         "omitted",
         "policy",
         "rand",
+        "record",
+        "retry_timeouts",
+        "room",
         "start",
         "testing",
+        "timeouts",
     )
 
     def __init__(
@@ -317,6 +384,10 @@ class _Run:
         *,
         start: float | None = None,
         first_error: Exception | None = None,
+        room: float = 0.0,
+        retry_timeouts: int | None = None,
+        stack: object = None,
+        is_async: bool = False,
     ) -> None:
         self.policy = policy
         self.name = name
@@ -337,6 +408,13 @@ class _Run:
         self.failure: Failure | None = None
         self.next_wait = 0.0
         self.next_reason: str | None = None
+        self.detail = ""
+        self.room = room
+        self.retry_timeouts = retry_timeouts
+        self.timeouts = 0
+        self.is_async = is_async
+        self.last_attempt = 0
+        self.record = _outcome.record_for(stack)
 
     # decisions ----------------------------------------------------------------
 
@@ -361,9 +439,15 @@ class _Run:
 
         if not isinstance(exc, Exception):
             return False  # KeyboardInterrupt, SystemExit, CancelledError: never retried
+        self.last_attempt = attempt
+        if self.record is not None:
+            self.record.attempts = attempt
         policy = self.policy
         failure: Failure | None = None
-        if policy.predicate is None:
+        rejected = isinstance(exc, ResultRejected)
+        if rejected:
+            retryable = True  # on_result asked for it, whatever `on` says
+        elif policy.predicate is None:
             failure = classify(exc)
             retryable = failure.retryable
         else:
@@ -375,11 +459,12 @@ class _Run:
             "attempt_failed",
             level="info",
             subject=self.name,
-            exc=exc,
+            exc=None if rejected else exc,
             attempt=attempt,
             max_attempts=self.max_attempts,
             retryable=retryable,
             elapsed=round(elapsed, 6),
+            **({"result_rejected": True} if rejected else {}),
         )
         if not retryable:
             self._remember(attempt, exc, "not retryable")
@@ -394,10 +479,24 @@ class _Run:
         )
         return True
 
+    def _stop(self, reason: str, detail: str = "") -> tuple[float, str]:
+        self.detail = detail
+        return 0.0, reason
+
     def _decide(self, exc: Exception, attempt: int) -> tuple[float, str | None]:
         policy = self.policy
         if self.max_attempts is not None and attempt >= self.max_attempts:
-            return 0.0, "attempts_exhausted"
+            return self._stop("attempts_exhausted")
+        worker = None
+        if isinstance(exc, TimeoutExceeded):
+            self.timeouts += 1
+            limit = self.retry_timeouts
+            if limit is not None and self.timeouts > limit:
+                return self._stop(
+                    "timeouts_exhausted",
+                    f"{self.timeouts} attempts timed out; retry_timeouts={limit}",
+                )
+            worker = exc.worker
         failure = self.failure if self.failure is not None else classify(exc)
         wait = compute_backoff(
             attempt,
@@ -408,18 +507,66 @@ class _Run:
             rand=self.rand,
         )
         hint = failure.retry_after
-        if hint is not None and hint > wait:
-            wait = hint
         end = self.end()
-        if end is not None:
-            left = end - self.clock.monotonic()
-            if left <= 0.0:
-                return 0.0, "deadline_exceeded"
-            if hint is not None and hint > left:
-                return 0.0, "retry_after_exceeds_deadline"
-            if wait >= left:
-                # Sleeping to the deadline would start an attempt with no budget.
-                return 0.0, "deadline_exceeded"
+        left = None if end is None else end - self.clock.monotonic()
+        if left is not None and left <= 0.0:
+            return self._stop("deadline_exceeded", "no time is left")
+        if hint is not None:
+            if hint > policy.retry_after_max:
+                return self._stop(
+                    "retry_after_exceeds_max",
+                    f"asked to wait {hint:.3g}s, more than retry_after_max="
+                    f"{policy.retry_after_max:g}s",
+                )
+            if left is not None and hint + self.room >= left:
+                room = f" plus {self.room:.3g}s for an attempt" if self.room else ""
+                return self._stop(
+                    "retry_after_exceeds_deadline",
+                    f"asked to wait {hint:.3g}s{room}, but only {left:.3g}s are left",
+                )
+            wait = max(wait, hint)
+        if left is not None and wait >= left:
+            # Sleeping to the deadline would start an attempt with no budget.
+            return self._stop(
+                "deadline_exceeded",
+                f"the next wait of {wait:.3g}s would reach the end of the "
+                f"{left:.3g}s left",
+            )
+        if worker is not None and not worker.done() and not policy.overlap_abandoned:
+            return self._await_worker(worker, attempt, wait, end)
+        return wait, None
+
+    def _await_worker(
+        self, worker: Any, attempt: int, wait: float, end: float | None
+    ) -> tuple[float, str | None]:
+        """Hold the next attempt back until the abandoned one has ended.
+
+        The wait counts as (part of) the backoff and never crosses the budget
+        less the room an attempt needs; coroutines and testing mode do not
+        block here and give up at once instead.
+        """
+        clock = self.clock
+        began = clock.monotonic()
+        if self.is_async or self.testing:
+            limit = 0.0
+        elif end is not None:
+            limit = end - began - self.room
+        else:
+            limit = max(wait, self.policy.wait_max)
+        if limit <= 0.0 or not worker.wait(limit):
+            return self._stop(
+                "abandoned_attempt_running",
+                f"attempt {attempt} timed out but still runs in its worker thread; "
+                "another attempt would run the operation twice at once "
+                "(overlap_abandoned=False)",
+            )
+        waited = clock.monotonic() - began
+        wait = max(0.0, wait - waited)
+        if end is not None and wait >= end - clock.monotonic():
+            return self._stop(
+                "deadline_exceeded",
+                "waiting for the abandoned attempt used the time left",
+            )
         return wait, None
 
     def _remember(self, attempt: int, exc: BaseException, outcome: str) -> None:
@@ -427,33 +574,45 @@ class _Run:
             self.omitted += 1
         self.history.append(f"attempt {attempt}: {_describe(exc)} -> {outcome}")
 
-    def give_up(self, exc: BaseException, attempt: int, reason: str) -> None:
-        from ._events import emit
-
+    def note(self, attempt: int, reason: str) -> str:
+        """The attempt history, as added to the exception that ends the run."""
         elapsed = self.clock.monotonic() - self.start
+        why = _WHY.get(reason, reason.replace("_", " "))
+        if self.detail:
+            why = f"{why}: {self.detail}"
         lines = [
             f"{_NOTE_PREFIX} gave up on {self.name} after {attempt} "
-            f"attempt{'s' if attempt != 1 else ''} in {elapsed:.3g}s "
-            f"({reason.replace('_', ' ')})"
+            f"attempt{'s' if attempt != 1 else ''} in {elapsed:.3g}s ({why})"
         ]
         if self.omitted:
             lines.append(f"  ... {self.omitted} earlier attempts omitted")
         lines.extend(f"  {line}" for line in self.history)
-        add_note(exc, "\n".join(lines))
+        return "\n".join(lines)
+
+    def give_up(self, exc: BaseException, attempt: int, reason: str) -> None:
+        from ._events import emit
+
+        if self.record is not None:
+            self.record.attempts = attempt
+        rejected = isinstance(exc, ResultRejected)
+        add_note(exc, self.note(attempt, reason))
         emit(
             "retry",
             "gave_up",
             level="info" if reason == "not_retryable" else "warning",
             subject=self.name,
-            exc=exc,
+            exc=None if rejected else exc,
             attempts=attempt,
             reason=reason,
-            elapsed=round(elapsed, 6),
+            elapsed=round(self.clock.monotonic() - self.start, 6),
+            **({"result_rejected": True} if rejected else {}),
         )
 
     def succeeded(self, attempt: int) -> None:
         from ._events import emit
 
+        if self.record is not None:
+            self.record.attempts = attempt
         emit(
             "retry",
             "succeeded",
@@ -462,6 +621,20 @@ class _Run:
             attempts=attempt,
             elapsed=round(self.clock.monotonic() - self.start, 6),
         )
+
+    def exhausted(self, rejected: ResultRejected) -> Any:
+        """Retrying ended on a rejected result: return it, or raise."""
+        if not self.policy.raise_on_result:
+            return rejected.value
+        notes = getattr(rejected, "__notes__", None) or [""]
+        error = RetryExhaustedError(
+            f"{self.name}: every attempt returned a result on_result rejected",
+            last_result=rejected.value,
+            attempts=self.last_attempt,
+            context={"function": self.name},
+        )
+        add_note(error, notes[-1])
+        raise error from None
 
     # tenacity callbacks -------------------------------------------------------
 
@@ -532,9 +705,9 @@ class _Run:
 
 
 async def _yield_once() -> None:
-    import asyncio
+    from ._aio import checkpoint
 
-    await asyncio.sleep(0)  # a skipped sleep is still a scheduling point
+    await checkpoint()  # a skipped sleep is still a scheduling point
 
 
 # -- attempts: one iterator for sync and async -----------------------------------
@@ -737,6 +910,8 @@ def retry_context(
     jitter: Jitter = "full",
     seed: int | None = None,
     name: str = "retry_context",
+    retry_after_max: float | None = None,
+    overlap_abandoned: bool = False,
 ) -> RetryContext:
     """Retry a block of code with the same policy as :func:`retry`.
 
@@ -747,7 +922,8 @@ def retry_context(
                 fetch()
 
     ``async for`` works the same and sleeps without blocking the event loop.
-    Arguments are those of :func:`retry`, plus ``name`` for events and notes.
+    Arguments are those of :func:`retry` (except ``on_result``, which a block
+    has no result for), plus ``name`` for events and notes.
 
     Raises:
         Exception: The last exception of the block, unchanged, when retrying ends.
@@ -763,8 +939,169 @@ def retry_context(
         jitter=jitter,
         seed=seed,
         stacklevel=3,
+        retry_after_max=retry_after_max,
+        overlap_abandoned=overlap_abandoned,
     )
     return RetryContext(policy, name)
+
+
+class _Retry:
+    """What :func:`retry` returns: a decorator that also tells its settings."""
+
+    __slots__ = ("name", "policy")
+
+    def __init__(self, policy: _Policy, name: str | None) -> None:
+        self.policy = policy
+        self.name = name
+
+    def __repr__(self) -> str:
+        return repr(self.policy)
+
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+        return self.decorate(fn)
+
+    def with_deadline(self, seconds: float) -> _Retry:
+        """The same settings with another deadline (``resilient``'s budget)."""
+        policy = copy.copy(self.policy)
+        policy.deadline = seconds
+        policy.budget = seconds or None
+        return _Retry(policy, self.name)
+
+    def decorate(
+        self,
+        fn: Callable[P, T],
+        *,
+        room: float = 0.0,
+        retry_timeouts: int | None = None,
+        stack: object = None,
+    ) -> Callable[P, T]:
+        """Wrap ``fn``; ``resilient`` passes what it knows about the stack.
+
+        Args:
+            fn: The function.
+            room: Seconds an attempt needs (the per-attempt timeout): a
+                ``retry_after`` wait must leave that much of the budget.
+            retry_timeouts: Give up after this many timed-out attempts.
+            stack: Identity of the ``resilient`` stack, so ``outcome()``
+                learns the attempt count of this call (and of no other).
+        """
+        policy = self.policy
+        label = self.name or callable_name(fn)
+        budget = policy.budget
+        check = policy.on_result
+
+        def run_for(start: float, error: Exception, is_async: bool) -> _Run:
+            return _Run(
+                policy,
+                label,
+                start=start,
+                first_error=error,
+                room=room,
+                retry_timeouts=retry_timeouts,
+                stack=stack,
+                is_async=is_async,
+            )
+
+        if is_async_callable(fn):
+            return _async_driver(fn, budget, check, run_for)
+        return _sync_driver(fn, budget, check, run_for)
+
+
+# The drivers' success path reads the switches, the clock and the deadline
+# directly (no helper calls): it is what every healthy call pays.
+
+
+def _async_driver(
+    fn: Callable[P, T],
+    budget: float | None,
+    check: Callable[[Any], bool] | None,
+    run_for: Callable[[float, Exception, bool], _Run],
+) -> Callable[P, T]:
+    afn = cast(Callable[P, Awaitable[Any]], fn)
+    config, clocks, var = _config, _clock, _deadline_var
+    system, monotonic = _clock.SYSTEM_CLOCK, time.monotonic
+
+    @functools.wraps(fn)
+    async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        if not config._state.active:
+            return await afn(*args, **kwargs)
+        clock = clocks._default
+        start = monotonic() if clock is system else clock.monotonic()
+        token = None
+        if budget is not None:
+            mine, outer = start + budget, var.get()
+            token = var.set(mine if outer is None or mine < outer else outer)
+        try:
+            result = await afn(*args, **kwargs)
+            if check is None or not check(result):
+                return result
+            error: Exception = ResultRejected(result)
+        except Exception as exc:  # noqa: BLE001 - decided by the policy
+            error = exc
+        finally:
+            if token is not None:
+                var.reset(token)
+        run = run_for(start, error, True)
+        try:
+            async for attempt in _Attempts(run):
+                with attempt:
+                    result = await afn(*args, **kwargs)
+                    if check is not None and check(result):
+                        raise ResultRejected(result)
+                    return result
+        except ResultRejected as rejected:
+            return run.exhausted(rejected)
+        raise AssertionError(
+            "unreachable: retrying ends by return or raise"
+        )  # pragma: no cover
+
+    return cast(Callable[P, T], async_wrapper)
+
+
+def _sync_driver(
+    fn: Callable[P, T],
+    budget: float | None,
+    check: Callable[[Any], bool] | None,
+    run_for: Callable[[float, Exception, bool], _Run],
+) -> Callable[P, T]:
+    config, clocks, var = _config, _clock, _deadline_var
+    system, monotonic = _clock.SYSTEM_CLOCK, time.monotonic
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        if not config._state.active:
+            return fn(*args, **kwargs)
+        clock = clocks._default
+        start = monotonic() if clock is system else clock.monotonic()
+        token = None
+        if budget is not None:
+            mine, outer = start + budget, var.get()
+            token = var.set(mine if outer is None or mine < outer else outer)
+        try:
+            result = fn(*args, **kwargs)
+            if check is None or not check(result):
+                return result
+            error: Exception = ResultRejected(result)
+        except Exception as exc:  # noqa: BLE001 - decided by the policy
+            error = exc
+        finally:
+            if token is not None:
+                var.reset(token)
+        run = run_for(start, error, False)
+        try:
+            for attempt in _Attempts(run):
+                with attempt:
+                    result = fn(*args, **kwargs)
+                    if check is not None and check(result):
+                        raise ResultRejected(result)
+                    return result
+        except ResultRejected as rejected:
+            return cast(T, run.exhausted(rejected))
+        raise AssertionError(
+            "unreachable: retrying ends by return or raise"
+        )  # pragma: no cover
+
+    return wrapper
 
 
 def retry(
@@ -778,34 +1115,54 @@ def retry(
     jitter: Jitter = "full",
     seed: int | None = None,
     name: str | None = None,
+    on_result: Callable[[Any], bool] | None = None,
+    raise_on_result: bool = False,
+    retry_after_max: float | None = None,
+    overlap_abandoned: bool = False,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Retry a sync or async function on transient failures.
 
     Attempt ``n`` that fails with a retryable error is followed by a wait of
     ``min(wait_max, wait_initial * wait_exp_base ** (n - 1))``, jittered. A
     ``retry_after`` the failure carries (HTTP 429/503 ``Retry-After``, our
-    :class:`RateLimitedError`, :class:`CircuitOpenError`) is honoured as a
-    minimum wait. Retrying ends when ``attempts`` are used up, when the
-    ``deadline`` (total seconds since the first attempt started, or an
-    enclosing :func:`deadline`, whichever is tighter) would be passed by the
-    next wait, when a ``retry_after`` hint exceeds what is left of it, or at
-    once on a failure ``on`` rejects. Then the **last exception is re-raised
-    unchanged**, with the attempt history added as a note (``add_note``;
+    :class:`RateLimitedError`, :class:`CircuitOpenError`,
+    :class:`BulkheadFullError`) is honoured as a minimum wait, but only when
+    it is at most ``retry_after_max`` and fits what is left of the deadline;
+    otherwise retrying ends **at once** (an open breaker fails fast instead
+    of holding the caller for its reset time). Retrying ends when
+    ``attempts`` are used up, when the ``deadline`` (total seconds since the
+    first attempt started, or an enclosing :func:`deadline`, whichever is
+    tighter) would be reached by the next wait, or at once on a failure ``on``
+    rejects. Then the **last exception is re-raised unchanged**, with the
+    attempt history and the reason added as a note (``add_note``;
     ``__notes__`` on Python 3.10). ``KeyboardInterrupt``, ``SystemExit`` and
     ``asyncio.CancelledError`` are never retried and never shown to ``on``.
+
+    A :class:`TimeoutExceeded` from a sync ``timeout`` whose worker thread
+    still runs (the attempt was abandoned, not stopped) holds the next
+    attempt back until that worker ends - within the backoff and the
+    deadline; if it does not end in time, retrying ends with a note saying
+    so. Two copies of one side effect never run at once, unless
+    ``overlap_abandoned=True``.
+
+    With ``on_result``, a *result* the predicate rejects is retried like a
+    transient failure; when retrying ends the last result is returned, or
+    :class:`RetryExhaustedError` (carrying ``last_result``) is raised with
+    ``raise_on_result=True``.
 
     The first attempt is a plain call; tenacity is used only after a failure.
     Every call has its own state, so concurrent calls (threads or tasks) never
     share attempt counts. Coroutine functions sleep with ``await`` (the event
-    loop keeps running); in testing mode (:func:`set_testing`) nothing sleeps
-    and attempts may be capped; with the policies switched off
-    (:func:`set_active(False) <paios_reliability.set_active>`) the function is
-    called once, straight through.
+    loop keeps running; asyncio or trio); in testing mode
+    (:func:`set_testing`) nothing sleeps and attempts may be capped; with the
+    policies switched off (:func:`set_active(False)
+    <paios_reliability.set_active>`) the function is called once, straight
+    through.
 
     Events: ``retry.attempt_failed`` for every failed attempt,
-    ``retry.scheduled`` before each wait, ``retry.gave_up`` and
-    ``retry.succeeded`` (success after at least one retry). A first attempt
-    that succeeds emits nothing.
+    ``retry.scheduled`` before each wait, ``retry.gave_up`` (with the
+    ``reason``) and ``retry.succeeded`` (success after at least one retry). A
+    first attempt that succeeds emits nothing.
 
     Args:
         on: What to retry: an exception class, a tuple of them, or a predicate
@@ -821,6 +1178,14 @@ def retry(
             (uniform in ``[wait/2, wait]``) or ``"none"``.
         seed: Make the jitter sequence of every call reproducible (replay).
         name: Name for events and notes (default: the function's qualified name).
+        on_result: Predicate on a successful attempt's result; ``True`` means
+            "not acceptable, retry".
+        raise_on_result: When retrying ends on a rejected result, raise
+            :class:`RetryExhaustedError` instead of returning it.
+        retry_after_max: The longest ``retry_after`` hint to wait for
+            (default: ``wait_max``); a longer one ends retrying at once.
+        overlap_abandoned: Start the next attempt even while a timed-out sync
+            attempt still runs in its abandoned worker thread.
 
     Returns:
         A decorator that keeps the function's signature and sync/async nature.
@@ -828,6 +1193,7 @@ def retry(
     Raises:
         ValueError: On unbounded (``attempts=None, deadline=None``) or invalid
             settings. ``deadline=0`` only warns: it means "never retry".
+        TypeError: On arguments of the wrong type.
     """
     policy = _Policy(
         on=on,
@@ -839,73 +1205,9 @@ def retry(
         jitter=jitter,
         seed=seed,
         stacklevel=3,
+        on_result=on_result,
+        raise_on_result=raise_on_result,
+        retry_after_max=retry_after_max,
+        overlap_abandoned=overlap_abandoned,
     )
-
-    def decorate(fn: Callable[P, T]) -> Callable[P, T]:
-        label = name or callable_name(fn)
-        budget = policy.budget
-        # The success path reads the switches, the clock and the deadline
-        # directly (no helper calls): it is what every healthy call pays.
-        config, clocks, var = _config, _clock, _deadline_var
-        system, monotonic = _clock.SYSTEM_CLOCK, time.monotonic
-
-        if is_async_callable(fn):
-            afn = cast(Callable[P, Awaitable[Any]], fn)
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                if not config._state.active:
-                    return await afn(*args, **kwargs)
-                clock = clocks._default
-                start = monotonic() if clock is system else clock.monotonic()
-                token = None
-                if budget is not None:
-                    mine, outer = start + budget, var.get()
-                    token = var.set(mine if outer is None or mine < outer else outer)
-                try:
-                    return await afn(*args, **kwargs)
-                except Exception as exc:  # noqa: BLE001 - decided by the policy
-                    error = exc
-                finally:
-                    if token is not None:
-                        _deadline_var.reset(token)
-                async for attempt in _Attempts(
-                    _Run(policy, label, start=start, first_error=error)
-                ):
-                    with attempt:
-                        return await afn(*args, **kwargs)
-                raise AssertionError(
-                    "unreachable: retrying ends by return or raise"
-                )  # pragma: no cover
-
-            return cast(Callable[P, T], async_wrapper)
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            if not config._state.active:
-                return fn(*args, **kwargs)
-            clock = clocks._default
-            start = monotonic() if clock is system else clock.monotonic()
-            token = None
-            if budget is not None:
-                mine, outer = start + budget, var.get()
-                token = var.set(mine if outer is None or mine < outer else outer)
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - decided by the policy
-                error = exc
-            finally:
-                if token is not None:
-                    _deadline_var.reset(token)
-            for attempt in _Attempts(
-                _Run(policy, label, start=start, first_error=error)
-            ):
-                with attempt:
-                    return fn(*args, **kwargs)
-            raise AssertionError(
-                "unreachable: retrying ends by return or raise"
-            )  # pragma: no cover
-
-        return wrapper
-
-    return decorate
+    return _Retry(policy, name)

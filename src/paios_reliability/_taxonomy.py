@@ -140,8 +140,10 @@ _ENTRIES: tuple[tuple[str, Kind, int, Recovery, str], ...] = (
     ("HTTP_CLIENT_ERROR", _P, 18, "fail_fast", "HTTP 4xx: the server rejected the request."),
     ("HTTP_NOT_IMPLEMENTED", _P, 18, "fail_fast", "HTTP 501/505: the server does not support the request."),
     ("DEPENDENCY_MISSING", _P, 19, "escalate", "A module or program the code needs is not installed."),
+    ("UNSUPPORTED_EVENT_LOOP", _P, 19, "fix_code", "An async policy ran under an event loop it cannot use (trio needs the trio extra)."),
     # 20-29: transient
     ("TRANSIENT", _T, 20, "retry", "A transient failure; trying again later may succeed."),
+    ("RETRY_EXHAUSTED", _T, 20, "retry", "Every retry attempt returned a result the policy rejected."),
     ("TIMEOUT", _T, 21, "retry", "An operation ran past its time budget."),
     ("CONNECTION_TIMEOUT", _T, 21, "retry", "A network operation timed out (ETIMEDOUT)."),
     ("HTTP_REQUEST_TIMEOUT", _T, 21, "retry", "HTTP 408: the server timed out waiting for the request."),

@@ -13,9 +13,11 @@ waits past it.
 - ``with deadline(s)`` is cooperative: Python cannot interrupt a running
   thread, so it only sets the budget everything inside honours.
 - ``@timeout(s)`` on a coroutine function is ``async with deadline(s)``; on a
-  plain function it runs the call in a worker thread and gives control back
-  to the caller when the budget is spent (the worker is abandoned and an event
-  says so).
+  plain function it runs the call on a pooled worker thread and gives control
+  back to the caller when the budget is spent (the worker is abandoned, still
+  accounted for, and an event says so; see :mod:`._workers`).
+- Under trio (through anyio) ``async with deadline(s)`` is an anyio cancel
+  scope with the same budget; every other rule is the same.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import contextvars
 import functools
 import math
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+from . import _clock, _config
+from ._aio import library, running_asyncio_loop
 from ._clock import get_clock
 from ._exceptions import TimeoutExceeded
 
@@ -68,6 +71,20 @@ else:  # Python 3.10 has no cancel counting: our flag is all we can go by.
 
     def _is_ours(task: asyncio.Task[Any], cancelling_at_entry: int) -> bool:
         return True
+
+
+_ASYNCIO: Any = None
+_INF = math.inf
+
+
+def _asyncio() -> Any:
+    """The asyncio module, imported once it is needed (never at import time)."""
+    global _ASYNCIO  # noqa: PLW0603 - a cache of a module reference
+    if _ASYNCIO is None:
+        import asyncio
+
+        _ASYNCIO = asyncio
+    return _ASYNCIO
 
 
 def remaining() -> float | None:
@@ -134,12 +151,9 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
     """
 
     __slots__ = (
-        "_armed_token",
-        "_cancelling",
-        "_fired",
-        "_handle",
         "_own",
-        "_task",
+        "_scope",
+        "_timer",
         "_token",
         "expires_at",
         "name",
@@ -151,12 +165,18 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
         self.name = name
         self.expires_at: float | None = None
         self._token: contextvars.Token[float | None] | None = None
-        self._armed_token: contextvars.Token[tuple[object, float] | None] | None = None
-        self._handle: asyncio.Handle | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._fired = False
+        self._timer: _Timer | None = None
         self._own = False
-        self._cancelling = 0
+        self._scope: Any = None
+
+    @classmethod
+    def _checked(cls, seconds: float, name: str) -> deadline:
+        """A new block for a number already validated (the timeout hot path)."""
+        block = cls.__new__(cls)
+        block.seconds, block.name, block.expires_at = seconds, name, None
+        block._token = block._timer = block._scope = None
+        block._own = False
+        return block
 
     def __repr__(self) -> str:
         return f"deadline({self.seconds!r})"
@@ -207,39 +227,46 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
     # -- async ----------------------------------------------------------------
 
     async def __aenter__(self) -> deadline:
-        import asyncio
-
+        loop = running_asyncio_loop()
+        if loop is None:
+            return self._enter_scope()
         self.__enter__()
-        self._fired = False
         at = self.expires_at
-        if at is None:
-            return self
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - only outside a task (raw coroutine)
-            self.__exit__(None, None, None)
-            raise RuntimeError(
-                "async with deadline(...) must run inside an asyncio task"
-            )
-        armed = _armed.get()
-        if armed is not None and armed[0] is task and armed[1] <= at:
-            return self  # an enclosing block of this task cancels first
-        self._task = task
-        self._cancelling = _cancelling(task)
-        self._armed_token = _armed.set((task, at))
-        delay = at - get_clock().monotonic()
-        loop = asyncio.get_running_loop()
-        if delay <= 0:
-            # Already spent: cancel at the first await, as asyncio.timeout does.
-            self._handle = loop.call_soon(self._on_expiry)
-        else:
-            self._handle = loop.call_later(delay, self._on_expiry)
+        if at is not None:
+            self._timer = _arm(loop, at, get_clock().monotonic())
         return self
 
-    def _on_expiry(self) -> None:
-        task = self._task
-        if task is not None and not task.done():
-            self._fired = True
-            task.cancel()
+    def _enter_scope(self) -> deadline:
+        """``async with`` under trio: an anyio cancel scope ending at our deadline."""
+        library("async with deadline(...)")  # a clear error on other loops
+        import anyio
+
+        self.__enter__()
+        at = self.expires_at
+        if at is not None:
+            delay = max(0.0, at - get_clock().monotonic())
+            scope = anyio.CancelScope(deadline=anyio.current_time() + delay)
+            scope.__enter__()
+            self._scope = scope
+        return self
+
+    def _exit_scope(
+        self,
+        scope: Any,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            scope.__exit__(exc_type, exc, tb)
+        finally:
+            self.__exit__(None, None, None)
+        # Only a cancellation of this very scope is ours; an outer one passes.
+        if scope.cancelled_caught:
+            self._raise_exceeded("anyio", exc)
+
+    def _raise_exceeded(self, mode: str, exc: BaseException | None) -> None:
+        raise _exceeded(self.name, self.seconds, self._describe(), mode) from exc
 
     async def __aexit__(
         self,
@@ -247,41 +274,85 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        import asyncio
-
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            handle.cancel()
-        armed_token, self._armed_token = self._armed_token, None
-        if armed_token is not None:
-            _armed.reset(armed_token)
-        task, self._task = self._task, None
-        self.__exit__(exc_type, exc, tb)
-        if not self._fired:
+        scope, self._scope = self._scope, None
+        if scope is not None:
+            self._exit_scope(scope, exc_type, exc, tb)
             return
-        self._fired = False
-        ours = task is None or _is_ours(task, self._cancelling)
-        if (
-            ours
-            and exc_type is not None
-            and issubclass(exc_type, asyncio.CancelledError)
-        ):
-            from ._events import emit
+        timer, self._timer = self._timer, None
+        self.__exit__(exc_type, exc, tb)
+        if timer is not None and _disarm(timer, exc):
+            self._raise_exceeded("async", exc)
 
-            emit(
-                "timeout",
-                "exceeded",
-                level="warning",
-                subject=self.name,
-                seconds=self.seconds,
-                mode="async",
-            )
-            what = f"{self.name}()" if self.name else "block"
-            raise TimeoutExceeded(
-                f"{what} ran past its deadline of {self._describe()}",
-                seconds=self.seconds,
-                context={"function": self.name} if self.name else None,
-            ) from exc
+
+class _Timer:
+    """One armed asyncio deadline: cancels its task when it fires."""
+
+    __slots__ = ("armed_token", "cancelling", "fired", "handle", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+        self.cancelling = _cancelling(task)
+        self.handle: asyncio.Handle | None = None
+        self.armed_token: contextvars.Token[tuple[object, float] | None] | None = None
+
+    def __call__(self) -> None:
+        task = self.task
+        if not task.done():
+            self.fired = True
+            task.cancel()
+
+
+def _arm(loop: asyncio.AbstractEventLoop, at: float, now: float) -> _Timer | None:
+    """Cancel the current task at ``at`` (clock scale), unless an enclosing
+    block of the same task already cancels no later (one timer, one report).
+    """
+    task = _asyncio().current_task(loop)
+    if task is None:  # pragma: no cover - only outside a task (raw coroutine)
+        raise RuntimeError("an asyncio deadline must run inside an asyncio task")
+    armed = _armed.get()
+    if armed is not None and armed[0] is task and armed[1] <= at:
+        return None
+    timer = _Timer(task)
+    timer.armed_token = _armed.set((task, at))
+    delay = at - now
+    # Already spent: cancel at the first await, as asyncio.timeout does.
+    timer.handle = (
+        loop.call_soon(timer)
+        if delay <= 0
+        else loop.call_at(loop.time() + delay, timer)
+    )
+    return timer
+
+
+def _disarm(timer: _Timer, exc: BaseException | None) -> bool:
+    """Stop the timer; True when ``exc`` is the cancellation it caused."""
+    assert timer.handle is not None
+    timer.handle.cancel()
+    if timer.armed_token is not None:
+        _armed.reset(timer.armed_token)
+    if not timer.fired:
+        return False
+    # Only our cancel is left to account for; a cancellation from outside
+    # (caller, outer deadline) must pass through untouched.
+    ours = _is_ours(timer.task, timer.cancelling)
+    return ours and isinstance(exc, _asyncio().CancelledError)
+
+
+def _exceeded(
+    name: str | None, seconds: float | None, budget: str, mode: str
+) -> TimeoutExceeded:
+    from ._events import emit
+
+    emit(
+        "timeout", "exceeded", level="warning", subject=name, seconds=seconds, mode=mode
+    )
+    what = f"{name}()" if name else "block"
+    return TimeoutExceeded(
+        f"{what} ran past its deadline of {budget}",
+        seconds=seconds,
+        context={"function": name} if name else None,
+    )
 
 
 class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
@@ -290,17 +361,23 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
     Coroutine functions run under ``async with deadline(seconds)``: the call is
     really cancelled when the budget runs out and :class:`TimeoutExceeded` is
     raised; a cancellation of the caller passes through as
-    :class:`asyncio.CancelledError`.
+    :class:`asyncio.CancelledError` (under trio: its own ``Cancelled``).
 
-    Plain functions run in a fresh daemon worker thread (with a copy of the
+    Plain functions run on a pooled daemon worker thread (with a copy of the
     caller's context, so the deadline, trace ids and other context variables
     are visible inside). The caller waits at most the budget; when it runs out
-    the worker is *abandoned* - Python cannot kill a thread, so it keeps running
-    to completion in the background and its result is dropped - a
+    the worker is *abandoned* - Python cannot kill a thread, so it keeps
+    running to completion in the background and its result is dropped - a
     ``timeout.abandoned`` event is emitted and :class:`TimeoutExceeded` is
-    raised. Control returns within the budget plus thread wake-up latency
-    (well under 50 ms). Prefer cooperative code (read :func:`remaining`, pass
-    it to your client's timeout) so abandoned work does not pile up.
+    raised with the still-running job in its ``worker`` attribute
+    (``done()``, ``wait()``, ``add_done_callback()``). ``timeout.abandoned_finished``
+    follows when the job really ends. Control returns within the budget plus
+    thread wake-up latency (well under 50 ms). Prefer cooperative code (read
+    :func:`remaining`, pass it to your client's timeout) so abandoned work
+    does not pile up: at most 32 abandoned calls may run at once per process
+    (see :mod:`paios_reliability._workers`); past that a call is refused with
+    :class:`BulkheadFullError` before it starts. A call whose budget is
+    already spent (an enclosing deadline ran out) is not started at all.
 
     With the policies switched off (:func:`set_active(False)
     <paios_reliability.set_active>`) the function is called straight through.
@@ -310,7 +387,9 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
             deadline applies).
 
     Raises:
-        TimeoutExceeded: From the decorated function when a call runs out of time.
+        TimeoutExceeded: From the decorated function when a call runs out of
+            time, or is not started because its budget was already spent.
+        BulkheadFullError: Sync only: too many abandoned calls still run.
         ValueError: If ``seconds`` is not positive.
     """
 
@@ -330,39 +409,64 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
 
         seconds = self.seconds
         name = callable_name(fn)
+        config, var, clocks = _config, _current, _clock
+        new_block = deadline._checked
+        running_loop, arm, disarm = running_asyncio_loop, _arm, _disarm
 
         if is_async_callable(fn):
             afn = cast(Callable[P, Awaitable[Any]], fn)
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                from ._config import is_active
-
-                if not is_active():
+                if not config._state.active:
                     return await afn(*args, **kwargs)
-                async with deadline(seconds, name=name):
+                loop = running_loop()
+                now = clocks._default.monotonic()
+                outer = var.get()
+                if outer is not None and outer <= now:
+                    raise _not_started(name, seconds)
+                if loop is None:  # trio, or a clear error for other loops
+                    async with new_block(seconds, name):
+                        return await afn(*args, **kwargs)
+                # asyncio: the same timer as `async with deadline`, without
+                # the two extra coroutines of the `async with` protocol.
+                mine = now + seconds
+                own = outer is None or mine < outer
+                at = mine if outer is None or mine < outer else outer
+                if at == _INF:
                     return await afn(*args, **kwargs)
+                token = var.set(at)
+                timer = arm(loop, at, now)
+                try:
+                    result = await afn(*args, **kwargs)
+                except BaseException as exc:
+                    var.reset(token)
+                    if timer is not None and disarm(timer, exc):
+                        budget = f"{seconds:g}s" if own else "an enclosing deadline"
+                        raise _exceeded(name, seconds, budget, "async") from exc
+                    raise
+                var.reset(token)
+                if timer is not None:
+                    disarm(timer, None)
+                return result
 
             return cast(Callable[P, T], async_wrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            from ._config import is_active
-
-            if not is_active():
+            if not config._state.active:
                 return fn(*args, **kwargs)
             return call_in_thread(fn, seconds, name, args, kwargs)
 
         return wrapper
 
 
-class _Outcome:
-    __slots__ = ("done", "error", "value")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
+def _not_started(name: str, seconds: float) -> TimeoutExceeded:
+    return TimeoutExceeded(
+        f"{name}() was not started: the enclosing deadline was already spent",
+        seconds=seconds,
+        context={"function": name, "started": False},
+    )
 
 
 def call_in_thread(
@@ -372,49 +476,41 @@ def call_in_thread(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> T:
-    """Run ``fn`` in a daemon worker thread; wait at most the effective budget.
+    """Run ``fn`` on a pooled worker thread; wait at most the effective budget.
 
     Raises:
-        TimeoutExceeded: When the budget runs out first; the worker is abandoned.
+        TimeoutExceeded: When the budget runs out first (the worker is
+            abandoned and travels on the error), or was spent before the start.
+        BulkheadFullError: Too many abandoned calls still run in this process.
     """
-    outcome = _Outcome()
-    with deadline(seconds) as block:
-        budget = block.remaining()
-        own = block._own
+    from ._workers import run_bounded
+
+    outer = _current.get()
+    now = _clock._default.monotonic()
+    mine = now + seconds
+    own = outer is None or mine < outer
+    at = mine if own else outer
+    assert at is not None
+    budget = at - now
+    if own and math.isinf(seconds):
+        budget = math.inf
+    token = _current.set(at if not math.isinf(at) else outer)
+    try:
         ctx = contextvars.copy_context()
-
-    def work() -> None:
-        try:
-            outcome.value = ctx.run(fn, *args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller as is
-            outcome.error = exc
-        finally:
-            outcome.done.set()
-
-    worker = threading.Thread(target=work, name=f"paios-timeout:{name}", daemon=True)
-    worker.start()
-    if outcome.done.wait(budget):
-        error = outcome.error
-        if error is not None:
-            outcome.error = None  # break the frame <-> exception cycle
-            raise error
-        return cast(T, outcome.value)
-    from ._events import emit
-
-    emit(
-        "timeout",
-        "abandoned",
-        level="warning",
-        subject=name,
+    finally:
+        _current.reset(token)
+    if math.isinf(budget):
+        # No budget at all: run on the caller's thread, nothing to bound.
+        return ctx.run(fn, *args, **kwargs)
+    return run_bounded(
+        fn,
+        name,
+        args,
+        kwargs,
         seconds=seconds,
         budget=budget,
-        thread=worker.name,
-    )
-    raise TimeoutExceeded(
-        f"{name}() did not finish within {_fmt_budget(seconds, budget, own=own)}; "
-        "its worker thread was abandoned",
-        seconds=seconds,
-        context={"function": name},
+        ctx=ctx,
+        describe=lambda: _fmt_budget(seconds, budget, own=own),
     )
 
 

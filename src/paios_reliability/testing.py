@@ -72,10 +72,10 @@ class FakeClock:
             self._now += max(0.0, seconds)
 
     async def asleep(self, seconds: float) -> None:
-        import asyncio
+        from ._aio import checkpoint
 
         self.sleep(seconds)
-        await asyncio.sleep(0)  # still a scheduling point, as a real sleep is
+        await checkpoint()  # still a scheduling point, as a real sleep is (any loop)
 
     def install(self) -> Restorer:
         """Make this the default clock of every primitive; returns a restorer."""

@@ -6,16 +6,37 @@ is free at run time.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+    runtime_checkable,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from ._alerts import Alert
     from ._events import Event
+    from ._outcome import Outcome
+    from ._policy import Layer
     from ._taxonomy import Failure
 
-__all__ = ["CallPolicy", "Channel", "Classifier", "Clock", "EventHook", "StateStore"]
+__all__ = [
+    "AsyncResilientFunction",
+    "CallPolicy",
+    "Channel",
+    "Classifier",
+    "Clock",
+    "EventHook",
+    "ResilientDecorator",
+    "ResilientFunction",
+    "ResilientPolicy",
+    "StateStore",
+]
 
 
 @runtime_checkable
@@ -154,3 +175,99 @@ class Channel(Protocol):
     blocking: bool
 
     def send(self, alert: Alert, /) -> None: ...
+
+
+_R_co = TypeVar("_R_co", covariant=True)
+_RP = ParamSpec("_RP")
+_RR = TypeVar("_RR")
+
+
+class ResilientPolicy(Protocol):
+    """What ``fn.policy`` of a ``resilient`` function tells (read-only)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def worst_case_seconds(self) -> float: ...
+
+    @property
+    def deadline(self) -> float | None: ...
+
+    @property
+    def timeout(self) -> float | None: ...
+
+    @property
+    def layers(self) -> tuple[Layer, ...]: ...
+
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+
+    def describe(self) -> str: ...
+
+
+class ResilientFunction(Protocol[_RP, _R_co]):
+    """A sync function decorated with ``resilient``: same call, plus
+    ``.policy`` and ``.outcome(...)`` (an :class:`Outcome` instead of a raise).
+    """
+
+    __name__: str
+
+    def __call__(self, *args: _RP.args, **kwargs: _RP.kwargs) -> _R_co: ...
+
+    @property
+    def policy(self) -> ResilientPolicy: ...
+
+    def outcome(self, *args: _RP.args, **kwargs: _RP.kwargs) -> Outcome[_R_co]: ...
+
+    # On a method, looked up on an instance: bound like a function. The bound
+    # form keeps the return type; its parameters are not checked (a
+    # ParamSpec cannot drop ``self``).
+    @overload
+    def __get__(
+        self, instance: None, owner: type[Any] | None = None, /
+    ) -> ResilientFunction[_RP, _R_co]: ...
+
+    @overload
+    def __get__(
+        self, instance: object, owner: type[Any] | None = None, /
+    ) -> ResilientFunction[..., _R_co]: ...
+
+
+class AsyncResilientFunction(Protocol[_RP, _R_co]):
+    """A coroutine function decorated with ``resilient``; ``await f.outcome(...)``."""
+
+    __name__: str
+
+    def __call__(
+        self, *args: _RP.args, **kwargs: _RP.kwargs
+    ) -> Coroutine[Any, Any, _R_co]: ...
+
+    @property
+    def policy(self) -> ResilientPolicy: ...
+
+    def outcome(
+        self, *args: _RP.args, **kwargs: _RP.kwargs
+    ) -> Coroutine[Any, Any, Outcome[_R_co]]: ...
+
+    @overload
+    def __get__(
+        self, instance: None, owner: type[Any] | None = None, /
+    ) -> AsyncResilientFunction[_RP, _R_co]: ...
+
+    @overload
+    def __get__(
+        self, instance: object, owner: type[Any] | None = None, /
+    ) -> AsyncResilientFunction[..., _R_co]: ...
+
+
+class ResilientDecorator(Protocol):
+    """What ``resilient(...)`` returns: keeps the signature, adds the extras."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[_RP, Coroutine[Any, Any, _RR]], /
+    ) -> AsyncResilientFunction[_RP, _RR]: ...
+
+    @overload
+    def __call__(self, fn: Callable[_RP, _RR], /) -> ResilientFunction[_RP, _RR]: ...

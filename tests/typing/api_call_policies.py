@@ -148,6 +148,61 @@ def convert(amount: float, currency: str = "EUR") -> float:
 
 assert_type(convert(1.5), float)
 convert("x")  # type: ignore[arg-type]
+
+# .policy and .outcome: typed, the signature kept for outcome() too.
+assert_type(convert.policy.worst_case_seconds, float)
+assert_type(convert.policy.describe(), str)
+assert_type(convert.policy.deadline, float | None)
+assert_type(convert.outcome(1.5), pr.Outcome[float])
+assert_type(convert.outcome(1.5).value, float | None)
+assert_type(convert.outcome(1.5).ok, bool)
+assert_type(convert.outcome(1.5).failure, pr.Failure | None)
+assert_type(convert.outcome(1.5).to_dict(), dict[str, Any])
+convert.outcome("x")  # type: ignore[arg-type]
+convert.policy.worst_case_seconds = 1.0  # type: ignore[misc]
+weather_ref: Callable[[str, int], Coroutine[Any, Any, list[str]]] = weather
+
+
+@pr.resilient(name="budgeted", timeout=1.0, deadline=3.0, retry_timeouts=0)
+def budgeted(n: int) -> list[int]:
+    return [n]
+
+
+pr.resilient(name="x", deadline="3")  # type: ignore[arg-type]
+
+
+class Tools:
+    """resilient on methods: bound like functions, return types kept."""
+
+    @pr.resilient(name="tools.count", retry=True)
+    def count(self, items: list[str]) -> int:
+        return len(items)
+
+    @pr.resilient(name="tools.acount", timeout=1.0)
+    async def acount(self, items: list[str]) -> int:
+        return len(items)
+
+
+assert_type(Tools().count(["a"]), int)
+assert_type(Tools.count.policy.worst_case_seconds, float)
+assert_type(Tools.count.outcome(Tools(), ["a"]), pr.Outcome[int])
+
+
+async def use_async_method() -> None:
+    assert_type(await Tools().acount(["a"]), int)
+    assert_type(await Tools.acount.outcome(Tools(), ["a"]), pr.Outcome[int])
+
+
+pr.resilient(name="x", retry_timeouts=1.5)  # type: ignore[arg-type]
+
+
+@pr.retry(on_result=lambda r: r is None, raise_on_result=True, retry_after_max=5.0)
+def poll() -> str | None:
+    return None
+
+
+assert_type(poll(), str | None)
+pr.retry(raise_on_result="yes")  # type: ignore[arg-type]
 policy: pr.CallPolicy = Gate()
 pr.resilient(name="x", breaker=42)  # type: ignore[arg-type]
 breaker_policy: pr.CallPolicy = pr.CircuitBreaker("dep")
@@ -191,3 +246,12 @@ async def use_async_wrappers() -> None:
     assert_type(await acount(["a"]), int)
     assert_type(await weather("Oslo"), list[str])
     await weather(1)  # type: ignore[arg-type]
+    assert_type(await weather.outcome("Oslo"), pr.Outcome[list[str]])
+    assert_type(weather.policy.worst_case_seconds, float)
+    await weather.outcome(1)  # type: ignore[arg-type]
+    try:
+        await afetch("u")
+    except pr.RetryExhaustedError as exhausted:
+        assert_type(exhausted.attempts, int)
+    except pr.UnsupportedEventLoopError as unsupported:
+        assert_type(unsupported.library, str)

@@ -157,6 +157,9 @@ async def complete(
     """
     import asyncio
 
+    from .._aio import require_asyncio
+
+    require_asyncio("a shared state store", discard=operation)  # trio: clear error
     task = asyncio.ensure_future(operation)
     try:
         return await asyncio.shield(task)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._aio import require_asyncio
 from .._events import emit
 from . import StoreUnavailableError, check_name
 
@@ -217,6 +218,7 @@ class RedisStore:
     async def aget(self, key: str) -> Any:
         import asyncio
 
+        require_asyncio("RedisStore")  # trio: a clear error, not 'no running loop'
         return await asyncio.to_thread(self.get, key)
 
     async def aupdate(
@@ -224,6 +226,7 @@ class RedisStore:
     ) -> R:
         import asyncio
 
+        require_asyncio("RedisStore")  # trio: a clear error, not 'no running loop'
         return await asyncio.to_thread(self.update, key, fn, ttl=ttl)
 
     def delete(self, key: str) -> None:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._aio import require_asyncio
 from .._events import emit
 from .._exceptions import ReliabilityError
 from .._sqlite import open_database, write_transaction
@@ -197,6 +198,7 @@ class SQLiteStore:
     async def aget(self, key: str) -> Any:
         import asyncio
 
+        require_asyncio("SQLiteStore")  # trio: a clear error, not 'no running loop'
         return await asyncio.to_thread(self.get, key)
 
     async def aupdate(
@@ -204,6 +206,7 @@ class SQLiteStore:
     ) -> R:
         import asyncio
 
+        require_asyncio("SQLiteStore")  # trio: a clear error, not 'no running loop'
         return await asyncio.to_thread(self.update, key, fn, ttl=ttl)
 
     def delete(self, key: str) -> None:
