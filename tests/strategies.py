@@ -184,7 +184,15 @@ retry_after_values = st.one_of(
 headers_values = st.one_of(
     st.none(),
     st.dictionaries(
-        st.sampled_from(["Retry-After", "retry-after", "X-Other"]),
+        st.sampled_from(
+            [
+                "Retry-After",
+                "retry-after",
+                "retry-after-ms",
+                "x-should-retry",
+                "X-Other",
+            ]
+        ),
         retry_after_values,
         max_size=2,
     ),

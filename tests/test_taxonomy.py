@@ -1241,6 +1241,23 @@ def test_issue14_user_patterns_win_over_every_builtin() -> None:
     assert pr.classify(Exception(text)).code == "HTTP_NOT_FOUND"
 
 
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("422 Unprocessable Entity", "HTTP_UNPROCESSABLE"),
+        ("422 Unprocessable Content", "HTTP_UNPROCESSABLE"),
+        ("413 Request Entity Too Large", "HTTP_CLIENT_ERROR"),
+        ("413 Content Too Large", "HTTP_CLIENT_ERROR"),
+        ("416 Requested Range Not Satisfiable", "HTTP_CLIENT_ERROR"),
+        ("upstream: 502 bad gateway", "HTTP_BAD_GATEWAY"),
+        ("HTTP/1.1 404 Not Found", "HTTP_NOT_FOUND"),
+    ],
+)
+def test_issue14_reason_phrases_old_and_new(text: str, code: str) -> None:
+    # Python 3.13 knows only RFC 9110's phrases; servers still send the old ones.
+    assert pr.classify(RuntimeError(text)).code == code
+
+
 def test_issue14_a_text_that_matches_nothing_stays_unclassified() -> None:
     for text in [
         "boom",
@@ -1261,6 +1278,39 @@ def test_issue14_text_matching_is_bounded() -> None:
         pr.classify(RuntimeError("socket hang up " + "x" * 1_000_000)).code
         == "CONNECTION_RESET"
     )
+
+
+@HYPOTHESIS
+@given(
+    millis=st.one_of(
+        retry_after_values,
+        st.floats(min_value=0, max_value=1e15).map(repr),
+        st.integers(min_value=0, max_value=10**12),
+    ),
+    verdict=st.one_of(
+        st.none(), st.text(max_size=8), st.sampled_from(["true", "FALSE", b"true"])
+    ),
+    status=st.sampled_from([400, 404, 409, 429, 500, 503]),
+)
+def test_issue14_any_retry_after_ms_and_x_should_retry(
+    millis: object, verdict: object, status: int
+) -> None:
+    headers = {"retry-after-ms": millis, "x-should-retry": verdict}
+    failure = pr.classify(StatusError(status, headers))  # type: ignore[arg-type]
+
+    assert failure.retry_after is None or 0.0 <= failure.retry_after <= WEEK
+    number = None
+    with contextlib.suppress(Exception):
+        if isinstance(millis, (int, str)) and not isinstance(millis, bool):
+            number = float(millis)
+    if number is not None and math.isfinite(number) and number >= 0:
+        assert failure.retry_after == min(number / 1000.0, WEEK)
+    if isinstance(verdict, bytes):
+        verdict = verdict.decode()
+    if isinstance(verdict, str) and verdict.strip().lower() in ("true", "false"):
+        assert failure.retryable is (verdict.strip().lower() == "true")
+    else:
+        assert failure.retryable is (status in TRANSIENT_STATUSES)
 
 
 _NEUTRAL = st.text(alphabet=" .,;:!?()[]{}'\"\n\t-/", max_size=12)

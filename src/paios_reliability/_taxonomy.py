@@ -918,6 +918,19 @@ _TEXT_RULES: tuple[_TextRule, ...] = (
     _TextRule("`timeout`, `timed out`", "TIMEOUT", r"\btime(?:d)?[ -]?out\b"),
 )  # fmt: skip
 _TEXT_LIMIT = 2000
+# Reason phrases renamed by RFC 9110 (Python 3.13 has only the new ones);
+# servers and SDKs still send the old.
+_OLD_PHRASES = frozenset(
+    {
+        "Request Entity Too Large",
+        "Payload Too Large",
+        "Requested Range Not Satisfiable",
+        "Unprocessable Entity",
+        "Content Too Large",
+        "Unprocessable Content",
+        "Range Not Satisfiable",
+    }
+)
 _compiled_text_rules: list[tuple[_TextRule, re.Pattern[str]]] = []
 
 
@@ -929,7 +942,7 @@ def _text_rules() -> list[tuple[_TextRule, re.Pattern[str]]]:
         # Reason phrases of every 4xx/5xx status, longest first so the
         # alternation never stops at a prefix ("Request Timeout" vs "Request").
         phrases = sorted(
-            (s.phrase for s in http.HTTPStatus if s.value >= 400),
+            {s.phrase for s in http.HTTPStatus if s.value >= 400} | _OLD_PHRASES,
             key=len,
             reverse=True,
         )
