@@ -105,7 +105,11 @@ def tests_lowest(session: nox.Session) -> None:
         for line in LOWEST.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
-    extras = ",".join(PYPROJECT["project"]["optional-dependencies"])
+    extras = ",".join(
+        extra
+        for extra in PYPROJECT["project"]["optional-dependencies"]
+        if extra not in NOT_WITH_LOWEST
+    )
     tests = [
         req
         for req in nox.project.dependency_groups(PYPROJECT, "tests")

@@ -3,11 +3,13 @@
 It exposes two tools over stdio:
 
 - ``lookup(key)`` fetches ``<downstream_url>/items/<key>`` from an HTTP
-  backend. The handler runs under ``@resilient``: a per-attempt timeout,
+  backend. The handler runs under ``resilient_tool``: a per-attempt timeout,
   retries of transient failures (503, resets, timeouts), a circuit breaker
   around the backend. A permanent failure (404) is not retried. The final
-  failure reaches the client as an error result naming its catalog code
-  (``HTTP_NOT_FOUND (permanent): ...``).
+  failure reaches the client as an error result that starts with its catalog
+  code and says what the agent can do (``HTTP_NOT_FOUND: HTTP 404: the
+  resource does not exist; do not retry the same call (ref 4bf92f35)``); the
+  full error is an ``mcp.tool_failed`` event under that trace id.
 - ``status()`` reports the breaker state and the settings in use.
 
 Settings come from a JSON file validated by a pydantic model through
@@ -30,11 +32,12 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, NoReturn
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 import paios_reliability as pr
+from paios_reliability.mcp import resilient_tool
 
 
 class Settings(BaseModel):
@@ -48,19 +51,6 @@ class Settings(BaseModel):
     failure_threshold: int = Field(default=5, ge=1)
     reset_timeout: float = Field(default=30.0, gt=0)
     events_db: str = "observability.sqlite"
-
-
-def tool_error(exc: Exception) -> NoReturn:
-    """The fallback of every tool: the final failure, as a clear tool error.
-
-    ``MCPServer`` hides the text of unexpected exceptions from the client;
-    a ``ToolError`` carries ours (catalog code and message, secrets redacted
-    by the library's error texts) back as an ``is_error`` result.
-    """
-    from mcp.server.mcpserver.exceptions import ToolError
-
-    failure = pr.classify(exc)
-    raise ToolError(f"{failure.code} ({failure.kind}): {exc}") from exc
 
 
 def build_server(settings: Settings, events: pr.EventStore) -> Any:
@@ -82,7 +72,7 @@ def build_server(settings: Settings, events: pr.EventStore) -> Any:
             return str(response.read().decode("utf-8"))
 
     @server.tool()
-    @pr.resilient(
+    @resilient_tool(
         name="tools.lookup",
         timeout=settings.timeout,
         retry={
@@ -92,7 +82,6 @@ def build_server(settings: Settings, events: pr.EventStore) -> Any:
             "wait_max": 1.0,
         },
         breaker=backend,
-        fallback=tool_error,
     )
     async def lookup(key: str) -> str:
         """Look up one item in the downstream service."""

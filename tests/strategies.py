@@ -29,6 +29,8 @@ import aiohttp
 import httpx
 import requests
 from hypothesis import strategies as st
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 
 import paios_reliability as pr
 
@@ -80,6 +82,8 @@ LIBRARY_EXCEPTIONS: list[type[BaseException]] = [
     aiohttp.ClientError,
     aiohttp.ClientResponseError,
     aiohttp.ServerDisconnectedError,
+    MCPError,
+    ToolError,
 ]
 EXCEPTION_TYPES: list[type[BaseException]] = [
     *BUILTIN_EXCEPTIONS,
@@ -111,6 +115,8 @@ ATTRIBUTE_NAMES = (
     "sqlite_errorname",
     "strerror",
     "request",
+    "error",
+    "grpc_status_code",
 )
 
 HTTP_STATUSES = (200, 301, 400, 401, 403, 404, 405, 408, 409, 410, 418, 422, 425)
@@ -178,7 +184,15 @@ retry_after_values = st.one_of(
 headers_values = st.one_of(
     st.none(),
     st.dictionaries(
-        st.sampled_from(["Retry-After", "retry-after", "X-Other"]),
+        st.sampled_from(
+            [
+                "Retry-After",
+                "retry-after",
+                "retry-after-ms",
+                "x-should-retry",
+                "X-Other",
+            ]
+        ),
         retry_after_values,
         max_size=2,
     ),
@@ -207,6 +221,14 @@ attribute_values = st.one_of(
     st.lists(scalar_values, max_size=3),
     st.dictionaries(st.text(max_size=5), scalar_values, max_size=3),
     st.builds(ConnectionRefusedError, st.just(errno.ECONNREFUSED), st.just("x")),
+    # JSON-RPC error objects (``.error``) and codes, gRPC statuses by name
+    st.builds(MCPError, st.integers(-32800, 100), st.text(max_size=5)).map(
+        lambda e: e.error
+    ),
+    st.dictionaries(st.sampled_from(["code", "message"]), scalar_values, max_size=2),
+    st.sampled_from(
+        [-32700, -32601, -32603, -32000, -32042, "UNAVAILABLE", "NOT_FOUND"]
+    ),
 )
 
 

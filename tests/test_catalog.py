@@ -147,6 +147,29 @@ def test_docs_table_matches_the_catalog() -> None:
     )
 
 
+@pytest.mark.parametrize("name", ["http", "grpc", "jsonrpc", "text"])
+def test_issue14_docs_reference_tables_match_the_rules(name: str) -> None:
+    from paios_reliability._taxonomy import reference_tables
+
+    start, end = f"<!-- rules:{name}:start -->", f"<!-- rules:{name}:end -->"
+    text = DOCS.read_text()
+    assert (text.count(start), text.count(end)) == (1, 1)
+    table = text.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+    assert table == reference_tables()[name], (
+        f"docs/taxonomy.md's {name} table is out of date; regenerate it between "
+        "its markers from paios_reliability._taxonomy.reference_tables()"
+    )
+
+
+def test_issue14_every_reference_table_is_in_the_docs() -> None:
+    from paios_reliability._taxonomy import reference_tables
+
+    text = DOCS.read_text()
+    assert set(reference_tables()) == set(
+        re.findall(r"<!-- rules:(\w+):start -->", text)
+    )
+
+
 def test_the_regeneration_command_prints_the_docs_table() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "paios_reliability", "catalog", "--markdown"],

@@ -136,7 +136,9 @@ async def _session(
                 results.append(await session.call_tool(name, arguments))
             # Events are written by a background thread within ~1 s.
             for _ in range(100):
-                if _events(cwd / "events.sqlite", category="retry"):
+                if _events(cwd / "events.sqlite", category="retry") and (
+                    len(_events(cwd / "events.sqlite", category="mcp")) >= 2
+                ):
                     break
                 await asyncio.sleep(0.05)
     return results
@@ -171,14 +173,16 @@ async def test_mcp_server_retries_fails_fast_and_times_out(
     assert not flaky.is_error, _text(flaky)
     assert "value of flaky-2" in _text(flaky)
     assert backend.hits["flaky-2"] == 3
-    # 404 is permanent: one attempt, an error result.
+    # 404 is permanent: one attempt, an error result that says so, by code.
     assert missing.is_error
-    assert "HTTP_NOT_FOUND (permanent)" in _text(missing)
+    assert _text(missing).startswith(
+        "HTTP_NOT_FOUND: HTTP 404: the resource does not exist; do not retry"
+    )
     assert backend.hits["missing"] == 1
     # The attempt is cut off by the per-attempt timeout and retried once
     # (resilient's retry_timeouts=1): a hanging backend costs two timeouts.
     assert slow.is_error
-    assert "TIMEOUT (transient)" in _text(slow)
+    assert _text(slow).startswith("TIMEOUT: the tool ran out of time; retry later")
     assert backend.hits["slow"] == 2
     assert not status.is_error
     assert "closed" in _text(status)
@@ -186,6 +190,13 @@ async def test_mcp_server_retries_fails_fast_and_times_out(
     recorded = {(e.category, e.action) for e in _events(tmp_path / "events.sqlite")}
     assert ("retry", "scheduled") in recorded
     assert ("tool", "called") in recorded
+    # Each failure is recorded in full under the trace id its text refers to.
+    failed = _events(tmp_path / "events.sqlite", category="mcp", action="tool_failed")
+    assert [e.metadata["code"] for e in failed] == ["HTTP_NOT_FOUND", "TIMEOUT"]
+    for event, result in zip(failed, (missing, slow), strict=True):
+        assert event.trace_id is not None
+        assert _text(result).endswith(f"(ref {event.trace_id[:8]})")
+        assert event.metadata["tool"] == "tools.lookup"
 
 
 def test_mcp_server_refuses_a_corrupted_settings_file(tmp_path: Path) -> None:

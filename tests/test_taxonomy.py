@@ -17,6 +17,7 @@ import http.server
 import json
 import math
 import os
+import re
 import socket
 import sqlite3
 import struct
@@ -40,12 +41,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import paios_reliability as pr
+import sdk_shapes
 from paios_reliability._taxonomy import (
     CATALOG,
     json_safe,
     parse_retry_after,
     redact_text,
 )
+from paios_reliability.testing import set_testing
 from strategies import (
     ERRNOS,
     INTERRUPTS,
@@ -888,3 +891,501 @@ def test_any_errno(number: int, message: str) -> None:
     if number in ERRNO_TABLE:
         assert failure.code == ERRNO_TABLE[number]
         assert failure.retryable is (number in TRANSIENT_ERRNOS)
+
+
+# -- issue #14 item 4: the errors agents actually see -----------------------------------
+#
+# Seen before: Exception("Request failed with status 404"), "ECONNRESET: socket hang
+# up" and the SDK's JSON-RPC -32601/-32602 were UNCLASSIFIED (transient) and retried 5
+# times. The demand is zero false-positive retries: every permanent-looking error in
+# every shape below is asserted not retryable, and retry() calls it exactly once.
+
+PERMANENT_HTTP = (400, 401, 403, 404, 422)
+TRANSIENT_HTTP = (429, 500, 502, 503, 504)
+
+
+def _retried_calls(exc: BaseException) -> int:
+    """How many times retry(attempts=5) calls a function that always raises ``exc``."""
+    calls = 0
+
+    @pr.retry(attempts=5, deadline=None, wait_initial=0.0)
+    def always_fails() -> None:
+        nonlocal calls
+        calls += 1
+        raise exc
+
+    # Testing mode: waits (even a server's Retry-After) are skipped, attempts are not.
+    with set_testing(True), pytest.raises(type(exc)) as raised:
+        always_fails()
+    assert raised.value is exc  # the original, never a wrapper
+    return calls
+
+
+def http_code(status: int) -> str:
+    return {
+        400: "HTTP_BAD_REQUEST",
+        401: "HTTP_UNAUTHORIZED",
+        403: "HTTP_FORBIDDEN",
+        404: "HTTP_NOT_FOUND",
+        422: "HTTP_UNPROCESSABLE",
+        429: "HTTP_TOO_MANY_REQUESTS",
+        500: "HTTP_INTERNAL_SERVER_ERROR",
+        502: "HTTP_BAD_GATEWAY",
+        503: "HTTP_SERVICE_UNAVAILABLE",
+        504: "HTTP_GATEWAY_TIMEOUT",
+    }[status]
+
+
+ZERO_RETRY_CASES: list[tuple[str, Callable[[], BaseException], str]] = [
+    *[
+        (f"{shape}-{status}", lambda shape=shape, status=status: sdk_shapes.HTTP_SHAPES[shape](status), http_code(status))
+        for shape in sdk_shapes.HTTP_SHAPES
+        for status in PERMANENT_HTTP
+    ],
+    *[
+        (f"google-grpc-{name}", lambda name=name: sdk_shapes.google_grpc_only(sdk_shapes.StatusCode[name]), code)
+        for name, code in [("INVALID_ARGUMENT", "HTTP_BAD_REQUEST"), ("NOT_FOUND", "HTTP_NOT_FOUND"), ("PERMISSION_DENIED", "HTTP_FORBIDDEN"), ("UNAUTHENTICATED", "HTTP_UNAUTHORIZED"), ("FAILED_PRECONDITION", "HTTP_BAD_REQUEST")]
+    ],
+    *[
+        (f"jsonrpc-{shape}-{code}", lambda shape=shape, code=code: sdk_shapes.JSONRPC_SHAPES[shape](code), name)
+        for shape in sdk_shapes.JSONRPC_SHAPES
+        for code, name in [(-32700, "JSONRPC_PARSE_ERROR"), (-32600, "JSONRPC_INVALID_REQUEST"), (-32601, "JSONRPC_METHOD_NOT_FOUND"), (-32602, "JSONRPC_INVALID_PARAMS")]
+    ],
+    ("text-invalid-params", lambda: Exception("Invalid params"), "USAGE_ERROR"),
+    ("text-invalid-arguments", lambda: RuntimeError("invalid arguments: 'limit' must be an integer"), "USAGE_ERROR"),
+    ("text-invalid-params-mentions-timeout", lambda: Exception("invalid params: timeout must be > 0"), "USAGE_ERROR"),
+    ("text-not-found", lambda: Exception("not found"), "NOT_FOUND"),
+    ("text-tool-not-found", lambda: RuntimeError("Tool 'serach' not found"), "NOT_FOUND"),
+    ("text-does-not-exist", lambda: Exception("collection 'notes' does not exist"), "NOT_FOUND"),
+    ("text-method-not-found", lambda: Exception("Method not found"), "JSONRPC_METHOD_NOT_FOUND"),
+    ("text-unauthorized", lambda: Exception("Unauthorized"), "CREDENTIAL_ERROR"),
+    ("text-invalid-api-key", lambda: Exception("Incorrect API key provided"), "CREDENTIAL_ERROR"),
+    ("text-forbidden", lambda: Exception("Forbidden"), "HTTP_FORBIDDEN"),
+    ("text-permission-denied", lambda: Exception("permission denied for table notes"), "PERMISSION_DENIED"),
+    ("text-bad-request", lambda: Exception("bad request: missing field"), "HTTP_BAD_REQUEST"),
+    ("text-expected-200-got-404", lambda: Exception("expected status 200, got status 404"), "HTTP_NOT_FOUND"),
+    ("text-requests-str", lambda: Exception("404 Client Error: Not Found for url: https://x.test/a"), "HTTP_NOT_FOUND"),
+    ("text-openai-str", lambda: Exception("Error code: 400 - {'error': {'message': 'bad'}}"), "HTTP_BAD_REQUEST"),
+    ("mcp-tool-error", lambda: _mcp_tool_error("no such note"), "TOOL_ERROR"),
+]  # fmt: skip
+
+
+def _mcp_tool_error(text: str) -> BaseException:
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    return ToolError(text)
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [pytest.param(make, code, id=ident) for ident, make, code in ZERO_RETRY_CASES],
+)
+def test_issue14_permanent_errors_are_never_retried(
+    make: Callable[[], BaseException], code: str
+) -> None:
+    exc = make()
+
+    failure = pr.classify(exc)
+
+    assert (failure.code, failure.kind, failure.retryable) == (code, "permanent", False)
+    assert pr.is_retryable(exc) is False
+    assert _retried_calls(exc) == 1
+
+
+def test_issue14_the_zero_retry_table_covers_every_shape() -> None:
+    ids = [ident for ident, _, _ in ZERO_RETRY_CASES]
+    assert len(ids) == len(set(ids))
+    for shape in sdk_shapes.HTTP_SHAPES:
+        for status in PERMANENT_HTTP:
+            assert f"{shape}-{status}" in ids
+    assert {"google", "openai", "anthropic", "requests", "httpx", "aiohttp"} <= set(
+        sdk_shapes.HTTP_SHAPES
+    )
+
+
+@pytest.mark.parametrize(
+    "shape", ["openai", "anthropic", "google", "requests", "httpx", "aiohttp", "urllib"]
+)
+@pytest.mark.parametrize("status", PERMANENT_HTTP + TRANSIENT_HTTP)
+def test_issue14_typed_shapes_classify_by_status_not_by_text(
+    shape: str, status: int
+) -> None:
+    exc = sdk_shapes.HTTP_SHAPES[shape](status)
+
+    failure = pr.classify(exc)
+
+    assert failure.code == http_code(status)
+    assert failure.reason.startswith("HTTP ")  # the typed rule, not the text fallback
+    assert failure.retryable is (status in TRANSIENT_HTTP)
+    assert pr.exit_code_for(exc) == CATALOG[failure.code].exit_code
+
+
+def test_issue14_sdk_shapes_are_what_the_sdks_raise() -> None:
+    # The fakes are worth something only if they have the SDKs' names and fields.
+    exc = sdk_shapes.openai_status(429)
+    assert type(exc).__name__ == "RateLimitError"
+    assert [c.__name__ for c in type(exc).__mro__[1:3]] == [
+        "APIStatusError",
+        "APIError",
+    ]
+    assert isinstance(exc.response, httpx.Response)  # type: ignore[attr-defined]
+    assert exc.status_code == 429  # type: ignore[attr-defined]
+    assert exc.code is None  # type: ignore[attr-defined]  # a string field, never an HTTP status
+    assert type(sdk_shapes.anthropic_status(529)).__name__ == "OverloadedError"
+    google = sdk_shapes.google_error(503)
+    assert type(google).__name__ == "ServiceUnavailable"
+    assert (google.code, google.grpc_status_code) == (
+        503,
+        sdk_shapes.StatusCode.UNAVAILABLE,
+    )  # type: ignore[attr-defined]
+    assert str(google) == "503 the API said no"
+    assert isinstance(sdk_shapes.requests_status(404), requests.HTTPError)
+    assert isinstance(sdk_shapes.aiohttp_status(404), aiohttp.ClientResponseError)
+    assert isinstance(sdk_shapes.urllib_status(404), urllib.error.HTTPError)
+    mcp2 = sdk_shapes.mcp2_error(-32601)
+    assert (type(mcp2).__module__, mcp2.error.code) == ("mcp.shared.exceptions", -32601)  # type: ignore[attr-defined]
+
+
+TRANSIENT_TEXT_CASES = [
+    ("ECONNRESET: socket hang up", "CONNECTION_RESET"),
+    ("read ECONNRESET", "CONNECTION_RESET"),
+    ("socket hang up", "CONNECTION_RESET"),
+    ("connect ECONNREFUSED 127.0.0.1:443", "CONNECTION_REFUSED"),
+    ("connect ETIMEDOUT 10.0.0.1:443", "CONNECTION_TIMEOUT"),
+    ("write EPIPE", "BROKEN_PIPE"),
+    ("getaddrinfo ENOTFOUND api.example.test", "DNS_FAILURE"),
+    ("Request failed with status 503", "HTTP_SERVICE_UNAVAILABLE"),
+    ("HTTP 502", "HTTP_BAD_GATEWAY"),
+    ("429 Too Many Requests", "HTTP_TOO_MANY_REQUESTS"),
+    ("Error code: 529 - {'type': 'error', 'error': {'type': 'overloaded_error'}}", "HTTP_SERVER_ERROR"),
+    ("rate limit exceeded, slow down", "RATE_LIMITED"),
+    ("{'type': 'rate_limit_error'}", "RATE_LIMITED"),
+    ("Overloaded", "SERVICE_UNAVAILABLE"),
+    ("service unavailable", "SERVICE_UNAVAILABLE"),
+    ("upstream said: Bad Gateway", "HTTP_BAD_GATEWAY"),
+    ("the request timed out", "TIMEOUT"),
+    ("MCP error -32603: Internal error", "JSONRPC_INTERNAL_ERROR"),
+    ("MCP error -32001: Request timed out", "TIMEOUT"),
+    ("Tool 'x' not found after socket hang up", "CONNECTION_RESET"),  # specific beats generic
+    ("host not found", "DNS_FAILURE"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "code"), TRANSIENT_TEXT_CASES)
+@pytest.mark.parametrize("cls", [Exception, RuntimeError, OSError])
+def test_issue14_text_only_errors(text: str, code: str, cls: type[Exception]) -> None:
+    exc = cls(text)
+
+    failure = pr.classify(exc)
+
+    assert (failure.code, failure.retryable) == (code, True)
+    assert failure.reason.startswith("message says")
+    assert text not in failure.reason or len(text) < 20  # only the matched words
+
+
+@pytest.mark.parametrize("shape", sorted(sdk_shapes.HEADER_SHAPES))
+@pytest.mark.parametrize("status", TRANSIENT_HTTP)
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, None),
+        ({"Retry-After": "7"}, 7.0),
+        ({"retry-after": "120"}, 120.0),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"Retry-After-Ms": "250", "Retry-After": "9"}, 0.25),  # ms is more precise
+        ({"retry-after-ms": "soon", "Retry-After": "9"}, 9.0),  # garbage ms ignored
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # a date in the past
+    ],
+)
+def test_issue14_transient_shapes_are_retryable_with_their_retry_after(
+    shape: str, status: int, headers: dict[str, str], expected: float | None
+) -> None:
+    exc = sdk_shapes.HEADER_SHAPES[shape](status, headers)
+
+    failure = pr.classify(exc)
+
+    assert (failure.code, failure.retryable) == (http_code(status), True)
+    assert failure.retry_after == expected
+
+
+@pytest.mark.parametrize("shape", sorted(sdk_shapes.HEADER_SHAPES))
+def test_issue14_retry_after_http_date_in_the_future(shape: str) -> None:
+    exc = sdk_shapes.HEADER_SHAPES[shape](503, {"Retry-After": http_date(300)})
+    retry_after = pr.classify(exc).retry_after
+    assert retry_after is not None
+    assert 200 <= retry_after <= 300
+
+
+@pytest.mark.parametrize(
+    "shape", ["openai", "anthropic", "httpx", "requests", "aiohttp", "urllib"]
+)
+@pytest.mark.parametrize(
+    ("status", "header", "retryable"),
+    [
+        (409, "true", True), (400, "True", True), (404, " true ", True),
+        (503, "false", False), (429, "FALSE", False), (500, "false", False),
+        (503, "maybe", True), (404, "maybe", False),  # not a verdict: the status decides
+        (503, "", True),
+    ],
+)  # fmt: skip
+def test_issue14_x_should_retry_overrides_the_status_rule(
+    shape: str, status: int, header: str, retryable: bool
+) -> None:
+    exc = sdk_shapes.HEADER_SHAPES[shape](
+        status, {"X-Should-Retry": header, "Retry-After": "3"}
+    )
+
+    failure = pr.classify(exc)
+
+    code = {409: "HTTP_CONFLICT"}.get(status) or http_code(status)
+    assert (failure.code, failure.retryable, failure.retry_after) == (
+        code,
+        retryable,
+        3.0,
+    )
+    assert failure.kind == ("transient" if retryable else "permanent")
+    assert (20 <= pr.exit_code_for(exc) <= 29) is retryable
+    assert _retried_calls(exc) == (1 if not retryable else 5)
+
+
+def test_issue14_x_should_retry_as_bytes_and_in_a_plain_dict() -> None:
+    # An unknown client: a plain dict, any key case, a bytes value.
+    assert pr.is_retryable(StatusError(409, {"x-should-retry": b"true"})) is True  # type: ignore[dict-item]
+    assert pr.is_retryable(StatusError(503, {"X-SHOULD-RETRY": "false"})) is False
+    assert pr.is_retryable(StatusError(503, {"x-Should-Retry": "false"})) is False
+    assert pr.is_retryable(StatusError(503, {"x-should-retry": Hostile()})) is True  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [(-32603, "JSONRPC_INTERNAL_ERROR"), (-32000, "CONNECTION_CLOSED"), (-32001, "TIMEOUT"),
+     (-32050, "JSONRPC_SERVER_ERROR"), (-32099, "JSONRPC_SERVER_ERROR"), (-32768, "JSONRPC_SERVER_ERROR")],
+)  # fmt: skip
+@pytest.mark.parametrize("shape", sorted(sdk_shapes.JSONRPC_SHAPES))
+def test_issue14_transient_jsonrpc_codes(shape: str, code: int, expected: str) -> None:
+    exc = sdk_shapes.JSONRPC_SHAPES[shape](code)
+    failure = pr.classify(exc)
+    assert (failure.code, failure.retryable) == (expected, True)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [(-32002, "NOT_FOUND"), (-32020, "MCP_PROTOCOL_MISMATCH"), (-32021, "MCP_PROTOCOL_MISMATCH"),
+     (-32022, "MCP_PROTOCOL_MISMATCH"), (-32042, "USER_ACTION_REQUIRED")],
+)  # fmt: skip
+def test_issue14_mcp_codes_that_need_someone_else_are_permanent(
+    code: int, expected: str
+) -> None:
+    for exc in (sdk_shapes.mcp2_error(code), sdk_shapes.mcp1_error(code)):
+        assert (pr.classify(exc).code, pr.is_retryable(exc)) == (expected, False)
+
+
+def test_issue14_application_codes_only_on_jsonrpc_classes() -> None:
+    # Inside the reserved range the number is JSON-RPC's whoever carries it;
+    # outside it only a class named like a JSON-RPC error says so.
+    class Odd(Exception):
+        code = -32601
+
+    class Exit(Exception):
+        code = 2
+
+    assert pr.classify(Odd()).code == "JSONRPC_METHOD_NOT_FOUND"
+    assert pr.classify(Exit()).code == "UNCLASSIFIED"
+    assert pr.classify(sdk_shapes.mcp2_error(42)).code == "JSONRPC_SERVER_ERROR"
+    assert pr.classify(sdk_shapes.mcp1_error(-1)).code == "JSONRPC_SERVER_ERROR"
+    assert pr.classify(sdk_shapes.JSONRPCError({"code": "x"})).code == "UNCLASSIFIED"
+
+
+def test_issue14_sdk_transport_errors() -> None:
+    for sdk in (sdk_shapes.OPENAI, sdk_shapes.ANTHROPIC):
+        assert (
+            pr.classify(sdk_shapes.sdk_connection_error(sdk)).code == "CONNECTION_ERROR"
+        )
+        assert pr.classify(sdk_shapes.sdk_timeout_error(sdk)).code == "TIMEOUT"
+
+
+def test_issue14_typed_rules_beat_the_text() -> None:
+    assert pr.classify(ValueError("status 503")).code == "PROGRAMMING_ERROR"
+    assert (
+        pr.classify(OSError(errno.ECONNREFUSED, "not found")).code
+        == "CONNECTION_REFUSED"
+    )
+    assert pr.classify(sdk_shapes.httpx_status(404)).code == "HTTP_NOT_FOUND"
+    reset = Exception("ECONNRESET")
+    reset.status_code = 400  # type: ignore[attr-defined]
+    assert pr.classify(reset).code == "HTTP_BAD_REQUEST"
+    assert pr.classify(pr.TransientError("not found")).code == "TRANSIENT"
+
+
+def test_issue14_user_patterns_win_over_every_builtin() -> None:
+    text = "ECONNRESET: socket hang up (status 404)"
+    assert pr.classify(Exception(text)).code == "HTTP_NOT_FOUND"
+    with CATALOG.register(
+        "VENDOR_HICCUP",
+        message=r"(?i)\bsocket hang up\b",
+        kind="transient",
+        summary="The vendor drops connections under load.",
+    ):
+        assert pr.classify(Exception(text)).code == "VENDOR_HICCUP"
+        # A message rule beats typed rules too (documented): type= narrows it.
+        assert pr.classify(ConnectionResetError(text)).code == "VENDOR_HICCUP"
+    with CATALOG.register(
+        "VENDOR_HICCUP_2",
+        type=RuntimeError,
+        message="hang up",
+        kind="transient",
+        summary="s",
+    ):
+        assert pr.classify(RuntimeError(text)).code == "VENDOR_HICCUP_2"
+        assert pr.classify(Exception(text)).code == "HTTP_NOT_FOUND"
+    assert pr.classify(Exception(text)).code == "HTTP_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("422 Unprocessable Entity", "HTTP_UNPROCESSABLE"),
+        ("422 Unprocessable Content", "HTTP_UNPROCESSABLE"),
+        ("413 Request Entity Too Large", "HTTP_CLIENT_ERROR"),
+        ("413 Content Too Large", "HTTP_CLIENT_ERROR"),
+        ("416 Requested Range Not Satisfiable", "HTTP_CLIENT_ERROR"),
+        ("upstream: 502 bad gateway", "HTTP_BAD_GATEWAY"),
+        ("HTTP/1.1 404 Not Found", "HTTP_NOT_FOUND"),
+    ],
+)
+def test_issue14_reason_phrases_old_and_new(text: str, code: str) -> None:
+    # Python 3.13 knows only RFC 9110's phrases; servers still send the old ones.
+    assert pr.classify(RuntimeError(text)).code == code
+
+
+def test_issue14_a_text_that_matches_nothing_stays_unclassified() -> None:
+    for text in [
+        "boom",
+        "",
+        "backend returned status 200",
+        "the notes are unfounded",
+        "timeouts=3 configured",
+    ]:
+        assert pr.classify(RuntimeError(text)).code == "UNCLASSIFIED", text
+
+
+def test_issue14_text_matching_is_bounded() -> None:
+    exc = RuntimeError("x" * 1_000_000 + " socket hang up")
+    assert (
+        pr.classify(exc).code == "UNCLASSIFIED"
+    )  # only the first 2000 characters count
+    assert (
+        pr.classify(RuntimeError("socket hang up " + "x" * 1_000_000)).code
+        == "CONNECTION_RESET"
+    )
+
+
+@HYPOTHESIS
+@given(
+    millis=st.one_of(
+        retry_after_values,
+        st.floats(min_value=0, max_value=1e15).map(repr),
+        st.integers(min_value=0, max_value=10**12),
+    ),
+    verdict=st.one_of(
+        st.none(), st.text(max_size=8), st.sampled_from(["true", "FALSE", b"true"])
+    ),
+    status=st.sampled_from([400, 404, 409, 429, 500, 503]),
+)
+def test_issue14_any_retry_after_ms_and_x_should_retry(
+    millis: object, verdict: object, status: int
+) -> None:
+    headers = {"retry-after-ms": millis, "x-should-retry": verdict}
+    failure = pr.classify(StatusError(status, headers))  # type: ignore[arg-type]
+
+    assert failure.retry_after is None or 0.0 <= failure.retry_after <= WEEK
+    number = None
+    with contextlib.suppress(Exception):
+        if isinstance(millis, (int, str)) and not isinstance(millis, bool):
+            number = float(millis)
+    if number is not None and math.isfinite(number) and number >= 0:
+        assert failure.retry_after == min(number / 1000.0, WEEK)
+    if isinstance(verdict, bytes):
+        verdict = verdict.decode()
+    if isinstance(verdict, str) and verdict.strip().lower() in ("true", "false"):
+        assert failure.retryable is (verdict.strip().lower() == "true")
+    else:
+        assert failure.retryable is (status in TRANSIENT_STATUSES)
+
+
+_NEUTRAL = st.text(alphabet=" .,;:!?()[]{}'\"\n\t-/", max_size=12)
+_TEXT_EXAMPLES = [
+    ("ECONNRESET", "CONNECTION_RESET"), ("econnrefused", "CONNECTION_REFUSED"),
+    ("ETIMEDOUT", "CONNECTION_TIMEOUT"), ("EPIPE", "BROKEN_PIPE"),
+    ("Socket Hang Up", "CONNECTION_RESET"), ("status 404", "HTTP_NOT_FOUND"),
+    ("status code: 422", "HTTP_UNPROCESSABLE"), ("429 Too Many Requests", "HTTP_TOO_MANY_REQUESTS"),
+    ("RATE LIMIT", "RATE_LIMITED"), ("overloaded", "SERVICE_UNAVAILABLE"),
+    ("Service Unavailable", "SERVICE_UNAVAILABLE"), ("invalid params", "USAGE_ERROR"),
+    ("not found", "NOT_FOUND"), ("MCP error -32601", "JSONRPC_METHOD_NOT_FOUND"),
+    ("code: -32602", "JSONRPC_INVALID_PARAMS"),
+]  # fmt: skip
+
+
+@HYPOTHESIS
+@given(
+    text=st.text(max_size=300), cls=st.sampled_from([Exception, RuntimeError, OSError])
+)
+def test_issue14_any_text_classifies_without_error(
+    text: str, cls: type[Exception]
+) -> None:
+    failure = pr.classify(cls(text))
+    assert failure.code in CATALOG
+    assert failure.retryable is (failure.kind == "transient")
+    if len(text) > 60:  # the reason quotes at most the few words a pattern matched
+        assert text not in failure.reason
+
+
+@HYPOTHESIS
+@given(
+    before=_NEUTRAL,
+    after=_NEUTRAL,
+    example=st.sampled_from(_TEXT_EXAMPLES),
+)
+def test_issue14_a_pattern_is_found_wherever_it_stands(
+    before: str, after: str, example: tuple[str, str]
+) -> None:
+    text, code = example
+    assert pr.classify(Exception(f"{before} {text} {after}")).code == code
+
+
+@HYPOTHESIS
+@given(example=st.sampled_from(_TEXT_EXAMPLES), around=_NEUTRAL)
+def test_issue14_a_user_pattern_always_wins(
+    example: tuple[str, str], around: str
+) -> None:
+    text, code = example
+    exc = Exception(f"{around}{text}{around}")
+    with CATALOG.register(
+        "USER_TEXT", message=re.escape(text), kind="permanent", summary="user"
+    ):
+        assert pr.classify(exc).code == "USER_TEXT"
+    assert pr.classify(exc).code == code
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Exception("Request failed with status 404"),
+        lambda: Exception("ECONNRESET: socket hang up"),
+        lambda: sdk_shapes.MCPError(-32601, "Method not found"),
+        lambda: sdk_shapes.MCPError(-32602, "Invalid params"),
+    ],
+    ids=["status-404-text", "econnreset-text", "mcp-32601", "mcp-32602"],
+)
+def test_issue14_the_errors_seen_in_the_issue(
+    make: Callable[[], BaseException],
+) -> None:
+    # Each of these was UNCLASSIFIED (transient) and retried 5 times.
+    exc = make()
+    expected = {
+        "Request failed with status 404": ("HTTP_NOT_FOUND", 1),
+        "ECONNRESET: socket hang up": ("CONNECTION_RESET", 5),
+        "Method not found": ("JSONRPC_METHOD_NOT_FOUND", 1),
+        "Invalid params": ("JSONRPC_INVALID_PARAMS", 1),
+    }[str(exc) if not isinstance(exc, sdk_shapes.MCPError) else exc.error.message]
+    assert (pr.classify(exc).code, _retried_calls(exc)) == expected

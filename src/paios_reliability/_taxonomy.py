@@ -3,10 +3,14 @@
 :func:`classify` turns *any* exception into a :class:`Failure` without importing
 the libraries that raised it: our own errors by their ``code``; ``OSError`` by
 errno; timeouts; ``sqlite3`` busy/locked/corrupt; HTTP errors of httpx,
-requests, urllib and aiohttp by status (duck-typed), honouring ``Retry-After``;
-pydantic validation errors; and built-in programming errors, which are
-permanent because retrying a bug never helps. Anything else is transient with
-code ``UNCLASSIFIED``: an unknown failure in an agent system is far more often a
+requests, urllib, aiohttp and the OpenAI, Anthropic and Google SDKs by status
+(duck-typed), honouring ``retry-after-ms``, ``Retry-After`` and
+``x-should-retry``; MCP/JSON-RPC errors by their JSON-RPC code; pydantic
+validation errors; and built-in programming errors, which are permanent
+because retrying a bug never helps. An exception with none of those signals
+is classified by its message (``ECONNRESET``, ``status 404``, ``rate limit``,
+``invalid params``...). Anything else is transient with code
+``UNCLASSIFIED``: an unknown failure in an agent system is far more often a
 flaky dependency than a bug, and retries are bounded anyway.
 
 :data:`CATALOG` lists every stable code with its kind, exit code, recovery mode
@@ -122,23 +126,30 @@ _P: Literal["permanent"] = "permanent"
 _ENTRIES: tuple[tuple[str, Kind, int, Recovery, str], ...] = (
     # 10-19: input, validation, configuration
     ("USAGE_ERROR", _P, 10, "fix_input", "A command or function was called with wrong arguments."),
+    ("JSONRPC_PARSE_ERROR", _P, 11, "fix_code", "JSON-RPC -32700: the peer could not parse the message as JSON."),
     ("VALIDATION_ERROR", _P, 11, "fix_input", "Input failed validation (pydantic model or schema)."),
     ("MALFORMED_DATA", _P, 11, "fix_input", "Data could not be decoded or parsed (JSON, text encoding)."),
     ("CONFIG_INVALID", _P, 12, "fix_config", "A configuration file or value is invalid."),
     ("CONFIG_MISSING", _P, 13, "fix_config", "A required configuration file or value is missing."),
     ("HTTP_BAD_REQUEST", _P, 14, "fail_fast", "HTTP 400: the server rejected the request as malformed."),
     ("HTTP_UNPROCESSABLE", _P, 14, "fail_fast", "HTTP 422: the server could not process the request content."),
+    ("JSONRPC_INVALID_REQUEST", _P, 14, "fix_code", "JSON-RPC -32600: the message is not a valid request object."),
+    ("JSONRPC_INVALID_PARAMS", _P, 14, "fix_input", "JSON-RPC -32602: the peer rejected the parameters."),
     ("HTTP_NOT_FOUND", _P, 15, "fail_fast", "HTTP 404: the resource does not exist."),
     ("HTTP_GONE", _P, 15, "fail_fast", "HTTP 410: the resource was removed for good."),
     ("FILE_NOT_FOUND", _P, 15, "fix_config", "A file or directory does not exist (ENOENT)."),
+    ("NOT_FOUND", _P, 15, "fail_fast", "The requested item does not exist (said only in text, or MCP -32002)."),
     ("HTTP_METHOD_NOT_ALLOWED", _P, 16, "fix_code", "HTTP 405: the method is not allowed on this resource."),
     ("IS_A_DIRECTORY", _P, 16, "fix_config", "A directory was given where a file was expected (EISDIR)."),
     ("NOT_A_DIRECTORY", _P, 16, "fix_config", "A file was given where a directory was expected (ENOTDIR)."),
+    ("JSONRPC_METHOD_NOT_FOUND", _P, 16, "fail_fast", "JSON-RPC -32601: the method (or tool) does not exist on the peer."),
     ("HTTP_CONFLICT", _P, 17, "fail_fast", "HTTP 409: the request conflicts with the resource's state."),
     ("FILE_EXISTS", _P, 17, "fix_input", "A file that must not exist already does (EEXIST)."),
     ("DB_CONSTRAINT", _P, 17, "fix_input", "A database constraint (unique, foreign key, check) was violated."),
     ("HTTP_CLIENT_ERROR", _P, 18, "fail_fast", "HTTP 4xx: the server rejected the request."),
     ("HTTP_NOT_IMPLEMENTED", _P, 18, "fail_fast", "HTTP 501/505: the server does not support the request."),
+    ("MCP_PROTOCOL_MISMATCH", _P, 18, "escalate", "MCP -32020..-32022: headers, client capabilities or protocol version do not match."),
+    ("TOOL_ERROR", _P, 18, "fail_fast", "An MCP tool reported a failure it anticipated (ToolError); its text is for the model."),
     ("DEPENDENCY_MISSING", _P, 19, "escalate", "A module or program the code needs is not installed."),
     ("UNSUPPORTED_EVENT_LOOP", _P, 19, "fix_code", "An async policy ran under an event loop it cannot use (trio needs the trio extra)."),
     # 20-29: transient
@@ -172,6 +183,9 @@ _ENTRIES: tuple[tuple[str, Kind, int, Recovery, str], ...] = (
     ("HTTP_BAD_GATEWAY", _T, 27, "retry", "HTTP 502: an upstream server sent a bad answer."),
     ("HTTP_SERVICE_UNAVAILABLE", _T, 27, "retry_after", "HTTP 503: the server is overloaded or down."),
     ("HTTP_SERVER_ERROR", _T, 27, "retry", "HTTP 5xx: the server failed."),
+    ("SERVICE_UNAVAILABLE", _T, 27, "retry", "A service said it is overloaded or unavailable (said only in text)."),
+    ("JSONRPC_INTERNAL_ERROR", _T, 27, "retry", "JSON-RPC -32603: the peer failed internally."),
+    ("JSONRPC_SERVER_ERROR", _T, 27, "retry", "JSON-RPC server-defined error (-32000..-32099 or an application code)."),
     ("LOCK_CONFLICT", _T, 28, "wait_for_lock", "A lock is held by another worker."),
     ("STORE_UNAVAILABLE", _T, 28, "retry", "The shared state store (SQLite, Redis) cannot be reached."),
     ("UNCLASSIFIED", _T, 29, "retry", "An unknown exception; treated as transient (bounded retries)."),
@@ -185,6 +199,7 @@ _ENTRIES: tuple[tuple[str, Kind, int, Recovery, str], ...] = (
     ("OPERATION_NOT_PERMITTED", _P, 34, "escalate", "The OS forbids the operation (EPERM)."),
     ("POLICY_DENIED", _P, 35, "escalate", "A policy forbids the operation."),
     ("APPROVAL_REQUIRED", _P, 36, "request_approval", "The operation needs a human approval first."),
+    ("USER_ACTION_REQUIRED", _P, 36, "request_approval", "MCP -32042: the user must complete a step in a browser (URL elicitation) first."),
     ("CAPABILITY_DENIED", _P, 37, "escalate", "The caller lacks a capability the operation needs."),
     ("TLS_ERROR", _P, 38, "escalate", "A TLS handshake or certificate check failed."),
     # 40-49: internal, integrity, resources, interruption
@@ -537,7 +552,7 @@ _TIMEOUT_NAMES = frozenset(
     {
         "TimeoutException", "ConnectTimeout", "ReadTimeout", "WriteTimeout",
         "PoolTimeout", "Timeout", "ServerTimeoutError", "ConnectionTimeoutError",
-        "SocketTimeoutError", "TimeoutError",
+        "SocketTimeoutError", "TimeoutError", "APITimeoutError",
     }
 )  # fmt: skip
 _CONNECTION_NAMES = frozenset(
@@ -546,6 +561,7 @@ _CONNECTION_NAMES = frozenset(
         "ConnectionError", "ClientConnectionError", "ClientConnectorError",
         "ServerDisconnectedError", "ClientOSError", "ProtocolError",
         "IncompleteRead", "ChunkedEncodingError", "ClientPayloadError",
+        "APIConnectionError",
     }
 )  # fmt: skip
 _TLS_NAMES = frozenset(
@@ -592,8 +608,60 @@ def _status_value(value: Any) -> int | None:
     return None
 
 
+# google.api_core.exceptions carry an HTTP ``code`` and a gRPC status; this is
+# the library's own gRPC -> HTTP table, so both spellings classify alike.
+_GRPC_HTTP: Mapping[str, int] = {
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
+    "UNAUTHENTICATED": 401,
+}
+_GRPC_NUMBERS: Mapping[int, str] = {
+    1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION", 10: "ABORTED",
+    11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+    15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}  # fmt: skip
+
+
+def _grpc_status(value: Any) -> int | None:
+    """The HTTP status of a gRPC status: a ``grpc.StatusCode``, its name or number."""
+    if value is None:
+        return None
+    name = value if isinstance(value, str) else _safe_attr(value, "name")
+    if not isinstance(name, str):
+        # grpc.StatusCode.NOT_FOUND.value == (5, "not found")
+        number = _safe_attr(value, "value")
+        if isinstance(number, tuple) and number:
+            number = number[0]
+        elif number is None:
+            number = value
+        if isinstance(number, int) and not isinstance(number, bool):
+            name = _GRPC_NUMBERS.get(number)
+    return _GRPC_HTTP.get(name.upper()) if isinstance(name, str) else None
+
+
 def http_status(exc: BaseException) -> int | None:
-    """The HTTP status an exception carries, duck-typed across client libraries."""
+    """The HTTP status an exception carries, duck-typed across client libraries.
+
+    Looks at ``response.status_code`` / ``response.status`` (httpx, requests,
+    the OpenAI and Anthropic SDKs), ``status_code`` / ``status`` (aiohttp,
+    the SDKs), urllib's ``code`` next to its headers, and Google API errors'
+    ``code`` or ``grpc_status_code`` (mapped as ``google.api_core`` does).
+    """
     response = _safe_attr(exc, "response")
     if response is not None:
         status = _status_value(_safe_attr(response, "status_code")) or _status_value(
@@ -610,26 +678,353 @@ def http_status(exc: BaseException) -> int | None:
     # attributes (ours are strings, SystemExit's may be ints) never match.
     if _safe_attr(exc, "headers") is not None or _safe_attr(exc, "hdrs") is not None:
         return _status_value(_safe_attr(exc, "code"))
+    # google.api_core.exceptions.GoogleAPICallError: ``code`` is an HTTP status
+    # (or None) and ``grpc_status_code`` a grpc.StatusCode; both are class
+    # attributes there, so their presence is the guard.
+    if _has_attr(exc, "grpc_status_code"):
+        return _status_value(_safe_attr(exc, "code")) or _grpc_status(
+            _safe_attr(exc, "grpc_status_code")
+        )
     return None
 
 
-def _headers_retry_after(exc: BaseException) -> float | None:
+def _has_attr(obj: object, name: str) -> bool:
+    try:
+        return hasattr(obj, name)
+    except Exception:  # noqa: BLE001 - hasattr only swallows AttributeError
+        return False
+
+
+def _header(headers: Any, name: str) -> Any:
+    """The value of header ``name`` (lower case) in any mapping-like headers.
+
+    httpx, requests and aiohttp headers ignore case; a plain dict does not,
+    so the usual spellings are tried, then a bounded case-insensitive scan.
+    """
+    for key in (name, name.title(), name.upper()):
+        try:
+            value = headers.get(key)
+        except Exception:  # noqa: BLE001 - headers of a stranger may do anything
+            return None
+        if value is not None:
+            return value
+    try:
+        for key, value in itertools.islice(headers.items(), 200):
+            if isinstance(key, str) and key.lower() == name:
+                return value
+    except Exception:  # noqa: BLE001, S110 - not a mapping after all
+        pass
+    return None
+
+
+def _response_headers(exc: BaseException) -> Iterator[Any]:
+    """The header collections an exception carries: its response's, then its own."""
     for owner in (_safe_attr(exc, "response"), exc):
         if owner is None:
             continue
         headers = _safe_attr(owner, "headers")
         if headers is None:
             headers = _safe_attr(owner, "hdrs")
-        if headers is None:
-            continue
-        for key in ("Retry-After", "retry-after"):
-            try:
-                value = headers.get(key)
-            except Exception:  # noqa: BLE001
-                value = None
-            if value is not None:
-                return parse_retry_after(value)
+        if headers is not None:
+            yield headers
+
+
+def _headers_retry_after(exc: BaseException) -> float | None:
+    """``retry-after-ms`` (OpenAI, Anthropic) or ``Retry-After``, in seconds."""
+    for headers in _response_headers(exc):
+        millis = _parse_millis(_header(headers, "retry-after-ms"))
+        if millis is not None:
+            return millis
+        value = _header(headers, "retry-after")
+        if value is not None:
+            return parse_retry_after(value)
     return None
+
+
+def _parse_millis(value: Any) -> float | None:
+    """A ``retry-after-ms`` value in seconds (at most a week), or ``None``."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("latin-1", "replace")
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        millis = float(value.strip() if isinstance(value, str) else value)
+    except Exception:  # noqa: BLE001 - outside input
+        return None
+    if not math.isfinite(millis) or millis < 0:
+        return None
+    return min(millis / 1000.0, _MAX_RETRY_AFTER)
+
+
+def _should_retry_header(exc: BaseException) -> bool | None:
+    """The server's own verdict, ``x-should-retry: true|false`` (OpenAI, Anthropic)."""
+    for headers in _response_headers(exc):
+        value = _header(headers, "x-should-retry")
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("latin-1", "replace")
+        if isinstance(value, str):
+            verdict = value.strip().lower()
+            if verdict in ("true", "false"):
+                return verdict == "true"
+    return None
+
+
+# -- JSON-RPC and MCP errors ------------------------------------------------------
+
+_JSONRPC_CODES: Mapping[int, str] = {
+    -32700: "JSONRPC_PARSE_ERROR",
+    -32600: "JSONRPC_INVALID_REQUEST",
+    -32601: "JSONRPC_METHOD_NOT_FOUND",
+    -32602: "JSONRPC_INVALID_PARAMS",
+    -32603: "JSONRPC_INTERNAL_ERROR",
+    # MCP's allocations in the server-error band -32000..-32099:
+    -32000: "CONNECTION_CLOSED",  # SDK: the connection closed before an answer
+    -32001: "TIMEOUT",  # SDK: the request timed out
+    -32002: "NOT_FOUND",  # resource not found (retired; older servers send it)
+    -32020: "MCP_PROTOCOL_MISMATCH",  # headers do not match the body
+    -32021: "MCP_PROTOCOL_MISMATCH",  # a required client capability is missing
+    -32022: "MCP_PROTOCOL_MISMATCH",  # unsupported protocol version
+    -32042: "USER_ACTION_REQUIRED",  # URL elicitation required
+}
+# -32768..-32000 is reserved by JSON-RPC itself: an integer there names a
+# JSON-RPC error whatever class carries it.
+_JSONRPC_RESERVED = range(-32768, -31999)
+_JSONRPC_NAMES = frozenset(
+    {"McpError", "MCPError", "JSONRPCError", "JsonRpcError", "JSONRPCException"}
+)
+
+
+def _int_value(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def jsonrpc_code(exc: BaseException) -> int | None:
+    """The JSON-RPC error code an exception carries, or ``None``.
+
+    ``mcp``'s ``McpError`` / ``MCPError`` keep it in ``.error.code``; other
+    JSON-RPC clients in ``.code``. An integer in JSON-RPC's reserved range
+    (-32768..-32000) counts wherever it is; any other integer only on a class
+    named like a JSON-RPC error (``McpError``, ``JSONRPCError``...).
+    """
+    named = bool(_mro_names(exc) & _JSONRPC_NAMES)
+    error = _safe_attr(exc, "error")
+    if error is not None:
+        code = (
+            _safe_get(error, "code")
+            if isinstance(error, Mapping)
+            else _safe_attr(error, "code")
+        )
+        code = _int_value(code)
+        if code is not None and (named or code in _JSONRPC_RESERVED):
+            return code
+    code = _int_value(_safe_attr(exc, "code"))
+    if code is not None and (code in _JSONRPC_RESERVED or (named and error is None)):
+        return code
+    return None
+
+
+def _safe_get(mapping: Mapping[Any, Any], key: str) -> Any:
+    try:
+        return mapping.get(key)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _jsonrpc_failure(code: int, reason: str) -> Failure:
+    return _failure(_JSONRPC_CODES.get(code, "JSONRPC_SERVER_ERROR"), reason)
+
+
+def _is_mcp_tool_error(exc: BaseException) -> bool:
+    """``ToolError`` / ``ResourceError`` of the ``mcp`` SDK: failures a tool meant."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ in ("ToolError", "ResourceError") and str(
+            cls.__module__
+        ).startswith(("mcp.", "fastmcp.")):
+            return True
+    return False
+
+
+# -- errors that are only text -----------------------------------------------------
+
+_STATUS_WORDS = (
+    r"(?:https?(?:\s+error)?|status(?:\s+code)?|status_code|error\s+code"
+    r"|response\s+code)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _TextRule:
+    """One built-in message pattern; ``code`` empty means the number decides."""
+
+    shows: str
+    code: str
+    pattern: str
+
+
+# Tried in order, first match wins: numbers (HTTP status, JSON-RPC code), then
+# errno names, then specific phrases (permanent before transient, so an
+# "invalid params: timeout must be > 0" is never retried), then generic words.
+_TEXT_RULES: tuple[_TextRule, ...] = (
+    _TextRule("`status 404`, `HTTP 503`, `status code: 429`, `error code: 500`", "",
+              rf"\b{_STATUS_WORDS}\s*[:=]?\s*(?P<status>[1-5]\d\d)\b"),
+    _TextRule("`404 Not Found`, `429 Too Many Requests`, `503 Server Error`", "", ""),
+    _TextRule("`MCP error -32601`, `code: -32602` (JSON-RPC codes, table above)", "",
+              r"\b(?:error|code)\b\W{0,3}(?P<jsonrpc>-32\d{3})(?!\d)"),
+    _TextRule("`ECONNRESET`", "CONNECTION_RESET", r"\bECONNRESET\b"),
+    _TextRule("`ECONNREFUSED`", "CONNECTION_REFUSED", r"\bECONNREFUSED\b"),
+    _TextRule("`ETIMEDOUT`, `ESOCKETTIMEDOUT`", "CONNECTION_TIMEOUT", r"\bE(?:SOCKET)?TIMEDOUT\b"),
+    _TextRule("`EPIPE`", "BROKEN_PIPE", r"\bEPIPE\b"),
+    _TextRule("`ECONNABORTED`", "CONNECTION_ABORTED", r"\bECONNABORTED\b"),
+    _TextRule("`EHOSTUNREACH`, `EHOSTDOWN`", "HOST_UNREACHABLE", r"\bEHOST(?:UNREACH|DOWN)\b"),
+    _TextRule("`ENETUNREACH`, `ENETDOWN`", "NETWORK_UNREACHABLE", r"\bENET(?:UNREACH|DOWN)\b"),
+    _TextRule("`ENOTFOUND`, `EAI_AGAIN`, `EAI_NONAME`", "DNS_FAILURE", r"\b(?:ENOTFOUND|EAI_AGAIN|EAI_NONAME)\b"),
+    _TextRule("`method not found`", "JSONRPC_METHOD_NOT_FOUND", r"\bmethod not found\b"),
+    _TextRule("`invalid params`, `invalid parameter(s)`, `invalid argument(s)`, `missing required parameter`",
+              "USAGE_ERROR",
+              r"\binvalid (?:params?|parameters?|arguments?)\b"
+              r"|\bmissing required (?:params?|parameters?|arguments?)\b"),
+    _TextRule("`unauthorized`, `unauthenticated`, `invalid api key`, `authentication failed`",
+              "CREDENTIAL_ERROR",
+              r"\bunauthori[sz]ed\b|\bunauthenticated\b|\b(?:invalid|incorrect) api[ _-]?key\b"
+              r"|\bauthentication (?:failed|required|error)\b"),
+    _TextRule("`forbidden`", "HTTP_FORBIDDEN", r"\bforbidden\b"),
+    _TextRule("`permission denied`, `access denied`", "PERMISSION_DENIED",
+              r"\b(?:permission|access) denied\b"),
+    _TextRule("`bad request`", "HTTP_BAD_REQUEST", r"\bbad request\b"),
+    _TextRule("`unprocessable entity`", "HTTP_UNPROCESSABLE", r"\bunprocessable (?:entity|content)\b"),
+    _TextRule("`no such file or directory`", "FILE_NOT_FOUND", r"\bno such file or directory\b"),
+    _TextRule("`socket hang up`, `connection reset`", "CONNECTION_RESET",
+              r"\bsocket hang up\b|\bconnection reset\b"),
+    _TextRule("`connection refused`", "CONNECTION_REFUSED", r"\bconnection refused\b"),
+    _TextRule("`broken pipe`", "BROKEN_PIPE", r"\bbroken pipe\b"),
+    _TextRule("`name or service not known`, `could not resolve host`, `host not found`, "
+              "`temporary failure in name resolution`", "DNS_FAILURE",
+              r"\bname or service not known\b|\bcould not resolve host\b|\bhost not found\b"
+              r"|\btemporary failure in name resolution\b|\bgetaddrinfo failed\b"
+              r"|\bnodename nor servname\b"),
+    _TextRule("`no route to host`", "HOST_UNREACHABLE", r"\bno route to host\b"),
+    _TextRule("`network is unreachable`", "NETWORK_UNREACHABLE", r"\bnetwork is unreachable\b"),
+    _TextRule("`too many requests`, `rate limit`, `rate_limit_error`, `throttled`", "RATE_LIMITED",
+              r"\btoo many requests\b|\brate[ _-]?limit|\bthrottl(?:ed|ing)\b"),
+    _TextRule("`overloaded`, `overloaded_error`", "SERVICE_UNAVAILABLE", r"\boverloaded"),
+    _TextRule("`service unavailable`, `temporarily unavailable`, `server is busy`, `try again later`",
+              "SERVICE_UNAVAILABLE",
+              r"\bservice unavailable\b|\btemporarily unavailable\b|\bserver is busy\b"
+              r"|\btry again later\b"),
+    _TextRule("`bad gateway`", "HTTP_BAD_GATEWAY", r"\bbad gateway\b"),
+    _TextRule("`gateway timeout`", "HTTP_GATEWAY_TIMEOUT", r"\bgateway time-?out\b"),
+    _TextRule("`internal server error`", "HTTP_INTERNAL_SERVER_ERROR", r"\binternal server error\b"),
+    _TextRule("`server disconnected`, `connection closed`, `unexpected EOF`", "CONNECTION_CLOSED",
+              r"\bserver disconnected\b|\bconnection (?:was )?closed\b|\bremote end closed\b"
+              r"|\bunexpected eof\b"),
+    _TextRule("`not found`, `does not exist`, `no such`", "NOT_FOUND",
+              r"\bnot found\b|\bdoes(?: not|n't) exist\b|\bno such\b"),
+    _TextRule("`timeout`, `timed out`", "TIMEOUT", r"\btime(?:d)?[ -]?out\b"),
+)  # fmt: skip
+_TEXT_LIMIT = 2000
+# Reason phrases renamed by RFC 9110 (Python 3.13 has only the new ones);
+# servers and SDKs still send the old.
+_OLD_PHRASES = frozenset(
+    {
+        "Request Entity Too Large",
+        "Payload Too Large",
+        "Requested Range Not Satisfiable",
+        "Unprocessable Entity",
+        "Content Too Large",
+        "Unprocessable Content",
+        "Range Not Satisfiable",
+    }
+)
+_compiled_text_rules: list[tuple[_TextRule, re.Pattern[str]]] = []
+
+
+def _text_rules() -> list[tuple[_TextRule, re.Pattern[str]]]:
+    """The rules, compiled on first use (most processes never need them)."""
+    if not _compiled_text_rules:
+        import http
+
+        # Reason phrases of every 4xx/5xx status, longest first so the
+        # alternation never stops at a prefix ("Request Timeout" vs "Request").
+        phrases = sorted(
+            {s.phrase for s in http.HTTPStatus if s.value >= 400} | _OLD_PHRASES,
+            key=len,
+            reverse=True,
+        )
+        status_phrase = (
+            r"\b(?P<status>[45]\d\d)\s*(?:-\s*)?(?:client error|server error|"
+            + "|".join(re.escape(p) for p in phrases)
+            + r")\b"
+        )
+        compiled = [
+            (rule, re.compile(rule.pattern or status_phrase, re.IGNORECASE))
+            for rule in _TEXT_RULES
+        ]
+        _compiled_text_rules[:] = compiled  # one assignment: threads see all or none
+    return _compiled_text_rules
+
+
+def _classify_text(exc: BaseException) -> Failure | None:
+    """Classify by the message alone: only for errors with no better signal."""
+    text = _safe_str(exc)[:_TEXT_LIMIT]
+    if not text:
+        return None
+    for rule, pattern in _text_rules():
+        for match in pattern.finditer(text):
+            groups = match.groupdict()
+            if groups.get("status"):
+                status = int(groups["status"])
+                if status < 400:
+                    continue  # "expected status 200, got 404": keep looking
+                code = _HTTP_CODES.get(status) or (
+                    "HTTP_SERVER_ERROR" if status >= 500 else "HTTP_CLIENT_ERROR"
+                )
+                return _failure(code, f"message says HTTP {status}")
+            if groups.get("jsonrpc"):
+                number = int(groups["jsonrpc"])
+                return _jsonrpc_failure(number, f"message says JSON-RPC {number}")
+            # The matched words are ours (the pattern's), never the rest of the text.
+            return _failure(rule.code, f"message says {match.group(0).lower()!r}")
+    return None
+
+
+def reference_tables() -> dict[str, str]:
+    """The built-in rules as Markdown tables, by name (the source of docs/taxonomy.md).
+
+    ``http``: status -> code; ``grpc``: Google API gRPC status -> HTTP status;
+    ``jsonrpc``: JSON-RPC/MCP error code -> code; ``text``: message patterns.
+    """
+
+    def row(*cells: object) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    def kind(code: str) -> str:
+        return CATALOG[code].kind
+
+    http = [row("status", "code", "kind"), "|---|---|---|"]
+    http += [row(n, f"`{c}`", kind(c)) for n, c in sorted(_HTTP_CODES.items())]
+    http.append(row("other 4xx", "`HTTP_CLIENT_ERROR`", kind("HTTP_CLIENT_ERROR")))
+    http.append(row("other 5xx", "`HTTP_SERVER_ERROR`", kind("HTTP_SERVER_ERROR")))
+    grpc = [row("gRPC status", "as HTTP"), "|---|---|"]
+    grpc += [row(f"`{name}`", status) for name, status in _GRPC_HTTP.items()]
+    rpc = [row("JSON-RPC code", "code", "kind"), "|---|---|---|"]
+    rpc += [row(n, f"`{c}`", kind(c)) for n, c in _JSONRPC_CODES.items()]
+    rpc.append(row("any other", "`JSONRPC_SERVER_ERROR`", kind("JSONRPC_SERVER_ERROR")))
+    text = [row("the message contains", "code", "kind"), "|---|---|---|"]
+    text += [
+        row(r.shows, f"`{r.code}`", kind(r.code))
+        if r.code
+        else row(r.shows, "by the number", "by the number")
+        for r in _TEXT_RULES
+    ]
+    return {
+        name: "\n".join(lines) + "\n"
+        for name, lines in (
+            ("http", http),
+            ("grpc", grpc),
+            ("jsonrpc", rpc),
+            ("text", text),
+        )
+    }
 
 
 def parse_retry_after(
@@ -758,6 +1153,9 @@ def _classify_oserror(exc: OSError, names: set[str]) -> Failure:
         )
     if names & _CONNECTION_NAMES:
         return _failure("CONNECTION_ERROR", name)
+    by_text = _classify_text(exc)  # an OSError without errno: its text is all we have
+    if by_text is not None:
+        return by_text
     shown = number if isinstance(number, int) else None  # never repr() a stranger
     return _failure("OS_ERROR", f"{name} errno={shown!r}")
 
@@ -840,12 +1238,16 @@ def _classify(exc: BaseException) -> Failure:
     ):
         return _failure("VALIDATION_ERROR", f"{module}.ValidationError")
 
+    if _is_mcp_tool_error(exc):
+        return _failure("TOOL_ERROR", type(exc).__name__)
+
     status = http_status(exc)
     if status is not None and status >= 400:
-        code = _HTTP_CODES.get(status) or (
-            "HTTP_SERVER_ERROR" if status >= 500 else "HTTP_CLIENT_ERROR"
-        )
-        return _failure(code, f"HTTP {status}", _headers_retry_after(exc))
+        return _classify_http(exc, status)
+
+    rpc = jsonrpc_code(exc)
+    if rpc is not None:
+        return _jsonrpc_failure(rpc, f"{type(exc).__name__}: JSON-RPC {rpc}")
 
     sqlite_failure = _classify_sqlite(exc)
     if sqlite_failure is not None:
@@ -878,8 +1280,31 @@ def _classify(exc: BaseException) -> Failure:
         return _failure("MALFORMED_DATA", type(exc).__name__)
     if isinstance(exc, _PROGRAMMING_ERRORS):
         return _failure("PROGRAMMING_ERROR", f"{type(exc).__name__} is a bug")
+    # Only now, with no type, status, errno or code to go by, does the text count.
+    by_text = _classify_text(exc)
+    if by_text is not None:
+        return by_text
     return _failure(
         "UNCLASSIFIED", f"unknown {type(exc).__qualname__}; treated as transient"
+    )
+
+
+def _classify_http(exc: BaseException, status: int) -> Failure:
+    code = _HTTP_CODES.get(status) or (
+        "HTTP_SERVER_ERROR" if status >= 500 else "HTTP_CLIENT_ERROR"
+    )
+    failure = _failure(code, f"HTTP {status}", _headers_retry_after(exc))
+    # The OpenAI and Anthropic APIs say themselves whether a retry can help;
+    # their SDKs obey that header over the status, and so do we.
+    verdict = _should_retry_header(exc)
+    if verdict is None or verdict == failure.retryable:
+        return failure
+    return Failure(
+        "transient" if verdict else "permanent",
+        code,
+        verdict,
+        failure.retry_after,
+        f"HTTP {status}, x-should-retry: {'true' if verdict else 'false'}",
     )
 
 
