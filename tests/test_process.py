@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -704,6 +705,65 @@ class _interrupt_when:  # noqa: N801 - a context manager used like a function
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+_MEMBERS = st.lists(st.booleans(), max_size=3)  # True: the member ignores SIGTERM
+
+
+@needs_proc
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mode=st.sampled_from(MODES),
+    members=_MEMBERS,
+    leader=st.one_of(st.integers(0, 3), st.none()),  # exit status, or None: overruns
+    kill_group_on_exit=st.booleans(),
+)
+def test_hypothesis_lifecycle_over_group_shapes(
+    mode: str, members: list[bool], leader: int | None, kill_group_on_exit: bool
+) -> None:
+    # The lifecycle as a state machine: whatever the group looks like, the
+    # outcome, the events and what is left running follow from it.
+    starts = [
+        ("sh -c \"trap '' TERM; exec sleep 30\"" if ignores else "sleep 30")
+        + " >/dev/null 2>&1 & echo $!"
+        for ignores in members
+    ]
+    ending = "exec sleep 30" if leader is None else f"exit {leader}"
+    script = "; ".join([*starts, ending])
+    kwargs: dict[str, Any] = {
+        "capture_output": True,
+        "timeout": 1.0,
+        "grace": 0.2,
+        "kill_group_on_exit": kill_group_on_exit,
+    }
+    outcome: Any
+    with capture_events() as events:
+        try:
+            outcome = asyncio.run(run(mode, ["sh", "-c", script], **kwargs))
+        except pr.ProcessTimeoutError as exc:
+            outcome = exc
+    pids = [int(p) for p in outcome.stdout.split()]
+    try:
+        assert len(pids) == len(members)
+        actions = [e.action for e in events]
+        if leader is None:
+            assert isinstance(outcome, pr.ProcessTimeoutError)
+            assert outcome.killed is any(members)
+            assert actions == ["killed", "timed_out"] if any(members) else ["timed_out"]
+            assert not any(running(pid) for pid in pids)
+        elif kill_group_on_exit:
+            assert outcome.returncode == leader
+            expected = (["killed"] if any(members) else []) + (["group_ended"] if members else [])  # fmt: skip
+            assert actions == expected
+            assert not any(running(pid) for pid in pids)
+        else:
+            assert outcome.returncode == leader
+            assert actions == []
+            assert all(running(pid) for pid in pids)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # -- finding 14: a spent budget starts nothing ----------------------------------------

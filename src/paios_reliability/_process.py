@@ -872,7 +872,7 @@ def _spawn_failed(call: _Call, exc: OSError) -> None:
         and hasattr(exc, "add_note")
     ):
         exc.add_note(
-            f"run_process({_show(program)!r}) runs one program of that name, without a "
+            f"run_process({_show(program)}) runs one program of that name, without a "
             "shell; pass a list of arguments, e.g. shlex.split(...)"
         )
 
