@@ -213,6 +213,7 @@ def _check_process(_tmp: Path) -> str:
     result = run_process(
         [sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read())"],
         input=b"x" * 1_000_000,
+        capture_output=True,
         timeout=30,
     )
     if len(result.stdout) != 1_000_000:

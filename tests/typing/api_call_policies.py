@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from typing_extensions import assert_type
@@ -213,28 +215,48 @@ retry_policy: pr.CallPolicy = pr.retry()
 # -- run_process ----------------------------------------------------------------------
 
 
+flag: bool = bool(len(__name__) % 2)
 result = pr.run_process(["git", "status"], input=b"", timeout=5.0, check=False)
-assert_type(result, pr.ProcessResult)
+assert_type(result, pr.ProcessResult[bytes])
 assert_type(result.returncode, int)
 assert_type(result.stdout, bytes)
 assert_type(result.duration, float)
-arun_ref: Callable[..., Awaitable[pr.ProcessResult]] = pr.arun_process
-pr.run_process("git status", timeout="5")  # type: ignore[arg-type]
+completed: subprocess.CompletedProcess[bytes] = result  # a drop-in for subprocess.run
+assert_type(
+    pr.run_process(["ls"], capture_output=True, text=True), pr.ProcessResult[str]
+)
+assert_type(pr.run_process(["ls"], encoding="utf-8").stdout, str)
+assert_type(
+    pr.run_process("ls", stdout=subprocess.PIPE, stderr=subprocess.STDOUT),
+    pr.ProcessResult[bytes],
+)
+assert_type(
+    pr.run_process([Path("/bin/ls"), b"-l"], kill_group_on_exit=False),
+    pr.ProcessResult[bytes],
+)
+assert_type(pr.run_process(["ls"], text=flag), pr.ProcessResult[Any])
+arun_ref: Callable[..., Awaitable[pr.ProcessResult[Any]]] = pr.arun_process
+pr.run_process(["git", "status"], timeout="5")  # type: ignore[call-overload]
+pr.run_process(["ls"], shell=True)  # type: ignore[call-overload]
 
 
 async def use_arun() -> None:
     done = await pr.arun_process(["ls"], cwd="/")
-    assert_type(done, pr.ProcessResult)
+    assert_type(done, pr.ProcessResult[bytes])
+    text = await pr.arun_process(["ls"], capture_output=True, text=True)
+    assert_type(text.stdout, str)
 
 
 try:
-    pr.run_process(["false"])
+    pr.run_process(["false"], check=True)
 except pr.ProcessError as failed:
     assert_type(failed.returncode, int)
-    assert_type(failed.stderr, bytes)
+    plain_failure: subprocess.CalledProcessError = failed
 except pr.ProcessTimeoutError as timed_out:
-    assert_type(timed_out.stdout, bytes)
     assert_type(timed_out.killed, bool)
+    assert_type(timed_out.timeout, float)
+    plain_timeout: subprocess.TimeoutExpired = timed_out
+    builtin_timeout: TimeoutError = timed_out
 
 
 async def use_async_wrappers() -> None:

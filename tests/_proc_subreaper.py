@@ -1,0 +1,143 @@
+"""Child for the run_process tests that need to be PID 1 or a child subreaper.
+
+``python tests/_proc_subreaper.py MODE SCENARIO COUNT WORKDIR``
+
+Makes itself a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``: orphans of
+its descendants are re-parented to it, as they are to PID 1 in a container),
+runs SCENARIO COUNT times through ``run_process`` (MODE ``sync``) or
+``arun_process`` (MODE ``async``), then prints one JSON line: per call what
+happened, and every remaining child of this process (running or zombie) read
+from /proc.
+
+Scenarios:
+    ``timeout``: ``sh -c "sleep 30 & sleep 30"`` with ``timeout=0.3`` and a
+        30 s grace: every member dies of SIGTERM, so the call must neither
+        wait out the grace nor need SIGKILL.
+    ``ignore_term``: the same with SIGTERM ignored by all: SIGKILL after a
+        0.3 s grace.
+    ``exit``: ``sh -c "sleep 30 & echo $! > FILE"``: the shell exits at once,
+        its background member must be ended.
+    ``interrupt``: a KeyboardInterrupt arrives once the background member
+        has started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paios_reliability as pr
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def children() -> list[dict[str, Any]]:
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            found.append({"pid": int(entry), "state": fields[0]})
+    return found
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_when_written(path: Path) -> threading.Thread:
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if path.exists() and path.read_text().strip():
+                os.kill(os.getpid(), signal.SIGUSR1)
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _call(mode: str, args: list[str], **kwargs: Any) -> pr.ProcessResult[Any]:
+    if mode == "sync":
+        return pr.run_process(args, **kwargs)
+    return asyncio.run(pr.arun_process(args, **kwargs))
+
+
+async def _cancel_when_written(path: Path, args: list[str], **kwargs: Any) -> None:
+    task = asyncio.ensure_future(pr.arun_process(args, **kwargs))
+    while not (path.exists() and path.read_text().strip()):
+        await asyncio.sleep(0.005)
+    task.cancel()
+    await task
+
+
+def scenario(mode: str, name: str, workdir: Path, n: int) -> dict[str, Any]:
+    pidfile = workdir / f"bg-{n}"
+    record: dict[str, Any] = {"scenario": name}
+    started = time.monotonic()
+    try:
+        if name == "timeout":
+            _call(mode, ["sh", "-c", "sleep 30 & sleep 30"], timeout=0.3, grace=30)
+        elif name == "ignore_term":
+            script = "trap '' TERM; sleep 30 & sleep 30"
+            _call(mode, ["sh", "-c", script], timeout=0.3, grace=0.3)
+        elif name == "exit":
+            _call(mode, ["sh", "-c", f"sleep 30 & echo $! > {pidfile}"])
+        elif name == "interrupt":
+            args = ["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"]
+            if mode == "sync":
+                _interrupt_when_written(pidfile)
+                _call(mode, args, grace=5)
+            else:
+                asyncio.run(_cancel_when_written(pidfile, args, grace=5))
+        record["outcome"] = "returned"
+    except pr.ProcessTimeoutError as exc:
+        record["outcome"] = "timed_out"
+        record["killed"] = exc.killed
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        record["outcome"] = type(exc).__name__
+    record["seconds"] = time.monotonic() - started
+    if pidfile.exists():
+        pid = int(pidfile.read_text())
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                record["background_state"] = stat.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            record["background_state"] = None
+    return record
+
+
+def main() -> None:
+    mode, name, count, workdir = (
+        sys.argv[1],
+        sys.argv[2],
+        int(sys.argv[3]),
+        Path(sys.argv[4]),
+    )
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+    signal.signal(signal.SIGUSR1, _raise_interrupt)
+
+    records = [scenario(mode, name, workdir, n) for n in range(count)]
+    print(json.dumps({"calls": records, "children": children()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
