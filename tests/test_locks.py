@@ -404,7 +404,7 @@ def test_events_of_a_lock_lifecycle(store: StateStore) -> None:
     ]
     ours = events.of("lock.acquired") + events.of("lock.released")
     assert {e.subject for e in ours} == {"k"}
-    assert [e.fields["token"] for e in ours] == [lease.token, lease.token]
+    assert [e.fields["fencing_token"] for e in ours] == [lease.token, lease.token]
 
 
 @pytest.mark.parametrize(
@@ -800,3 +800,13 @@ def test_finding_18_a_renewal_landing_after_a_normal_release_is_not_a_loss() -> 
     assert lease.lost is False
     assert not events.of("lock.lost")
     assert not events.of("lock.extend_refused")
+
+
+def test_fencing_token_stays_readable_in_redacted_events() -> None:
+    # A fencing token is an ordering number, not a credential: the redacted
+    # form of a lock event (log lines, event store) must still show it.
+    locks = LockManager(MemoryStore())
+    with capture_events() as events, locks.acquire("k") as lease:
+        pass
+    (acquired,) = events.of("lock.acquired")
+    assert acquired.to_dict()["fencing_token"] == lease.token

@@ -249,7 +249,7 @@ class Lease:
                     "extend_refused",
                     level="warning",
                     subject=self.key,
-                    token=self.token,
+                    fencing_token=self.token,
                     holder=current,
                 )
             raise LockConflictError(
@@ -266,7 +266,7 @@ class Lease:
             "extended",
             level="debug",
             subject=self.key,
-            token=self.token,
+            fencing_token=self.token,
             ttl=seconds,
         )
         return self.expires_at
@@ -315,7 +315,7 @@ class Lease:
                 "released",
                 level="debug",
                 subject=self.key,
-                token=self.token,
+                fencing_token=self.token,
             )
         else:
             self.lost = True
@@ -324,7 +324,7 @@ class Lease:
                 "release_refused",
                 level="warning",
                 subject=self.key,
-                token=self.token,
+                fencing_token=self.token,
                 holder=current,
             )
         return bool(released)
@@ -373,7 +373,7 @@ class Lease:
                     "lost",
                     level="error",
                     subject=self.key,
-                    token=self.token,
+                    fencing_token=self.token,
                 )
             return False
         except StoreUnavailableError as exc:
@@ -402,7 +402,7 @@ class Lease:
     def _closed(self, released: bool, body_failed: bool) -> None:
         if released or body_failed:
             return
-        emit(_PRIMITIVE, "lost", level="error", subject=self.key, token=self.token)
+        emit(_PRIMITIVE, "lost", level="error", subject=self.key, fencing_token=self.token)
         raise LockConflictError(
             f"the lease on {self.key!r} (token {self.token}) expired before the "
             "block ended: another worker may have held the lock meanwhile",
@@ -595,9 +595,9 @@ class LockManager:
                         level="warning",
                         subject=key,
                         previous=previous,
-                        token=token,
+                        fencing_token=token,
                     )
-                emit(_PRIMITIVE, "acquired", level="debug", subject=key, token=token)
+                emit(_PRIMITIVE, "acquired", level="debug", subject=key, fencing_token=token)
                 return Lease(
                     self,
                     key,

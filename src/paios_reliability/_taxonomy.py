@@ -1443,6 +1443,7 @@ _TOKEN_COUNT_PREFIXES = frozenset(
         "reasoning",
         "context",
         "remaining",
+        "fencing",  # a lock's fencing token is an ordering number
     }
 )
 _TOKEN_METADATA = frozenset(
