@@ -41,7 +41,7 @@ def _worker(mode: str, path: str, count: int, go: str) -> None:
     # heap: the cyclic GC's full collections cost more with more live objects,
     # and would otherwise be charged to whichever side imported more. (A real
     # service imports far more than this anyway.)
-    import paios_reliability._sqlite  # noqa: F401
+    import paios_reliability._data.database  # noqa: F401
 
     if mode == "ours":
         from paios_reliability import open_database, write_transaction

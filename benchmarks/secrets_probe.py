@@ -227,7 +227,7 @@ def scenario_audit_event() -> dict[str, str]:
 
 
 def scenario_event() -> dict[str, str]:
-    from paios_reliability._events import emit
+    from paios_reliability._core.events import emit
 
     with captured_logs() as logs, capture_events() as events:
         try:

@@ -284,7 +284,7 @@ def cred_rotate(path: str) -> dict[str, object]:
 
 def hold_lock(path: str, ready: str) -> dict[str, object]:
     """Hold the sidecar lock of ``path`` until stdin closes."""
-    from paios_reliability._atomic import file_lock
+    from paios_reliability._data.atomic import file_lock
 
     with file_lock(path, timeout=10):
         open(ready, "w").close()
@@ -357,7 +357,7 @@ def unprivileged(op: str, *args: str) -> dict[str, object]:
     from pydantic import BaseModel  # noqa: F401
 
     from paios_reliability import ConfigError, CredentialError  # noqa: F401
-    from paios_reliability._taxonomy import classify
+    from paios_reliability._core.taxonomy import classify
 
     classify(PermissionError(13, "warm-up"))
     fn = _UNPRIVILEGED_OPS[op]

@@ -161,8 +161,6 @@ def zygote() -> None:
     stdin: ``run DB RUN_ID LOG SLOW`` → answers the child's pid;
     ``reap PID`` → answers its exit status.
     """
-    import paios_reliability._checkpoint
-    import paios_reliability._sqlite  # noqa: F401
 
     print("ready", flush=True)
     for line in sys.stdin:

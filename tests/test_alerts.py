@@ -33,7 +33,7 @@ from paios_reliability import (
     WebhookChannel,
     daily_report,
 )
-from paios_reliability._events import emit
+from paios_reliability._core.events import emit
 from paios_reliability.testing import FakeClock, capture_events
 
 

@@ -30,7 +30,7 @@ from hostile_files import (
     record_creation_modes,
 )
 from paios_reliability import LockConflictError, atomic_open, atomic_write
-from paios_reliability._atomic import (
+from paios_reliability._data.atomic import (
     FileTooLargeError,
     NotARegularFileError,
     file_lock,
@@ -187,7 +187,7 @@ def test_finding_19_temp_stays_locked_until_replaced(
                 [
                     sys.executable,
                     "-c",
-                    "import sys; from paios_reliability._atomic import _clean_stale; "
+                    "import sys; from paios_reliability._data.atomic import _clean_stale; "
                     "print(_clean_stale(sys.argv[1]))",
                     str(target),
                 ],

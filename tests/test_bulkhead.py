@@ -26,7 +26,8 @@ from hypothesis.stateful import (
 
 import paios_reliability as pr
 from paios_reliability import Bulkhead, BulkheadFullError, RateLimitedError
-from paios_reliability._clock import SYSTEM_CLOCK
+from paios_reliability._core.clock import SYSTEM_CLOCK
+from paios_reliability._policies import bulkhead as bulkhead_module
 from paios_reliability._stores import now_ns, seconds_to_ns
 from paios_reliability.testing import FakeClock, capture_events
 from paios_reliability.typing import StateStore
@@ -511,7 +512,7 @@ _LEASE_NS, _WAITER_NS = 60 * _S, 2 * _S
 def _take(
     data: Any, now: int, lease: str, waiter: str | None = None, seq: int | None = None
 ) -> tuple[Any, int]:
-    new, (outcome, _) = pr._bulkhead._take(
+    new, (outcome, _) = bulkhead_module._take(
         data,
         now,
         lease=lease,
@@ -526,7 +527,7 @@ def _take(
 
 
 def test_finding_12_a_late_poll_re_registers_at_the_original_place() -> None:
-    b = pr._bulkhead
+    b = bulkhead_module
     data, outcome = _take(None, 0, "L0")  # W0 holds the only slot
     assert outcome == b._ENTERED
     data, outcome = _take(data, 0, "L1")
@@ -548,7 +549,7 @@ def test_finding_12_a_late_poll_re_registers_at_the_original_place() -> None:
 
 
 def test_finding_12_a_late_waiter_finding_the_queue_full_is_refused() -> None:
-    b = pr._bulkhead
+    b = bulkhead_module
     data, _ = _take(None, 0, "L0")
     data, seq1 = b._join(_take(data, 0, "L1")[0], 0, "W1", 1, _WAITER_NS)
     # W1 is pruned (late); meanwhile W2 arrives and takes the queue's one place.
@@ -566,8 +567,8 @@ def _late_waiter(
 ) -> tuple[Any, Any, Callable[[Any], Any]]:
     """A queued caller's step machine, driven by hand so its poll can come late."""
     engine = bulkhead._engine
-    assert isinstance(engine, pr._bulkhead._StoreEngine)
-    attempt = pr._bulkhead._Attempt(pr._bulkhead._new_id("lease"))
+    assert isinstance(engine, bulkhead_module._StoreEngine)
+    attempt = bulkhead_module._Attempt(bulkhead_module._new_id("lease"))
     steps = engine._attempts(attempt)
 
     def run_until_sleep(reply: Any) -> Any:
@@ -656,7 +657,7 @@ class QueueSteps(RuleBasedStateMachine):
         self.waiters: dict[str, tuple[str, int]] = {}  # waiter -> (lease, seq)
 
     def take(self, lease: str, waiter: str | None, seq: int | None) -> int:
-        self.data, (outcome, _) = pr._bulkhead._take(
+        self.data, (outcome, _) = bulkhead_module._take(
             self.data,
             self.now,
             lease=lease,
@@ -674,10 +675,10 @@ class QueueSteps(RuleBasedStateMachine):
         n = next(self.ids)
         lease, waiter = f"L{n}", f"W{n}"
         outcome = self.take(lease, None, None)
-        if outcome == pr._bulkhead._ENTERED:
+        if outcome == bulkhead_module._ENTERED:
             self.holders.append(lease)
-        elif outcome == pr._bulkhead._QUEUED:
-            self.data, seq = pr._bulkhead._join(
+        elif outcome == bulkhead_module._QUEUED:
+            self.data, seq = bulkhead_module._join(
                 self.data, self.now, waiter, self.QUEUE, _WAITER_NS
             )
             if seq is not None:
@@ -690,11 +691,11 @@ class QueueSteps(RuleBasedStateMachine):
         lease, seq = self.waiters[waiter]
         outcome = self.take(lease, waiter, seq)
         live = self.data["w"] if self.data else {}
-        if outcome == pr._bulkhead._ENTERED:
+        if outcome == bulkhead_module._ENTERED:
             del self.waiters[waiter]
             self.holders.append(lease)
             assert waiter not in live
-        elif outcome == pr._bulkhead._QUEUED:
+        elif outcome == bulkhead_module._QUEUED:
             assert live[waiter][0] == seq  # registered, at its original place
         else:
             del self.waiters[waiter]
@@ -705,7 +706,7 @@ class QueueSteps(RuleBasedStateMachine):
     def leave(self, data: st.DataObject) -> None:
         lease = data.draw(st.sampled_from(self.holders))
         self.holders.remove(lease)
-        self.data, _ = pr._bulkhead._drop(self.data, self.now, lease, None)
+        self.data, _ = bulkhead_module._drop(self.data, self.now, lease, None)
 
     @rule(seconds=st.sampled_from([0.1, 1.5, 3.0]))
     def advance(self, seconds: float) -> None:
@@ -713,7 +714,7 @@ class QueueSteps(RuleBasedStateMachine):
 
     @invariant()
     def within_bounds(self) -> None:
-        leases, waiters, _, _ = pr._bulkhead._pruned(self.data, self.now)
+        leases, waiters, _, _ = bulkhead_module._pruned(self.data, self.now)
         assert len(leases) <= self.LIMIT
         assert len(waiters) <= self.QUEUE
 

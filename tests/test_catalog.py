@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 
 import paios_reliability as pr
 from paios_reliability import CATALOG
-from paios_reliability._taxonomy import Catalog
+from paios_reliability._core.taxonomy import Catalog
 from strategies import StatusError
 
 DOCS = Path(__file__).parent.parent / "docs" / "taxonomy.md"
@@ -149,7 +149,7 @@ def test_docs_table_matches_the_catalog() -> None:
 
 @pytest.mark.parametrize("name", ["http", "grpc", "jsonrpc", "text"])
 def test_issue14_docs_reference_tables_match_the_rules(name: str) -> None:
-    from paios_reliability._taxonomy import reference_tables
+    from paios_reliability._core.taxonomy import reference_tables
 
     start, end = f"<!-- rules:{name}:start -->", f"<!-- rules:{name}:end -->"
     text = DOCS.read_text()
@@ -157,12 +157,12 @@ def test_issue14_docs_reference_tables_match_the_rules(name: str) -> None:
     table = text.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
     assert table == reference_tables()[name], (
         f"docs/taxonomy.md's {name} table is out of date; regenerate it between "
-        "its markers from paios_reliability._taxonomy.reference_tables()"
+        "its markers from paios_reliability._core.taxonomy.reference_tables()"
     )
 
 
 def test_issue14_every_reference_table_is_in_the_docs() -> None:
-    from paios_reliability._taxonomy import reference_tables
+    from paios_reliability._core.taxonomy import reference_tables
 
     text = DOCS.read_text()
     assert set(reference_tables()) == set(

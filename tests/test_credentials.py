@@ -43,8 +43,8 @@ from paios_reliability import (
     CredentialStore,
     audit_event,
 )
-from paios_reliability._atomic import file_lock
-from paios_reliability._credentials import credential_status
+from paios_reliability._data.atomic import file_lock
+from paios_reliability._data.credentials import credential_status
 from paios_reliability.testing import CapturedEvents, FakeClock, capture_events
 from strategies import SENTINEL_PREFIX, secret_keys
 

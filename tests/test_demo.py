@@ -6,13 +6,13 @@ import io
 import subprocess
 import sys
 
-from paios_reliability import _config
-from paios_reliability._clock import SYSTEM_CLOCK, get_clock
-from paios_reliability._demo import SECTIONS, run_demo
+from paios_reliability._core import settings as _config
+from paios_reliability._core.clock import SYSTEM_CLOCK, get_clock
+from paios_reliability.cli.demo import SECTIONS, run_demo
 
 _SCRIPT = (
     "import sys\n"
-    "from paios_reliability._demo import run_demo\n"
+    "from paios_reliability.cli.demo import run_demo\n"
     "sys.exit(run_demo(sys.stdout, fast=True))\n"
 )
 
@@ -57,7 +57,7 @@ def test_run_demo_as_a_program() -> None:
 
 
 def test_a_step_that_misbehaves_is_reported() -> None:
-    from paios_reliability._demo import _Demo
+    from paios_reliability.cli.demo import _Demo
 
     out = io.StringIO()
     demo = _Demo(out, None)

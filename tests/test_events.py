@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import paios_reliability as pr
-from paios_reliability import _events
-from paios_reliability._events import emit, hook_errors, valid_name_part
+from paios_reliability._core import events as _events
+from paios_reliability._core.events import emit, hook_errors, valid_name_part
 from paios_reliability.testing import capture_events
 
 
@@ -308,7 +308,7 @@ def test_default_hook_never_writes_to_stdout() -> None:
     # must stay empty.
     script = textwrap.dedent(
         """
-        import paios_reliability._events as ev
+        import paios_reliability._core.events as ev
         for level in ("debug", "info", "warning", "error", "critical"):
             try:
                 raise RuntimeError("boom")
@@ -338,7 +338,7 @@ def test_default_hook_output_with_logging_configured_is_json_on_stderr() -> None
     script = textwrap.dedent(
         """
         import paios_reliability as pr
-        from paios_reliability._events import emit
+        from paios_reliability._core.events import emit
         pr.configure_logging(json=True, level="DEBUG")
         with pr.trace(run_id="r-2"):
             emit("breaker", "opened", level="info", subject="github", failures=5)
@@ -405,7 +405,7 @@ def test_emit_is_in_the_public_module_registry() -> None:
 
 
 def test_to_dict_redacts_secret_fields_and_secrets_in_error_text() -> None:
-    from paios_reliability._events import emit
+    from paios_reliability._core.events import emit
 
     event = emit(
         "unit",

@@ -22,11 +22,15 @@ from paios_reliability import (
     EventStore,
     ReliabilityError,
     StoredEvent,
-    _sqlite,
     trace,
 )
-from paios_reliability._events import emit as library_emit
-from paios_reliability._eventstore import parse_duration, parse_time, query_command
+from paios_reliability._core.events import emit as library_emit
+from paios_reliability._data import database as _sqlite
+from paios_reliability._observe.eventstore import (
+    parse_duration,
+    parse_time,
+    query_command,
+)
 
 HELPERS = Path(__file__).parent / "_proc_ops_helpers.py"
 

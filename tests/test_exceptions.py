@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import paios_reliability as pr
-from paios_reliability import _exceptions
+from paios_reliability._core import exceptions as _exceptions
 
 # class -> its direct bases, exactly as DESIGN.md draws the tree
 TREE: dict[type[BaseException], tuple[type[BaseException], ...]] = {

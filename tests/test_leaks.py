@@ -24,7 +24,7 @@ from paios_reliability import (
     LeakReport,
     ResourceTracker,
 )
-from paios_reliability._leaks import (
+from paios_reliability._observe.leaks import (
     _MIN_CONFIDENT_POINTS,
     _Z_999,
     _pairwise_slopes,

@@ -35,8 +35,8 @@ from hypothesis.stateful import (
 )
 
 import paios_reliability as pr
-from paios_reliability import _events
-from paios_reliability._events import emit
+from paios_reliability._core import events as _events
+from paios_reliability._core.events import emit
 from paios_reliability.testing import FakeClock, capture_events
 
 SUMMARY = "paios_reliability.logging.suppressed"
@@ -278,7 +278,7 @@ def test_pending_counts_are_written_at_interpreter_exit() -> None:
         """
         import logging, sys
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-        from paios_reliability._events import emit
+        from paios_reliability._core.events import emit
         for _ in range(50):
             try:
                 raise OSError("down")

@@ -23,7 +23,7 @@ from paios_reliability import (
     histogram,
     set_metrics,
 )
-from paios_reliability._events import emit
+from paios_reliability._core.events import emit
 from paios_reliability.testing import capture_events
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import pytest
 
 import paios_reliability as pr
-from paios_reliability._observe import _HANDLER_MARK
+from paios_reliability._core.trace import _HANDLER_MARK
 
 HEX16, HEX32 = re.compile(r"[0-9a-f]{16}"), re.compile(r"[0-9a-f]{32}")
 
@@ -212,7 +212,7 @@ def test_threads_never_see_each_other() -> None:
 
 
 def test_events_and_audit_records_carry_the_trace() -> None:
-    from paios_reliability._events import emit
+    from paios_reliability._core.events import emit
     from paios_reliability.testing import capture_events
 
     with pr.trace(run_id="r-5") as span, capture_events() as captured:
@@ -353,7 +353,7 @@ def test_stdout_stays_clean_for_stdio_servers() -> None:
         """
         import logging
         import paios_reliability as pr
-        from paios_reliability._events import emit
+        from paios_reliability._core.events import emit
         pr.configure_logging(json=True, level="DEBUG")
         emit("server", "started", subject="mcp")
         logging.getLogger("mcp").error("boom")

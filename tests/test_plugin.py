@@ -15,7 +15,7 @@ import paios_reliability as pr
 
 
 def test_fake_clock_is_installed(fake_clock):
-    from paios_reliability._clock import get_clock
+    from paios_reliability._core.clock import get_clock
 
     assert get_clock() is fake_clock
     fake_clock.sleep(30)
@@ -30,7 +30,7 @@ def test_fake_clock_async(fake_clock):
 
 
 def test_events_are_captured(reliability_events):
-    from paios_reliability._events import emit
+    from paios_reliability._core.events import emit
 
     emit("retry", "scheduled", attempt=1)
     assert reliability_events.names() == ["paios_reliability.retry.scheduled"]
@@ -41,7 +41,7 @@ def test_events_start_empty_in_each_test(reliability_events):
 
 
 def test_1_changes_global_state():
-    from paios_reliability._clock import set_clock
+    from paios_reliability._core.clock import set_clock
     from paios_reliability.testing import FakeClock, set_testing
 
     pr.set_active(False)  # never restored by the test itself
@@ -52,8 +52,8 @@ def test_1_changes_global_state():
 
 
 def test_2_sees_the_defaults_again():
-    from paios_reliability import _config
-    from paios_reliability._clock import SYSTEM_CLOCK, get_clock
+    from paios_reliability._core import settings as _config
+    from paios_reliability._core.clock import SYSTEM_CLOCK, get_clock
 
     assert pr.is_active() is True
     assert _config.is_testing() is False

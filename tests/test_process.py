@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import paios_reliability as pr
-from paios_reliability._process import redact_argv
+from paios_reliability._ops.process import redact_argv
 from paios_reliability.testing import capture_events
 
 MODES = ["sync", "async"]

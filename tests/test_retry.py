@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import paios_reliability as pr
-from paios_reliability import _retry
+from paios_reliability._policies import retry as _retry
 from paios_reliability.testing import CapturedEvents, FakeClock, capture_events
 
 MODES = ["sync", "async"]

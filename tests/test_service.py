@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paios_reliability import ConfigError, render_launchd, render_systemd
-from paios_reliability._service import render_command, verify_systemd
+from paios_reliability._ops.service import render_command, verify_systemd
 
 PROGRAM = ["/usr/bin/python3", "-m", "my_agent.server", "--port", "8080"]
 # Printable text without control characters (what the renderers accept).

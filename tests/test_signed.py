@@ -24,7 +24,7 @@ from pydantic import BaseModel, SecretStr
 
 from hostile_files import HOSTILE_KINDS, finishes, hostile
 from paios_reliability import IntegrityError, read_signed, stable_hash, write_signed
-from paios_reliability._signed import VOLATILE_KEYS, canonical_json
+from paios_reliability._data.signed import VOLATILE_KEYS, canonical_json
 from paios_reliability.testing import capture_events
 
 KEY = b"k" * 32
@@ -210,7 +210,7 @@ def test_golden_canonical_form() -> None:
 )
 def test_hash_is_the_same_in_other_processes(python: str) -> None:
     code = (
-        "import json, sys; from paios_reliability._signed import stable_hash; "
+        "import json, sys; from paios_reliability._data.signed import stable_hash; "
         "print(stable_hash(json.loads(sys.argv[1])))"
     )
     src = str(Path(__file__).parent.parent / "src")

@@ -387,7 +387,9 @@ def test_a_hung_redis_gives_a_bounded_error(
 
 
 def test_doctor_checks_pass(tmp_path: Path) -> None:
-    from paios_reliability import _breaker, _bulkhead, _ratelimit
+    from paios_reliability._policies import breaker as _breaker
+    from paios_reliability._policies import bulkhead as _bulkhead
+    from paios_reliability._policies import ratelimit as _ratelimit
 
     for check in (
         _breaker.doctor_check,

@@ -42,7 +42,7 @@ from hypothesis import strategies as st
 
 import paios_reliability as pr
 import sdk_shapes
-from paios_reliability._taxonomy import (
+from paios_reliability._core.taxonomy import (
     CATALOG,
     json_safe,
     parse_retry_after,

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 import paios_reliability as pr
-from paios_reliability import _clock, _config
+from paios_reliability._core import clock as _clock
+from paios_reliability._core import settings as _config
 from paios_reliability.testing import (
     FakeClock,
     Flaky,
@@ -294,7 +295,7 @@ def test_flaky_rejects_negative_counts() -> None:
 
 
 def test_capture_events_nests_and_filters() -> None:
-    from paios_reliability._events import emit
+    from paios_reliability._core.events import emit
 
     with capture_events() as outer:
         emit("retry", "scheduled")

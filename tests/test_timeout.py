@@ -442,7 +442,7 @@ def _hung(release: threading.Event, started: list[str]) -> Callable[[], str]:
 
 
 def test_abandoned_worker_travels_on_the_error_and_is_accounted_for() -> None:
-    from paios_reliability import _workers
+    from paios_reliability._policies import workers as _workers
 
     release = threading.Event()
     started: list[str] = []
@@ -482,7 +482,7 @@ def test_abandoned_worker_travels_on_the_error_and_is_accounted_for() -> None:
 
 
 def test_abandoned_workers_are_bounded_and_refused_beyond_the_bound() -> None:
-    from paios_reliability import _workers
+    from paios_reliability._policies import workers as _workers
 
     release = threading.Event()
     started: list[str] = []

@@ -15,37 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._alerts import (
-        Alert,
-        AlertChannel,
-        AlertDispatcher,
-        AlertLevel,
-        DesktopChannel,
-        EventStoreChannel,
-        LogChannel,
-        WebhookChannel,
-        daily_report,
-    )
-    from ._atomic import atomic_open, atomic_write
-    from ._boundary import error_boundary
-    from ._breaker import CircuitBreaker, CircuitBreakerStats
-    from ._bulkhead import Bulkhead, BulkheadStats
-    from ._cas import (
-        CASResult,
-        Versioned,
-        acompare_and_set,
-        aget_versioned,
-        compare_and_set,
-        get_versioned,
-    )
-    from ._checkpoint import Checkpoint, CheckpointStore, ResumePlan
-    from ._config import Restorer, is_active, set_active
-    from ._config_file import ConfigFile, SaveResult
-    from ._crash import CrashHandler, install_crash_handler
-    from ._credentials import Credential, CredentialStore
-    from ._events import Event, add_event_hook, set_log_summary
-    from ._eventstore import EventStore, StoredEvent
-    from ._exceptions import (
+    from ._core.events import Event, add_event_hook, set_log_summary
+    from ._core.exceptions import (
         ApprovalRequiredError,
         BulkheadFullError,
         CapabilityDeniedError,
@@ -66,21 +37,56 @@ if TYPE_CHECKING:
         TransientError,
         UnsupportedEventLoopError,
     )
-    from ._health import (
+    from ._core.settings import Restorer, is_active, set_active
+    from ._core.taxonomy import (
+        CATALOG,
+        Catalog,
+        CatalogEntry,
+        Failure,
+        audit_event,
+        classify,
+        exit_code_for,
+        is_retryable,
+    )
+    from ._core.trace import configure_logging, current_trace, trace
+    from ._data.atomic import atomic_open, atomic_write
+    from ._data.config_file import ConfigFile, SaveResult
+    from ._data.credentials import Credential, CredentialStore
+    from ._data.database import (
+        DatabaseReport,
+        check_database,
+        checkpoint,
+        open_database,
+        read_transaction,
+        write_transaction,
+    )
+    from ._data.signed import VOLATILE_KEYS, read_signed, stable_hash, write_signed
+    from ._observe.alerts import (
+        Alert,
+        AlertChannel,
+        AlertDispatcher,
+        AlertLevel,
+        DesktopChannel,
+        EventStoreChannel,
+        LogChannel,
+        WebhookChannel,
+        daily_report,
+    )
+    from ._observe.crash import CrashHandler, install_crash_handler
+    from ._observe.eventstore import EventStore, StoredEvent
+    from ._observe.health import (
         HealthCheckResult,
         HealthRegistry,
         HealthReport,
     )
-    from ._idempotency import IdempotencyStore, idempotency_key, idempotent
-    from ._leaks import (
+    from ._observe.leaks import (
         AllocationSite,
         LeakMonitor,
         LeakReport,
         ResourceTracker,
         TrackedResource,
     )
-    from ._locks import Lease, LockManager
-    from ._metrics import (
+    from ._observe.metrics import (
         Counter,
         Gauge,
         Histogram,
@@ -93,172 +99,166 @@ if TYPE_CHECKING:
         histogram,
         set_metrics,
     )
-    from ._observe import configure_logging, current_trace, trace
-    from ._outcome import Outcome
-    from ._policy import CallPolicy, resilient
-    from ._process import (
+    from ._ops.process import (
         ProcessError,
         ProcessResult,
         ProcessTimeoutError,
         arun_process,
         run_process,
     )
-    from ._ratelimit import OccurrenceThreshold, RateLimiter, Throttle
-    from ._recycle import Recycler, RecyclingWorker
-    from ._retry import retry, retry_context
-    from ._service import render_launchd, render_systemd
-    from ._signed import VOLATILE_KEYS, read_signed, stable_hash, write_signed
-    from ._sqlite import (
-        DatabaseReport,
-        check_database,
-        checkpoint,
-        open_database,
-        read_transaction,
-        write_transaction,
+    from ._ops.recycle import Recycler, RecyclingWorker
+    from ._ops.service import render_launchd, render_systemd
+    from ._policies.boundary import error_boundary
+    from ._policies.breaker import CircuitBreaker, CircuitBreakerStats
+    from ._policies.bulkhead import Bulkhead, BulkheadStats
+    from ._policies.outcome import Outcome
+    from ._policies.ratelimit import OccurrenceThreshold, RateLimiter, Throttle
+    from ._policies.resilient import CallPolicy, resilient
+    from ._policies.retry import retry, retry_context
+    from ._policies.timeout import deadline, remaining, timeout
+    from ._runs.cas import (
+        CASResult,
+        Versioned,
+        acompare_and_set,
+        aget_versioned,
+        compare_and_set,
+        get_versioned,
     )
+    from ._runs.checkpoint import Checkpoint, CheckpointStore, ResumePlan
+    from ._runs.idempotency import IdempotencyStore, idempotency_key, idempotent
+    from ._runs.locks import Lease, LockManager
     from ._stores import MemoryStore
     from ._stores._redis import RedisStore
     from ._stores._sqlite import SQLiteStore
-    from ._taxonomy import (
-        CATALOG,
-        Catalog,
-        CatalogEntry,
-        Failure,
-        audit_event,
-        classify,
-        exit_code_for,
-        is_retryable,
-    )
-    from ._timeout import deadline, remaining, timeout
 
 # public name -> private module that defines it
 _LAZY: dict[str, str] = {
-    "Alert": "_alerts",
-    "AlertChannel": "_alerts",
-    "AlertDispatcher": "_alerts",
-    "AlertLevel": "_alerts",
-    "AllocationSite": "_leaks",
-    "ApprovalRequiredError": "_exceptions",
-    "Bulkhead": "_bulkhead",
-    "BulkheadFullError": "_exceptions",
-    "BulkheadStats": "_bulkhead",
-    "CASResult": "_cas",
-    "CATALOG": "_taxonomy",
-    "CallPolicy": "_policy",
-    "CapabilityDeniedError": "_exceptions",
-    "Catalog": "_taxonomy",
-    "CatalogEntry": "_taxonomy",
-    "Checkpoint": "_checkpoint",
-    "CheckpointStore": "_checkpoint",
-    "CircuitBreaker": "_breaker",
-    "CircuitBreakerStats": "_breaker",
-    "CircuitOpenError": "_exceptions",
-    "ConfigError": "_exceptions",
-    "ConfigFile": "_config_file",
-    "Counter": "_metrics",
-    "CrashHandler": "_crash",
-    "Credential": "_credentials",
-    "CredentialError": "_exceptions",
-    "CredentialExpiredError": "_exceptions",
-    "CredentialMissingError": "_exceptions",
-    "CredentialStore": "_credentials",
-    "DatabaseReport": "_sqlite",
-    "DesktopChannel": "_alerts",
-    "Event": "_events",
-    "EventStore": "_eventstore",
-    "EventStoreChannel": "_alerts",
-    "Failure": "_taxonomy",
-    "Gauge": "_metrics",
-    "HealthCheckResult": "_health",
-    "HealthRegistry": "_health",
-    "HealthReport": "_health",
-    "Histogram": "_metrics",
-    "IdempotencyStore": "_idempotency",
-    "IntegrityError": "_exceptions",
-    "LeakMonitor": "_leaks",
-    "LeakReport": "_leaks",
-    "Lease": "_locks",
-    "LockConflictError": "_exceptions",
-    "LockManager": "_locks",
-    "LogChannel": "_alerts",
+    "Alert": "_observe.alerts",
+    "AlertChannel": "_observe.alerts",
+    "AlertDispatcher": "_observe.alerts",
+    "AlertLevel": "_observe.alerts",
+    "AllocationSite": "_observe.leaks",
+    "ApprovalRequiredError": "_core.exceptions",
+    "Bulkhead": "_policies.bulkhead",
+    "BulkheadFullError": "_core.exceptions",
+    "BulkheadStats": "_policies.bulkhead",
+    "CASResult": "_runs.cas",
+    "CATALOG": "_core.taxonomy",
+    "CallPolicy": "_policies.resilient",
+    "CapabilityDeniedError": "_core.exceptions",
+    "Catalog": "_core.taxonomy",
+    "CatalogEntry": "_core.taxonomy",
+    "Checkpoint": "_runs.checkpoint",
+    "CheckpointStore": "_runs.checkpoint",
+    "CircuitBreaker": "_policies.breaker",
+    "CircuitBreakerStats": "_policies.breaker",
+    "CircuitOpenError": "_core.exceptions",
+    "ConfigError": "_core.exceptions",
+    "ConfigFile": "_data.config_file",
+    "Counter": "_observe.metrics",
+    "CrashHandler": "_observe.crash",
+    "Credential": "_data.credentials",
+    "CredentialError": "_core.exceptions",
+    "CredentialExpiredError": "_core.exceptions",
+    "CredentialMissingError": "_core.exceptions",
+    "CredentialStore": "_data.credentials",
+    "DatabaseReport": "_data.database",
+    "DesktopChannel": "_observe.alerts",
+    "Event": "_core.events",
+    "EventStore": "_observe.eventstore",
+    "EventStoreChannel": "_observe.alerts",
+    "Failure": "_core.taxonomy",
+    "Gauge": "_observe.metrics",
+    "HealthCheckResult": "_observe.health",
+    "HealthRegistry": "_observe.health",
+    "HealthReport": "_observe.health",
+    "Histogram": "_observe.metrics",
+    "IdempotencyStore": "_runs.idempotency",
+    "IntegrityError": "_core.exceptions",
+    "LeakMonitor": "_observe.leaks",
+    "LeakReport": "_observe.leaks",
+    "Lease": "_runs.locks",
+    "LockConflictError": "_core.exceptions",
+    "LockManager": "_runs.locks",
+    "LogChannel": "_observe.alerts",
     "MemoryStore": "_stores",
-    "MetricsRegistry": "_metrics",
-    "OccurrenceThreshold": "_ratelimit",
-    "Outcome": "_outcome",
-    "PermanentError": "_exceptions",
-    "PolicyDeniedError": "_exceptions",
-    "ProcessError": "_process",
-    "ProcessResult": "_process",
-    "ProcessTimeoutError": "_process",
-    "RateLimitedError": "_exceptions",
-    "RateLimiter": "_ratelimit",
-    "Recycler": "_recycle",
-    "RecyclingWorker": "_recycle",
+    "MetricsRegistry": "_observe.metrics",
+    "OccurrenceThreshold": "_policies.ratelimit",
+    "Outcome": "_policies.outcome",
+    "PermanentError": "_core.exceptions",
+    "PolicyDeniedError": "_core.exceptions",
+    "ProcessError": "_ops.process",
+    "ProcessResult": "_ops.process",
+    "ProcessTimeoutError": "_ops.process",
+    "RateLimitedError": "_core.exceptions",
+    "RateLimiter": "_policies.ratelimit",
+    "Recycler": "_ops.recycle",
+    "RecyclingWorker": "_ops.recycle",
     "RedisStore": "_stores._redis",
-    "ReliabilityError": "_exceptions",
-    "ResourceTracker": "_leaks",
-    "Restorer": "_config",
-    "ResumePlan": "_checkpoint",
+    "ReliabilityError": "_core.exceptions",
+    "ResourceTracker": "_observe.leaks",
+    "Restorer": "_core.settings",
+    "ResumePlan": "_runs.checkpoint",
     "SQLiteStore": "_stores._sqlite",
-    "SaveResult": "_config_file",
-    "RetryExhaustedError": "_exceptions",
-    "StoreUnavailableError": "_exceptions",
-    "StoredEvent": "_eventstore",
-    "Throttle": "_ratelimit",
-    "TimeoutExceeded": "_exceptions",
-    "TrackedResource": "_leaks",
-    "TransientError": "_exceptions",
-    "UnsupportedEventLoopError": "_exceptions",
-    "Versioned": "_cas",
-    "WebhookChannel": "_alerts",
-    "acompare_and_set": "_cas",
-    "add_event_hook": "_events",
-    "aget_versioned": "_cas",
-    "arun_process": "_process",
-    "atomic_open": "_atomic",
-    "atomic_write": "_atomic",
-    "audit_event": "_taxonomy",
-    "check_database": "_sqlite",
-    "checkpoint": "_sqlite",
-    "classify": "_taxonomy",
-    "compare_and_set": "_cas",
-    "configure_logging": "_observe",
-    "counter": "_metrics",
-    "current_trace": "_observe",
-    "daily_report": "_alerts",
-    "deadline": "_timeout",
-    "error_boundary": "_boundary",
-    "exit_code_for": "_taxonomy",
-    "export_opentelemetry": "_metrics",
-    "export_prometheus": "_metrics",
-    "gauge": "_metrics",
-    "get_metrics": "_metrics",
-    "get_versioned": "_cas",
-    "histogram": "_metrics",
-    "idempotency_key": "_idempotency",
-    "idempotent": "_idempotency",
-    "install_crash_handler": "_crash",
-    "is_active": "_config",
-    "is_retryable": "_taxonomy",
-    "open_database": "_sqlite",
-    "read_signed": "_signed",
-    "read_transaction": "_sqlite",
-    "remaining": "_timeout",
-    "render_launchd": "_service",
-    "render_systemd": "_service",
-    "resilient": "_policy",
-    "retry": "_retry",
-    "retry_context": "_retry",
-    "run_process": "_process",
-    "set_active": "_config",
-    "set_log_summary": "_events",
-    "set_metrics": "_metrics",
-    "stable_hash": "_signed",
-    "VOLATILE_KEYS": "_signed",
-    "timeout": "_timeout",
-    "trace": "_observe",
-    "write_signed": "_signed",
-    "write_transaction": "_sqlite",
+    "SaveResult": "_data.config_file",
+    "RetryExhaustedError": "_core.exceptions",
+    "StoreUnavailableError": "_core.exceptions",
+    "StoredEvent": "_observe.eventstore",
+    "Throttle": "_policies.ratelimit",
+    "TimeoutExceeded": "_core.exceptions",
+    "TrackedResource": "_observe.leaks",
+    "TransientError": "_core.exceptions",
+    "UnsupportedEventLoopError": "_core.exceptions",
+    "Versioned": "_runs.cas",
+    "WebhookChannel": "_observe.alerts",
+    "acompare_and_set": "_runs.cas",
+    "add_event_hook": "_core.events",
+    "aget_versioned": "_runs.cas",
+    "arun_process": "_ops.process",
+    "atomic_open": "_data.atomic",
+    "atomic_write": "_data.atomic",
+    "audit_event": "_core.taxonomy",
+    "check_database": "_data.database",
+    "checkpoint": "_data.database",
+    "classify": "_core.taxonomy",
+    "compare_and_set": "_runs.cas",
+    "configure_logging": "_core.trace",
+    "counter": "_observe.metrics",
+    "current_trace": "_core.trace",
+    "daily_report": "_observe.alerts",
+    "deadline": "_policies.timeout",
+    "error_boundary": "_policies.boundary",
+    "exit_code_for": "_core.taxonomy",
+    "export_opentelemetry": "_observe.metrics",
+    "export_prometheus": "_observe.metrics",
+    "gauge": "_observe.metrics",
+    "get_metrics": "_observe.metrics",
+    "get_versioned": "_runs.cas",
+    "histogram": "_observe.metrics",
+    "idempotency_key": "_runs.idempotency",
+    "idempotent": "_runs.idempotency",
+    "install_crash_handler": "_observe.crash",
+    "is_active": "_core.settings",
+    "is_retryable": "_core.taxonomy",
+    "open_database": "_data.database",
+    "read_signed": "_data.signed",
+    "read_transaction": "_data.database",
+    "remaining": "_policies.timeout",
+    "render_launchd": "_ops.service",
+    "render_systemd": "_ops.service",
+    "resilient": "_policies.resilient",
+    "retry": "_policies.retry",
+    "retry_context": "_policies.retry",
+    "run_process": "_ops.process",
+    "set_active": "_core.settings",
+    "set_log_summary": "_core.events",
+    "set_metrics": "_observe.metrics",
+    "stable_hash": "_data.signed",
+    "VOLATILE_KEYS": "_data.signed",
+    "timeout": "_policies.timeout",
+    "trace": "_core.trace",
+    "write_signed": "_data.signed",
+    "write_transaction": "_data.database",
 }
 
 __all__ = [

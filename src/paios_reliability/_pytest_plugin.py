@@ -16,7 +16,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import _clock, _config, _events, _taxonomy
+from ._core import (
+    clock as _clock,
+)
+from ._core import (
+    events as _events,
+)
+from ._core import (
+    settings as _config,
+)
+from ._core import (
+    taxonomy as _taxonomy,
+)
 from .testing import CapturedEvents, FakeClock, capture_events
 
 

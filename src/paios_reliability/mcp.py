@@ -25,14 +25,14 @@ import re
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
-from . import _config
-from ._dispatch import callable_name, is_async_callable
+from ._core import settings as _config
+from ._core.dispatch import callable_name, is_async_callable
 
 if TYPE_CHECKING:
     from mcp.types import CallToolResult
 
-    from ._events import Level
-    from ._taxonomy import CatalogEntry, Failure
+    from ._core.events import Level
+    from ._core.taxonomy import CatalogEntry, Failure
 
 __all__ = ["ToolDecorator", "resilient_tool", "tool_error_text"]
 
@@ -169,7 +169,7 @@ def resilient_tool(
         )
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        from ._policy import resilient
+        from ._policies.resilient import resilient
 
         label = name or getattr(fn, "__name__", None) or callable_name(fn)
         inner = resilient(name=label, **resilient_options)(fn)
@@ -215,7 +215,7 @@ def resilient_tool(
 
 
 def _trace(label: str) -> Any:
-    from ._observe import trace
+    from ._core.trace import trace
 
     return trace(tool=label)
 
@@ -236,8 +236,8 @@ class _Handler:
         ``None`` for a deliberate SDK error, which the caller re-raises. A
         fallback callable that raises propagates, chained to ``exc``.
         """
-        from ._observe import current_trace
-        from ._taxonomy import classify
+        from ._core.taxonomy import classify
+        from ._core.trace import current_trace
 
         failure = classify(exc)
         deliberate = _is_deliberate(exc)
@@ -261,7 +261,7 @@ class _Handler:
 
 def _is_deliberate(exc: BaseException) -> bool:
     """An SDK error whose meaning the SDK defines: ToolError, ResourceError, MCPError."""
-    from ._taxonomy import _is_mcp_tool_error
+    from ._core.taxonomy import _is_mcp_tool_error
 
     if _is_mcp_tool_error(exc):
         return True
@@ -281,8 +281,8 @@ def _record(
     *,
     deliberate: bool,
 ) -> None:
-    from ._events import emit
-    from ._taxonomy import CATALOG, audit_event
+    from ._core.events import emit
+    from ._core.taxonomy import CATALOG, audit_event
 
     entry = CATALOG.get(failure.code)
     level: Level = "warning" if deliberate or failure.code in _REJECTED else "error"
@@ -352,7 +352,7 @@ def tool_error_text(
         12 s (ref 4bf92f35)"`` or ``"HTTP_NOT_FOUND: HTTP 404: the resource
         does not exist; do not retry the same call"``.
     """
-    from ._taxonomy import CATALOG, classify
+    from ._core.taxonomy import CATALOG, classify
 
     if failure is None:
         failure = classify(exc)
@@ -424,7 +424,7 @@ def _require_sdk() -> None:
     try:
         import mcp.types  # noqa: F401
     except ImportError as exc:
-        from ._exceptions import PermanentError
+        from ._core.exceptions import PermanentError
 
         raise PermanentError(
             "paios_reliability.mcp needs the mcp SDK: pip install 'paios-reliability[mcp]'",

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast
 
-from ._clock import set_clock
-from ._config import Restorer, set_testing
-from ._events import Event, add_event_hook
+from ._core.clock import set_clock
+from ._core.events import Event, add_event_hook
+from ._core.settings import Restorer, set_testing
 
 __all__ = [
     "CapturedEvents",
@@ -72,7 +72,7 @@ class FakeClock:
             self._now += max(0.0, seconds)
 
     async def asleep(self, seconds: float) -> None:
-        from ._aio import checkpoint
+        from ._core.aio import checkpoint
 
         self.sleep(seconds)
         await checkpoint()  # still a scheduling point, as a real sleep is (any loop)

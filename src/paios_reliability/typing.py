@@ -19,11 +19,11 @@ from typing import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-    from ._alerts import Alert
-    from ._events import Event
-    from ._outcome import Outcome
-    from ._policy import Layer
-    from ._taxonomy import Failure
+    from ._core.events import Event
+    from ._core.taxonomy import Failure
+    from ._observe.alerts import Alert
+    from ._policies.outcome import Outcome
+    from ._policies.resilient import Layer
 
 __all__ = [
     "AsyncResilientFunction",

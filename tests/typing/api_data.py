@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from typing_extensions import assert_type
 
 import paios_reliability as pr
-from paios_reliability._credentials import CredentialReport, credential_status
-from paios_reliability._sqlite import CheckpointResult
+from paios_reliability._data.credentials import CredentialReport, credential_status
+from paios_reliability._data.database import CheckpointResult
 
 # -- SQLite -----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._exceptions import StoreUnavailableError
+from .._core.exceptions import StoreUnavailableError
 from ._memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ async def complete(
     """
     import asyncio
 
-    from .._aio import require_asyncio
+    from .._core.aio import require_asyncio
 
     require_asyncio("a shared state store", discard=operation)  # trio: clear error
     task = asyncio.ensure_future(operation)

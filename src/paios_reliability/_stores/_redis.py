@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._aio import require_asyncio
-from .._events import emit
+from .._core.aio import require_asyncio
+from .._core.events import emit
 from . import StoreUnavailableError, check_name
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .._events import emit
+from .._core.events import emit
 
 __all__ = ["MAX_LANES", "Renewal", "active_renewals", "renew"]
 

@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .._aio import require_asyncio
-from .._events import emit
-from .._exceptions import ReliabilityError
-from .._sqlite import open_database, write_transaction
+from .._core.aio import require_asyncio
+from .._core.events import emit
+from .._core.exceptions import ReliabilityError
+from .._data.database import open_database, write_transaction
 from . import StoreUnavailableError
 
 __all__ = ["SQLiteStore"]
@@ -110,7 +110,7 @@ class SQLiteStore:
             exc=exc,
             operation=what,
         )
-        from .._taxonomy import classify
+        from .._core.taxonomy import classify
 
         # A locked or busy file may recover; a path that is not a database won't.
         retryable = classify(exc).retryable

@@ -1,0 +1,600 @@
+"""Events: one frozen record per state change, fanned out to hooks.
+
+Every primitive reports what it does (a retry scheduled, a breaker opening, a
+boundary catching an error) as an :class:`Event` named
+``paios_reliability.<primitive>.<action>``. Hooks receive them synchronously on
+the emitting thread. The default hook logs them into the stdlib logger
+``paios_reliability`` (so nothing is printed unless logging is set up, and
+nothing ever goes to stdout, which MCP stdio servers need for the protocol).
+
+Nothing the default hook writes carries a secret: the message is built from
+the redacted :meth:`Event.to_dict`, and a traceback travels as an already
+redacted ``exc_text`` (never as ``exc_info``), so every handler and formatter
+prints only redacted text. Repeated identical failures are summarised: the
+first in full, then one counted line per interval (:func:`set_log_summary`).
+
+A hook that raises is logged and skipped; it can never break the call that
+emitted the event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..typing import EventHook
+from .settings import Restorer
+from .trace import current_trace
+
+if TYPE_CHECKING:
+    import logging
+
+__all__ = [
+    "Event",
+    "Level",
+    "add_event_hook",
+    "emit",
+    "log_event",
+    "log_redacted",
+    "set_log_summary",
+]
+
+Level = Literal["debug", "info", "warning", "error", "critical"]
+
+_LEVELNO: Mapping[str, int] = MappingProxyType(
+    {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+)
+_WARNING, _ERROR = 30, 40
+_NAME_PART = re.compile(r"^[a-z][a-z0-9_]*$")
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class Event:
+    """One thing a primitive did.
+
+    ``fields`` and ``exc`` are the raw values, for hooks in this process;
+    every view of an event meant to leave it (:meth:`to_dict`, ``repr``, the
+    default log hook, the event store) is redacted.
+
+    Attributes:
+        name: Stable dotted name, ``paios_reliability.<primitive>.<action>``.
+        level: ``debug`` | ``info`` | ``warning`` | ``error`` | ``critical``.
+        subject: What it happened to: a breaker name, a function, a path.
+        fields: Read-only details (attempt numbers, waits, states...).
+        trace: The trace context (``trace_id``, ``span_id``...) at emission.
+        timestamp: Wall-clock time of emission, seconds since the epoch.
+        exc: The exception involved, if any.
+    """
+
+    name: str
+    level: Level = "info"
+    subject: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    trace: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    timestamp: float = 0.0
+    exc: BaseException | None = None
+
+    @property
+    def primitive(self) -> str:
+        """The primitive that emitted it, e.g. ``retry``."""
+        return self.name.split(".")[1]
+
+    @property
+    def action(self) -> str:
+        """What happened, e.g. ``scheduled``."""
+        return self.name.split(".", 2)[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A flat, JSON-safe view (exception as type and message).
+
+        The event's own keys (``event``, ``level``, ``timestamp``, ``subject``,
+        trace ids, ``error_type``/``error``) win over fields of the same name.
+        Everything is redacted (see :func:`~paios_reliability.audit_event`):
+        values under secret-looking keys, secrets in text (``token=...``,
+        ``Bearer ...``, ``sk-...``, URL passwords) in fields, the subject, the
+        trace context and the error message, so logs and stores never
+        receive them.
+        """
+        from .taxonomy import json_safe, redact_text
+
+        out: dict[str, Any] = json_safe(dict(self.fields))
+        if self.trace:
+            out.update(json_safe(dict(self.trace)))
+        out.update(event=self.name, level=self.level, timestamp=self.timestamp)
+        if self.subject is not None:
+            out["subject"] = redact_text(str(self.subject))
+        if self.exc is not None:
+            out["error_type"] = type(self.exc).__qualname__
+            out["error"] = _error_text(self.exc)
+        return out
+
+    def __repr__(self) -> str:
+        from .taxonomy import json_safe, redact_text
+
+        parts = [f"name={self.name!r}", f"level={self.level!r}"]
+        if self.subject is not None:
+            parts.append(f"subject={redact_text(str(self.subject))!r}")
+        parts.append(f"fields={json_safe(dict(self.fields))!r}")
+        if self.trace:
+            parts.append(f"trace={json_safe(dict(self.trace))!r}")
+        parts.append(f"timestamp={self.timestamp!r}")
+        if self.exc is not None:
+            parts.append(
+                f"exc=<{type(self.exc).__qualname__}: {_error_text(self.exc)}>"
+            )
+        return f"Event({', '.join(parts)})"
+
+
+def _error_text(exc: BaseException, limit: int = 2000) -> str:
+    """``str(exc)``, redacted, at most ``limit`` characters; never raises."""
+    from .taxonomy import redact_clip
+
+    try:
+        return redact_clip(str(exc), limit)
+    except Exception:  # noqa: BLE001 - an unprintable error is still an event
+        return f"<unprintable {type(exc).__name__}>"
+
+
+_lock = threading.Lock()
+_hooks: tuple[EventHook, ...] = ()
+_hook_errors = 0
+
+
+def add_event_hook(hook: EventHook) -> Restorer:
+    """Send every event to ``hook`` too (after the hooks already added).
+
+    Args:
+        hook: A callable taking one :class:`Event`. It must be thread-safe.
+
+    Returns:
+        A :class:`Restorer` that removes exactly this hook again.
+    """
+    global _hooks  # noqa: PLW0603 - copy-on-write tuple, readers take no lock
+    if not callable(hook):
+        raise TypeError(f"add_event_hook() needs a callable, got {hook!r}")
+    token = _Registration(hook)
+    with _lock:
+        _hooks = (*_hooks, token)
+
+    def undo() -> None:
+        global _hooks  # noqa: PLW0603
+        with _lock:
+            _hooks = tuple(h for h in _hooks if h is not token)
+
+    return Restorer(undo)
+
+
+class _Registration:
+    """Wraps a hook so the same callable can be added twice and removed once."""
+
+    __slots__ = ("hook",)
+
+    def __init__(self, hook: EventHook) -> None:
+        self.hook = hook
+
+    def __call__(self, event: Event, /) -> None:
+        self.hook(event)
+
+
+def hook_errors() -> int:
+    """How many times a hook has raised since the process started."""
+    return _hook_errors
+
+
+def emit(
+    primitive: str,
+    action: str,
+    /,
+    *,
+    level: Level = "info",
+    subject: str | None = None,
+    exc: BaseException | None = None,
+    **fields: Any,
+) -> Event:
+    """Build an event and hand it to the default log hook and every added hook.
+
+    ``primitive`` and ``action`` are positional-only, so any other name
+    (even ``action=``) can be a field. Never raises because of a hook.
+    Returns the event (handy in tests).
+    """
+    event = Event(
+        name=f"paios_reliability.{primitive}.{action}",
+        level=level,
+        subject=subject,
+        fields=MappingProxyType(fields) if fields else _EMPTY,
+        trace=current_trace(),
+        timestamp=time.time(),
+        exc=exc,
+    )
+    _deliver(log_event, event)
+    for hook in _hooks:
+        _deliver(hook, event)
+    return event
+
+
+def _deliver(hook: EventHook, event: Event) -> None:
+    global _hook_errors  # noqa: PLW0603 - a diagnostic counter, races only undercount
+    try:
+        hook(event)
+    except Exception as exc:  # noqa: BLE001 - a hook must never break the caller
+        _hook_errors += 1
+        try:
+            import logging
+
+            log_redacted(
+                logging.getLogger("paios_reliability.events"),
+                logging.ERROR,
+                f"event hook {getattr(hook, 'hook', hook)!r} failed on {event.name}",
+                exc,
+            )
+        except Exception:  # noqa: BLE001, S110 - logging itself is broken; give up quietly
+            pass
+
+
+def valid_name_part(part: str) -> bool:
+    """Whether ``part`` may be a primitive or action name (lower snake case)."""
+    return bool(_NAME_PART.match(part))
+
+
+# -- logging without secrets ------------------------------------------------------
+
+
+def log_redacted(
+    logger: logging.Logger,
+    levelno: int,
+    message: str,
+    exc: BaseException | None = None,
+    *,
+    payload: Mapping[str, Any] | None = None,
+) -> None:
+    """Log ``message`` with the redacted traceback of ``exc``.
+
+    The record gets no ``exc_info``: the traceback is already formatted and
+    redacted into ``exc_text``, which the stdlib ``Formatter`` (and every
+    formatter built on it) prints as it is, so no handler of the user's can
+    print the raw exception text, notes or chained causes. ``message`` is
+    redacted too. ``payload`` becomes ``record.paios_event`` (structured
+    fields, lifted by :func:`configure_logging`); the traceback is added to it
+    as ``exception``.
+    """
+    if not logger.isEnabledFor(levelno):
+        return
+    from .taxonomy import redact_text, redacted_traceback
+
+    fields = dict(payload) if payload is not None else {"event": message}
+    exc_text = None
+    if exc is not None:
+        exc_text = redacted_traceback(exc).rstrip("\n")
+        if "exception" in fields:  # a field may not hide the traceback
+            fields["field_exception"] = fields.pop("exception")
+        fields["exception"] = exc_text
+    record = logger.makeRecord(
+        logger.name,
+        levelno,
+        __file__,
+        0,
+        redact_text(message),
+        (),
+        None,
+        func="log_redacted",
+        extra={"paios_event": fields},
+    )
+    record.exc_text = exc_text
+    logger.handle(record)
+
+
+def _message(name: str, data: Mapping[str, Any]) -> str:
+    rest = " ".join(f"{k}={v!r}" for k, v in data.items())
+    return f"{name} {rest}" if rest else name
+
+
+def log_event(event: Event) -> None:
+    """The default hook: log ``event`` at its level into ``paios_reliability``.
+
+    The message is ``<event name> key=value ...`` from :meth:`Event.to_dict`
+    (redacted); the fields ride along as ``record.paios_event``. Events at
+    ``error`` and above with an exception carry its redacted traceback (see
+    :func:`log_redacted`); a scheduled retry is not worth one.
+
+    Failures (an exception, or ``warning`` and above) that repeat with the
+    same event name, subject, exception type and message shape are
+    summarised (:func:`set_log_summary`): only the log output; hooks and
+    stores still get every event.
+    """
+    import logging
+
+    logger = logging.getLogger("paios_reliability")
+    levelno = _LEVELNO[event.level]
+    if not logger.isEnabledFor(levelno):
+        return
+    summary = _summary
+    if summary is not None and (event.exc is not None or levelno >= _WARNING):
+        due, log_now = summary.admit(event, levelno)
+        for line in due:
+            line.log(logger)
+        if not log_now:
+            return
+    data = event.to_dict()
+    name = data.pop("event")
+    data.pop("level", None)
+    data.pop("timestamp", None)
+    message = _message(name, data)
+    payload = {**data, "event": name}
+    exc = event.exc if levelno >= _ERROR else None
+    log_redacted(logger, levelno, message, exc, payload=payload)
+
+
+# -- log storms: repeated identical failures summarised -----------------------------
+
+_SUMMARY_NAME = "paios_reliability.logging.suppressed"
+_DIGITS = re.compile(r"\d+")
+DEFAULT_SUMMARY_INTERVAL = 60.0
+DEFAULT_SUMMARY_KEYS = 1024
+
+
+@dataclass(slots=True)
+class _Tally:
+    """One kind of repeated failure: when it was last logged in full, and since."""
+
+    levelno: int
+    name: str
+    subject: str | None
+    error_type: str | None
+    error: str | None
+    since: float
+    suppressed: int = 0
+    last: float = 0.0
+
+    def line(self) -> _SummaryLine:
+        return _SummaryLine(self, self.suppressed, max(0.0, self.last - self.since))
+
+
+@dataclass(frozen=True, slots=True)
+class _SummaryLine:
+    """What one summary record says: how many were suppressed, over how long."""
+
+    tally: _Tally
+    suppressed: int
+    seconds: float
+
+    def log(self, logger: logging.Logger) -> None:
+        from .taxonomy import redact_text
+
+        tally = self.tally
+        data: dict[str, Any] = {
+            "suppressed": self.suppressed,
+            "seconds": round(self.seconds, 3),
+            "suppressed_event": tally.name,
+        }
+        if tally.subject is not None:
+            data["subject"] = redact_text(tally.subject)
+        if tally.error_type is not None:
+            data["error_type"] = tally.error_type
+            data["error"] = tally.error
+        with contextlib.suppress(Exception):  # a summary must never break a call
+            log_redacted(
+                logger,
+                tally.levelno,
+                _message(_SUMMARY_NAME, data),
+                payload={**data, "event": _SUMMARY_NAME},
+            )
+
+
+class _LogSummary:
+    """Which failures to log in full and which to count (thread-safe, bounded).
+
+    A failure is logged in full the first time its key (event name, subject,
+    exception type, redacted message with digits masked) is seen, and again
+    once ``interval`` seconds have passed since; in between it is counted. The
+    count is written as one summary line when the key next occurs after the
+    interval, when any failure arrives after its interval has run out, when
+    the key is evicted (at most ``max_keys`` keys, least recently seen first)
+    and at interpreter exit. Time comes from the clock seam at each call.
+    """
+
+    __slots__ = ("_lock", "_next_due", "_tallies", "interval", "max_keys")
+
+    def __init__(self, interval: float, max_keys: int) -> None:
+        self.interval = interval
+        self.max_keys = max_keys
+        self._lock = threading.Lock()
+        self._tallies: OrderedDict[tuple[Any, ...], _Tally] = OrderedDict()
+        self._next_due = math.inf
+
+    def admit(self, event: Event, levelno: int) -> tuple[list[_SummaryLine], bool]:
+        """``(summary lines due now, whether to log this event in full)``."""
+        from .clock import get_clock
+
+        now = get_clock().monotonic()
+        error_type = error = None
+        if event.exc is not None:
+            error_type = type(event.exc).__qualname__
+            error = _DIGITS.sub("#", _error_text(event.exc, 200))
+        key = (event.name, event.subject, levelno, error_type, error)
+        due: list[_SummaryLine] = []
+        with self._lock:
+            tally = self._tallies.get(key)
+            if tally is None:
+                self._tallies[key] = _Tally(
+                    levelno, event.name, event.subject, error_type, error, now
+                )
+                if len(self._tallies) > self.max_keys:
+                    _, evicted = self._tallies.popitem(last=False)
+                    if evicted.suppressed:
+                        due.append(evicted.line())
+                log_now = True
+            else:
+                self._tallies.move_to_end(key)
+                if tally.since <= now < tally.since + self.interval:
+                    if not tally.suppressed:
+                        _exit_flush_registered()
+                        self._next_due = min(
+                            self._next_due, tally.since + self.interval
+                        )
+                    tally.suppressed += 1
+                    tally.last = now
+                    log_now = False
+                else:  # the interval is over (or the clock went back): start anew
+                    if tally.suppressed:
+                        due.append(tally.line())
+                    tally.since, tally.suppressed, tally.last = now, 0, now
+                    log_now = True
+            if now >= self._next_due:
+                due.extend(self._sweep(now))
+        return due, log_now
+
+    def _sweep(self, now: float) -> list[_SummaryLine]:
+        """Summaries of every key whose interval has run out (lock held)."""
+        due: list[_SummaryLine] = []
+        next_due = math.inf
+        for key, tally in list(self._tallies.items()):
+            if not tally.suppressed:
+                continue
+            ends = tally.since + self.interval
+            if ends <= now:
+                due.append(tally.line())
+                del self._tallies[key]  # its next occurrence is logged in full
+            else:
+                next_due = min(next_due, ends)
+        self._next_due = next_due
+        return due
+
+    def drain(self) -> list[_SummaryLine]:
+        """Summaries of every pending count, whatever the interval; forgets all."""
+        with self._lock:
+            due = [t.line() for t in self._tallies.values() if t.suppressed]
+            self._tallies.clear()
+            self._next_due = math.inf
+        return due
+
+
+_summary_lock = threading.Lock()
+_summary: _LogSummary | None = _LogSummary(
+    DEFAULT_SUMMARY_INTERVAL, DEFAULT_SUMMARY_KEYS
+)
+_exit_registered: list[bool] = []
+
+
+def _exit_flush_registered() -> None:
+    """Flush pending counts at exit; registered at the first suppression."""
+    if not _exit_registered:
+        import atexit
+
+        _exit_registered.append(True)
+        atexit.register(flush_log_summary)
+
+
+def flush_log_summary() -> None:
+    """Write a summary line for every pending suppressed count now.
+
+    Runs at interpreter exit by itself (before logging shuts down). Never
+    raises.
+    """
+    import logging
+
+    summary = _summary
+    if summary is None:
+        return
+    logger = logging.getLogger("paios_reliability")
+    for line in summary.drain():
+        line.log(logger)
+
+
+def _swap_summary(new: _LogSummary | None) -> _LogSummary | None:
+    global _summary
+    with _summary_lock:
+        old, _summary = _summary, new
+    if old is not None:
+        import logging
+
+        logger = logging.getLogger("paios_reliability")
+        for line in old.drain():  # counts are never lost, only summarised
+            line.log(logger)
+    return old
+
+
+def set_log_summary(
+    interval: float | None = DEFAULT_SUMMARY_INTERVAL,
+    *,
+    max_keys: int = DEFAULT_SUMMARY_KEYS,
+) -> Restorer:
+    """Summarise repeated identical failures in the default log hook's output.
+
+    On by default (60 s). A failure event (one with an exception, or at
+    ``warning`` and above) is logged in full the first time; identical ones
+    (same event name, subject, level, exception type and redacted message,
+    digits masked) within ``interval`` seconds are only counted, and one line
+    ``paios_reliability.logging.suppressed suppressed=N seconds=S
+    suppressed_event=...`` reports the count when the failure recurs after
+    the interval, when the interval of any pending count has run out by the
+    time the next failure is logged, and at interpreter exit. So a storm of N
+    identical failures writes O(1) tracebacks per interval, not O(N). Only
+    log output is summarised: hooks, metrics and the event store still get
+    every event.
+
+    Thread-safe; memory is bounded by ``max_keys`` (least recently seen keys
+    are dropped first, their pending count written). Time comes from the
+    clock seam (:func:`~paios_reliability.testing.FakeClock` in tests).
+
+    Args:
+        interval: Seconds between full log lines of one failure; ``None`` or
+            ``0`` logs every failure in full.
+        max_keys: How many distinct failures to track at once.
+
+    Returns:
+        A :class:`Restorer` that brings back the previous setting. Changing
+        the setting starts with nothing tracked; pending counts are written
+        first.
+
+    Raises:
+        ValueError: ``interval`` is negative or not finite, or ``max_keys`` < 1.
+    """
+    seconds: object = interval  # checked at run time: callers may pass anything
+    if seconds is not None and (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or seconds < 0
+    ):
+        raise ValueError(
+            f"set_log_summary(interval=...) must be a finite number >= 0 or None, got {interval!r}"
+        )
+    keys: object = max_keys
+    if isinstance(keys, bool) or not isinstance(keys, int) or keys < 1:
+        raise ValueError(
+            f"set_log_summary(max_keys=...) must be an int >= 1, got {max_keys!r}"
+        )
+    new = _LogSummary(float(interval), max_keys) if interval else None
+    old = _swap_summary(new)
+    previous = (old.interval, old.max_keys) if old is not None else None
+
+    def undo() -> None:
+        _swap_summary(_LogSummary(*previous) if previous is not None else None)
+
+    return Restorer(undo)
+
+
+def isolate_log_summary() -> Restorer:
+    """Start counting afresh with the current setting (test isolation).
+
+    Returns:
+        A :class:`Restorer` that writes what is pending and starts afresh
+        again, with the setting in force when this was called.
+    """
+    current = _summary
+    settings = (current.interval, current.max_keys) if current is not None else None
+    _swap_summary(_LogSummary(*settings) if settings is not None else None)
+
+    def undo() -> None:
+        _swap_summary(_LogSummary(*settings) if settings is not None else None)
+
+    return Restorer(undo)

@@ -1,0 +1,1 @@
+"""Data integrity: SQLite databases, atomic files, ConfigFile, credentials, signed files."""

@@ -1,0 +1,748 @@
+"""Validated configuration files with backups, rollback and locked updates.
+
+A :class:`ConfigFile` ties a file to a pydantic model. Loading fails fast with
+a :class:`ConfigError` that lists *every* bad field; saving validates first,
+writes nothing when the content would not change, keeps the replaced version
+as a timestamped backup (a hard link: free), writes atomically and reads the
+result back. :meth:`ConfigFile.update` is a read-modify-write under an
+inter-process lock held on a sidecar lock file, so concurrent updaters in
+several processes never lose each other's changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import difflib
+import json
+import os
+import re
+import stat
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .._core.clock import get_clock
+from .._core.events import emit
+from .._core.exceptions import ConfigError
+from .atomic import (
+    MAX_READ_BYTES,
+    _resolve,
+    atomic_write,
+    describe_os_error,
+    file_lock,
+    os_error_code,
+    read_regular_file,
+)
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+__all__ = [
+    "ConfigFile",
+    "ConfigReport",
+    "SaveResult",
+    "config_validate",
+    "validation_errors",
+]
+
+M = TypeVar("M", bound="BaseModel")
+
+_BACKUP_NAME = re.compile(r"^(\d{8}T\d{12})Z(?:\.[^/]*)?$")
+_MAX_DIFF_LINES = 2000
+
+
+class SaveResult:
+    """What :meth:`ConfigFile.save` did (or, for a dry run, would do).
+
+    Attributes:
+        changed: Whether the file content differs (differed) from the value.
+        backup: The backup made of the replaced version, if any.
+        diff: Unified diff from the old to the new content ("" if unchanged).
+            Computed on first access, so a save of a large file does not pay
+            for a diff nobody reads.
+        dry_run: True if nothing was written on purpose.
+    """
+
+    __slots__ = ("_diff", "_source", "backup", "changed", "dry_run")
+
+    def __init__(
+        self,
+        changed: bool,
+        backup: Path | None,
+        diff: str | None = None,
+        dry_run: bool = False,
+        *,
+        source: tuple[str, bytes | None, bytes] | None = None,
+    ) -> None:
+        self.changed = changed
+        self.backup = backup
+        self.dry_run = dry_run
+        self._diff = diff
+        self._source = source
+
+    @property
+    def diff(self) -> str:
+        if self._diff is None:
+            self._diff = "" if self._source is None else _unified_diff(*self._source)
+            self._source = None
+        return self._diff
+
+    def __repr__(self) -> str:
+        return (
+            f"SaveResult(changed={self.changed!r}, backup={self.backup!r}, "
+            f"dry_run={self.dry_run!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SaveResult):
+            return NotImplemented
+        return (self.changed, self.backup, self.diff, self.dry_run) == (
+            other.changed,
+            other.backup,
+            other.diff,
+            other.dry_run,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _unified_diff(path: str, old: bytes | None, new: bytes) -> str:
+    old_text = "" if old is None else old.decode("utf-8", "replace")
+    lines = difflib.unified_diff(
+        old_text.splitlines(keepends=True),
+        new.decode("utf-8", "replace").splitlines(keepends=True),
+        fromfile=f"{path} (current)" if old is not None else "/dev/null",
+        tofile=f"{path} (new)",
+    )
+    out = []
+    for i, line in enumerate(lines):
+        if i >= _MAX_DIFF_LINES:
+            out.append("... (diff truncated)\n")
+            break
+        out.append(line if line.endswith("\n") else line + "\n")
+    return "".join(out)
+
+
+_PLAIN_KEY = re.compile(r"^[^.\[\]\"]+$")
+
+
+def _loc_to_path(loc: Sequence[object]) -> str:
+    """``("servers", 0, "port")`` -> ``servers[0].port``.
+
+    A key that is empty or holds ``.``, ``[``, ``]`` or ``"`` is written as
+    ``["the key"]`` (JSON-quoted), so every path reads back unambiguously.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.match(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{json.dumps(str(part), ensure_ascii=False)}]"
+    return out or "<root>"
+
+
+def validation_errors(exc: Exception) -> list[tuple[str, str]]:
+    """``(field_path, message)`` pairs from a pydantic ``ValidationError``."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return [("<root>", str(exc))]
+    try:
+        items = errors(include_url=False, include_input=False)
+    except TypeError:  # pragma: no cover - older pydantic signature
+        items = errors()
+    return [(_loc_to_path(e.get("loc", ())), str(e.get("msg", ""))) for e in items]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+class _JsonText:
+    """Checked JSON text, to be validated by the model in JSON mode."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class ConfigFile(Generic[M]):
+    """A configuration file validated by a pydantic model.
+
+    Args:
+        path: The file (``.json``; ``.toml`` is read-only and needs Python
+            3.11+). A symlink is followed for writes and kept.
+        model: The pydantic model class. Strict or passthrough comes from
+            its config: ``extra="forbid"`` rejects unknown keys,
+            ``extra="allow"`` keeps them, ``extra="ignore"`` drops them on the
+            next save.
+        backups: How many replaced versions to keep (0: none).
+        default: Returned by :meth:`load` when the file does not exist;
+            without it a missing file is a :class:`ConfigError`.
+        lock_timeout: Seconds :meth:`update` and :meth:`save` wait for the
+            inter-process lock.
+        indent: JSON indentation of saved files.
+        max_bytes: The largest file :meth:`load` reads (default 16 MiB);
+            a larger one is a :class:`ConfigError`, never a memory blow-up.
+
+    Thread- and process-safe: writes hold the lock on ``.<name>.lock`` beside
+    the file (never deleted). On Windows the same sidecar is locked with
+    ``msvcrt.locking``; a file another process holds open cannot be
+    replaced there, and the save fails with a ``PERMISSION_DENIED``
+    :class:`ConfigError` instead.
+
+    Only a regular file (after following symlinks) is read: a FIFO, socket
+    or device at the path is refused at once, without blocking. Every
+    operating-system failure (a read-only directory, a missing parent, a
+    full disk, a backups path that is not a directory) is a
+    :class:`ConfigError` naming the path and the cause, with the errno's
+    catalog code (``PERMISSION_DENIED``, ``DISK_FULL``...); the file is then
+    unchanged.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        model: type[M],
+        *,
+        backups: int = 10,
+        default: M | None = None,
+        lock_timeout: float = 30.0,
+        indent: int | None = 2,
+        max_bytes: int = MAX_READ_BYTES,
+    ) -> None:
+        if backups < 0:
+            raise ValueError(f"backups must be >= 0, got {backups!r}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes!r}")
+        self.path = Path(path)
+        self.model = model
+        self.max_backups = backups
+        self._default = default
+        self.lock_timeout = lock_timeout
+        self.indent = indent
+        self.max_bytes = max_bytes
+        self._toml = self.path.suffix.lower() == ".toml"
+        self._thread_lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"ConfigFile({str(self.path)!r}, {self.model.__name__})"
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where backups go: ``<name>.backups/`` beside the (real) file."""
+        target = Path(_resolve(self.path))
+        return target.with_name(target.name + ".backups")
+
+    # -- reading -------------------------------------------------------------------
+
+    def _error(
+        self,
+        errors: Sequence[tuple[str, str]],
+        *,
+        code: str | None = None,
+        message: str = "",
+    ) -> ConfigError:
+        return ConfigError(message, path=str(self.path), errors=errors, code=code)
+
+    def _parse(self, raw: bytes | str) -> Any:
+        try:
+            text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            raise self._error(
+                [("<file>", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]
+            ) from exc
+        if self._toml:
+            try:
+                import tomllib  # type: ignore[import-not-found,unused-ignore]
+            except ModuleNotFoundError as exc:  # pragma: no cover - Python 3.10
+                raise self._error(
+                    [("<file>", "reading TOML needs Python 3.11+ (tomllib)")]
+                ) from exc
+            try:
+                return tomllib.loads(text)
+            except Exception as exc:
+                raise self._error([("<file>", f"invalid TOML: {exc}")]) from exc
+        try:
+            # Parsed here only to reject what pydantic's JSON parser would let
+            # through (duplicate keys, NaN); the model validates the text.
+            json.loads(
+                text,
+                parse_constant=_reject_constant,
+                object_pairs_hook=_no_duplicates,
+            )
+            return _JsonText(text)
+        except json.JSONDecodeError as exc:
+            raise self._error(
+                [
+                    (
+                        "<file>",
+                        f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+                    )
+                ]
+            ) from exc
+        except (ValueError, RecursionError) as exc:
+            raise self._error([("<file>", f"invalid JSON: {exc}")]) from exc
+
+    def validate(self, data: object) -> M:
+        """Validate ``data`` against the model without touching the disk.
+
+        Args:
+            data: A mapping, a model instance (re-validated), or the raw text
+                or bytes of a file.
+
+        Raises:
+            ConfigError: Listing every bad field with its path and message.
+        """
+        from pydantic import ValidationError
+
+        if isinstance(data, (bytes, bytearray, str)):
+            data = self._parse(bytes(data) if isinstance(data, bytearray) else data)
+        try:
+            if isinstance(data, self.model):
+                # Re-validated: an instance may have been built with
+                # model_copy()/construct() or mutated, skipping validation.
+                # Through JSON, as load() will see it.
+                data = _JsonText(data.model_dump_json(by_alias=True, warnings=False))
+            if isinstance(data, _JsonText):
+                # JSON mode, so strict models accept what JSON can express
+                # (datetimes, UUIDs and enums as strings).
+                return self.model.model_validate_json(data.text)
+            return self.model.model_validate(data)
+        except ValidationError as exc:
+            raise self._error(validation_errors(exc)) from exc
+        except RecursionError as exc:
+            raise self._error([("<root>", "nested too deeply")]) from exc
+        except Exception as exc:
+            # A validator that raised something pydantic does not wrap is
+            # still a bad configuration for the caller, never a crash.
+            raise self._error(
+                [("<root>", f"validation failed: {type(exc).__name__}: {exc}")]
+            ) from exc
+
+    def _io_error(self, doing: str, exc: OSError) -> ConfigError:
+        """A :class:`ConfigError` for an operating-system failure, naming the cause."""
+        cause = describe_os_error(exc, self.path)
+        fallback = "CONFIG_INVALID" if doing == "read" else "OS_ERROR"
+        return self._error(
+            [("<file>", f"cannot {doing}: {cause}")],
+            code=os_error_code(exc) or fallback,
+            message=f"cannot {doing} configuration file {self.path}: {cause}",
+        )
+
+    def _read_bytes(self) -> bytes | None:
+        try:
+            return read_regular_file(self.path, max_bytes=self.max_bytes)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._io_error("read", exc) from exc
+
+    def load(self) -> M:
+        """Read, parse and validate the file.
+
+        Returns:
+            The validated model instance (or the ``default`` for a missing
+            file, when one was given).
+
+        Raises:
+            ConfigError: ``CONFIG_MISSING`` if the file does not exist (and no
+                default); ``CONFIG_INVALID`` listing every bad field.
+        """
+        raw = self._read_bytes()
+        if raw is None:
+            return self._missing()
+        return self.validate(raw)
+
+    def _missing(self) -> M:
+        if self._default is None:
+            raise self._error(
+                [("<file>", "does not exist")],
+                code="CONFIG_MISSING",
+                message=f"configuration file {self.path} does not exist",
+            )
+        return self.validate(self._default)
+
+    # -- writing -------------------------------------------------------------------
+
+    def render(self, value: M | Mapping[str, Any]) -> bytes:
+        """The canonical bytes :meth:`save` would write for ``value`` (validated)."""
+        if self._toml:
+            raise self._error(
+                [("<file>", "TOML files are read-only here; save as .json")],
+                code="CONFIG_INVALID",
+            )
+        model = self.validate(value)
+        try:
+            # pydantic's serializer (Rust) is ~10x faster than json.dumps with
+            # indent (pure Python); the output is deterministic for a value.
+            text = model.model_dump_json(indent=self.indent, by_alias=True)
+        except Exception as exc:
+            raise self._error(
+                [("<root>", f"cannot be written as JSON: {type(exc).__name__}: {exc}")]
+            ) from exc
+        return text.encode("utf-8") + b"\n"
+
+    def save(
+        self, value: M | Mapping[str, Any], *, dry_run: bool = False
+    ) -> SaveResult:
+        """Validate ``value`` and write it, unless the file already holds it.
+
+        The replaced version is kept as a backup (rotated, at most
+        ``backups``), the new content is written atomically and durably, then
+        read back and validated; if that fails the previous version is put
+        back and :class:`ConfigError` raised.
+
+        Args:
+            value: A model instance or a mapping to validate.
+            dry_run: Only compute what would change; write nothing.
+
+        Returns:
+            A :class:`SaveResult`; ``changed=False`` means nothing was written.
+
+        Raises:
+            ConfigError: If ``value`` is invalid (nothing is written).
+            LockConflictError: If the lock stayed busy for ``lock_timeout``.
+        """
+        new = self.render(value)
+        current = self._read_bytes()
+        if current == new:
+            return SaveResult(changed=False, backup=None, diff="", dry_run=dry_run)
+        if dry_run:
+            return SaveResult(
+                changed=True,
+                backup=None,
+                dry_run=True,
+                source=(str(self.path), current, new),
+            )
+        with self._locked():
+            return self._write_locked(new, action="saved")
+
+    def update(self, fn: Callable[[M], M | None]) -> SaveResult:
+        """Read-modify-write under the inter-process lock.
+
+        ``fn`` gets the current value (or the default, for a missing file) and
+        returns the new one, or ``None`` after changing it in place. No other
+        :meth:`update`, :meth:`save` or :meth:`rollback` in any process runs
+        in between, so no update is lost.
+
+        Raises:
+            ConfigError: If the current file or the result is invalid (nothing
+                is written).
+            LockConflictError: If the lock stayed busy for ``lock_timeout``.
+        """
+        with self._locked():
+            current = self.load()
+            result = fn(current)
+            new = self.render(current if result is None else result)
+            return self._write_locked(new, action="updated")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Any:
+        with self._thread_lock, contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(file_lock(self.path, timeout=self.lock_timeout))
+            except OSError as exc:
+                raise self._io_error("lock", exc) from exc
+            yield
+
+    def _write_locked(self, new: bytes, *, action: str, **fields: Any) -> SaveResult:
+        current = self._read_bytes()
+        if current == new:
+            return SaveResult(changed=False, backup=None, diff="")
+        backup: Path | None = None
+        try:
+            backup = self._make_backup() if current is not None else None
+            atomic_write(self.path, new)
+        except BaseException as exc:
+            if backup is not None:
+                # The version it kept is still the current one: no history.
+                with contextlib.suppress(OSError):
+                    backup.unlink()
+            if isinstance(exc, OSError):
+                raise self._io_error("write", exc) from exc
+            raise
+        self._rotate_backups()
+        written = self._read_bytes()
+        try:
+            if written != new:
+                raise self._error(
+                    [("<file>", "read back different bytes than were written")]
+                )
+            self.validate(written)
+        except ConfigError:
+            try:
+                if current is not None:
+                    atomic_write(self.path, current)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()
+            except OSError as exc:
+                raise self._io_error("restore", exc) from exc
+            emit("config_file", "restored", level="error", subject=str(self.path))
+            raise
+        emit(
+            "config_file",
+            action,
+            level="warning" if action == "rolled_back" else "info",
+            subject=str(self.path),
+            backup=None if backup is None else str(backup),
+            size=len(new),
+            **fields,
+        )
+        return SaveResult(
+            changed=True, backup=backup, source=(str(self.path), current, new)
+        )
+
+    # -- backups -------------------------------------------------------------------
+
+    def backups(self) -> list[Path]:
+        """Backups of earlier versions, newest first."""
+        try:
+            names = [
+                entry.name
+                for entry in os.scandir(self.backup_dir)
+                if _BACKUP_NAME.match(entry.name)
+            ]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [self.backup_dir / n for n in sorted(names, reverse=True)]
+
+    def _make_backup(self) -> Path | None:
+        if self.max_backups == 0:
+            return None
+        directory = self.backup_dir
+        with contextlib.suppress(FileExistsError):  # not a directory: said below
+            directory.mkdir(mode=0o700, exist_ok=True)
+        if not directory.is_dir():
+            raise self._error(
+                [("<backups>", f"{directory} exists and is not a directory")],
+                code="NOT_A_DIRECTORY",
+                message=(
+                    f"cannot back up configuration file {self.path}: the backup "
+                    f"directory {directory} exists and is not a directory"
+                ),
+            )
+        now = _dt.datetime.fromtimestamp(get_clock().time(), _dt.timezone.utc)
+        existing = self.backups()
+        if existing:
+            match = _BACKUP_NAME.match(existing[0].name)
+            assert match is not None
+            last = _dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%f").replace(
+                tzinfo=_dt.timezone.utc
+            )
+            # Names sort in save order even if the clock stands still or steps back.
+            now = max(now, last + _dt.timedelta(microseconds=1))
+        stamp = now.strftime("%Y%m%dT%H%M%S%f") + "Z"
+        backup = directory / (stamp + self.path.suffix)
+        source = _resolve(self.path)
+        try:
+            # The data file is about to be *replaced* (new inode), so the old
+            # inode lives on unchanged under this second name: a free backup.
+            os.link(source, backup)
+        except OSError:
+            _copy_private(source, backup)
+        return backup
+
+    def _rotate_backups(self) -> None:
+        for old in self.backups()[self.max_backups :]:
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+
+    def rollback(self, steps: int = 1) -> SaveResult:
+        """Restore the ``steps``-th newest valid backup.
+
+        Backups that fail validation, equal the current content or repeat a
+        newer backup's content are skipped: each step is a distinct earlier
+        version. The rollback is itself a save: the content it replaces
+        becomes the newest backup, so nothing is ever lost and a rollback can
+        be undone with another ``rollback()``.
+
+        Raises:
+            ConfigError: ``CONFIG_MISSING`` if there is no such valid backup.
+        """
+        if steps < 1:
+            raise ValueError(f"rollback steps must be >= 1, got {steps!r}")
+        with self._locked():
+            current = self._read_bytes()
+            found = 0
+            seen = {current}
+            for backup in self.backups():
+                try:
+                    raw = read_regular_file(backup, max_bytes=self.max_bytes)
+                    self.validate(raw)
+                except (OSError, ConfigError):
+                    continue
+                if raw in seen:
+                    continue  # one step per distinct earlier version
+                seen.add(raw)
+                found += 1
+                if found == steps:
+                    return self._write_locked(
+                        raw, action="rolled_back", restored=str(backup)
+                    )
+        raise self._error(
+            [("<backups>", f"no valid backup {steps} step(s) back")],
+            code="CONFIG_MISSING",
+            message=f"cannot roll back {self.path}: only {found} valid backup(s)",
+        )
+
+
+def _copy_private(source: str, backup: Path) -> None:
+    """Copy ``source`` to a new ``backup`` that is never more readable than it.
+
+    ``shutil.copy2`` creates the copy with the umask's mode and copies the
+    mode afterwards: a 0600 file's backup would be readable in between.
+    """
+    import shutil
+
+    st = os.stat(source)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(backup, flags, stat.S_IMODE(st.st_mode) & 0o777)
+    try:
+        with open(source, "rb") as src, os.fdopen(fd, "wb", closefd=False) as dst:
+            shutil.copyfileobj(src, dst)
+        if os.name == "posix":
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))  # the bits the umask took
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            backup.unlink()
+        raise
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.utime(backup, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+# -- the CLI's `config validate` ---------------------------------------------------------
+
+
+class ConfigReport:
+    """What :func:`config_validate` found (``paios-reliability config validate``).
+
+    Attributes:
+        path: The file checked.
+        model: The model's ``module:Class`` name.
+        errors: ``(field_path, message)`` pairs; empty when valid.
+        diff: With ``dry_run``, the unified diff from the file to the
+            canonical form :meth:`ConfigFile.save` would write ("" if none).
+    """
+
+    __slots__ = ("diff", "errors", "model", "path")
+
+    def __init__(
+        self,
+        path: str,
+        model: str,
+        errors: Sequence[tuple[str, str]] = (),
+        diff: str = "",
+    ) -> None:
+        self.path = path
+        self.model = model
+        self.errors = tuple(errors)
+        self.diff = diff
+
+    @property
+    def ok(self) -> bool:
+        """True when the file is valid."""
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "model": self.model,
+            "ok": self.ok,
+            "errors": [list(e) for e in self.errors],
+            "diff": self.diff,
+        }
+
+    def to_text(self) -> str:
+        if self.ok:
+            head = f"{self.path}: valid {self.model}"
+        else:
+            head = f"{self.path}: INVALID {self.model} ({len(self.errors)} problem(s))"
+        lines = [head, *(f"  {field}: {message}" for field, message in self.errors)]
+        if self.diff:
+            lines.append(self.diff.rstrip("\n"))
+        return "\n".join(lines)
+
+
+def _import_model(spec: str | type[Any]) -> type[Any]:
+    if isinstance(spec, type):
+        return spec
+    module_name, sep, attr = str(spec).partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(
+            f"--model must look like 'package.module:Class', got {spec!r}",
+            code="USAGE_ERROR",
+        )
+    import importlib
+    import sys
+
+    # Like `python -m`, find modules in the current directory too.
+    added = os.getcwd() not in sys.path
+    if added:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"cannot import the model {spec!r}: {exc}", code="USAGE_ERROR"
+        ) from exc
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(os.getcwd())
+    from pydantic import BaseModel
+
+    if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
+        raise ConfigError(f"{spec!r} is not a pydantic model class", code="USAGE_ERROR")
+    return obj
+
+
+def config_validate(
+    path: str | os.PathLike[str],
+    model: str | type[BaseModel],
+    *,
+    dry_run: bool = False,
+) -> ConfigReport:
+    """Validate a config file against a model; never writes.
+
+    Args:
+        path: The configuration file.
+        model: A pydantic model class, or its ``"module:Class"`` name.
+        dry_run: Also compute the diff to the canonical form ``save`` writes.
+
+    Returns:
+        A :class:`ConfigReport` (``.ok``, ``.errors``, ``.to_text()``).
+
+    Raises:
+        ConfigError: ``USAGE_ERROR`` if ``model`` cannot be imported or is not
+            a pydantic model (a problem with the command, not the file).
+    """
+    cls = _import_model(model)
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    config: ConfigFile[Any] = ConfigFile(path, cls)
+    try:
+        value = config.load()
+    except ConfigError as exc:
+        return ConfigReport(str(path), name, exc.errors or [("<file>", str(exc))])
+    diff = ""
+    if dry_run and not config._toml:
+        diff = config.save(value, dry_run=True).diff
+    return ConfigReport(str(path), name, (), diff)

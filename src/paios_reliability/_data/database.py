@@ -1,0 +1,1051 @@
+"""SQLite done right for many processes: WAL, busy timeout, explicit transactions.
+
+:func:`open_database` replaces ``sqlite3.connect()``. The order of the pragmas
+matters: ``busy_timeout`` is set *before* switching to WAL (the switch takes a
+lock; without a busy handler, concurrent openers of a fresh database fail with
+"database is locked"), WAL is verified by reading the pragma back, and the
+connection runs in autocommit mode (``isolation_level=None``) so no statement
+ever runs in an implicit transaction. Writes go through
+:func:`write_transaction` (``BEGIN IMMEDIATE``: the write lock is taken up front,
+so a read-then-write can never lose an update or fail half-way on an upgrade).
+
+:func:`check_database` inspects a file without modifying it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from .._core.clock import get_clock
+from .._core.events import emit
+from .._core.exceptions import PermanentError, ReliabilityError, TransientError
+from .atomic import (
+    _READ_FLAGS,
+    NotARegularFileError,
+    describe_os_error,
+    file_kind,
+    refuse_special_file,
+)
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "CheckpointResult",
+    "DatabaseReport",
+    "check_database",
+    "checkpoint",
+    "open_database",
+    "read_transaction",
+    "write_transaction",
+]
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+_SYNCHRONOUS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
+_CHECKPOINT_MODES = frozenset({"PASSIVE", "FULL", "RESTART", "TRUNCATE"})
+# A 0-byte file younger than this may be a database another (non-paios) process
+# is creating right now; we wait for it instead of calling it a placeholder.
+_FRESH_FILE_GRACE = 2.0
+_MEMORY = ":memory:"
+_LARGE_WAL = 64 * 1024 * 1024
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+CheckpointMode = Literal["PASSIVE", "FULL", "RESTART", "TRUNCATE"]
+
+
+def _forked_error(conn: sqlite3.Connection) -> ReliabilityError:
+    where = getattr(conn, "_paios_path", "?")
+    pid = getattr(conn, "_paios_pid", "?")
+    emit("sqlite", "forked_use", level="error", subject=where)
+    return PermanentError(
+        f"SQLite connection to {where} was opened in process {pid} and used in "
+        f"process {os.getpid()} (after fork()); a connection must never cross a "
+        "fork: open a new one in the child",
+        code="PROGRAMMING_ERROR",
+        context={"path": where, "opened_pid": pid, "pid": os.getpid()},
+    )
+
+
+class _Cursor(sqlite3.Cursor):
+    """The cursor class of ``conn.cursor()``; tracked so a fork can disarm it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _live.add(self)
+
+
+class _Connection(sqlite3.Connection):
+    """The connection :func:`open_database` returns.
+
+    Differences from :class:`sqlite3.Connection`: ``with conn:`` *closes* it
+    at the end of the block (after committing an explicitly opened
+    transaction, or rolling it back on an exception), and it cannot be used
+    in a forked child: a connection inherited through ``fork()`` corrupts
+    locks and the WAL index.
+
+    The fork guard costs nothing per call: a handler registered with
+    :func:`os.register_at_fork` turns every live connection (and every cursor
+    made by ``cursor()``) of the child into a :class:`_ForkedConnection`,
+    whose methods raise. (A cursor *returned by* ``conn.execute`` on Python
+    3.11+ is a plain one and is not covered.)
+    """
+
+    _paios_pid: int
+    _paios_path: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._paios_pid = os.getpid()
+        self._paios_path = str(args[0]) if args else str(kwargs.get("database"))
+        _live.add(self)
+
+    def cursor(self, factory: Any = _Cursor) -> Any:
+        return super().cursor(factory)
+
+    def __enter__(self) -> _Connection:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
+        try:
+            if self.in_transaction:
+                if exc_type is None:
+                    self.commit()
+                else:
+                    self.rollback()
+        finally:
+            self.close()
+        return False
+
+    def __repr__(self) -> str:
+        return f"<paios_reliability sqlite connection {self._paios_path!r}>"
+
+
+def _refuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+    conn = self.connection if isinstance(self, sqlite3.Cursor) else self
+    raise _forked_error(conn)
+
+
+def _leave(self: Any, *args: Any, **kwargs: Any) -> None:
+    """Closing in the child would act on the parent's database: do nothing."""
+
+
+_GUARDED = (
+    "execute",
+    "executemany",
+    "executescript",
+    "cursor",
+    "commit",
+    "rollback",
+    "backup",
+    "iterdump",
+    "create_function",
+    "create_aggregate",
+    "blobopen",
+    "serialize",
+    "deserialize",
+)
+
+
+class _ForkedConnection(_Connection):
+    """What a connection becomes in a forked child: every use raises."""
+
+    __enter__ = _refuse
+    close = _leave
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
+        return False
+
+
+class _ForkedCursor(_Cursor):
+    """What a cursor becomes in a forked child: every use raises."""
+
+
+for _name in _GUARDED:
+    setattr(_ForkedConnection, _name, _refuse)
+for _name in (
+    "execute",
+    "executemany",
+    "executescript",
+    "fetchone",
+    "fetchmany",
+    "fetchall",
+    "__next__",
+    "close",
+):
+    setattr(_ForkedCursor, _name, _refuse if _name != "close" else _leave)
+del _name
+
+_live: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children
+    for obj in list(_live):
+        if isinstance(obj, _Connection):
+            obj.__class__ = _ForkedConnection
+        elif isinstance(obj, _Cursor):
+            obj.__class__ = _ForkedCursor
+    _live.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _readonly_uri(name: str) -> str:
+    import urllib.parse  # only here: keeps the module's import cheap
+
+    return "file:" + urllib.parse.quote(os.path.abspath(name)) + "?mode=ro"
+
+
+def _display(path: str | os.PathLike[str]) -> str:
+    return os.fspath(path)
+
+
+def _in_transaction(conn: sqlite3.Connection) -> bool:
+    # A function, not the attribute, so type checkers do not narrow it for
+    # good after the first check: the block in between changes it.
+    return conn.in_transaction
+
+
+def _is_busy(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return True
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def _locked(path: str, what: str) -> TransientError:
+    return TransientError(
+        f"SQLite database {path} stayed locked: {what}",
+        code="DB_LOCKED",
+        context={"path": path},
+    )
+
+
+def _not_a_database(path: str, why: str) -> PermanentError:
+    return PermanentError(
+        f"{path} {why}", code="DB_NOT_A_DATABASE", context={"path": path}
+    )
+
+
+def _read_header(path: str) -> bytes:
+    """The first bytes of ``path``; never blocks, whatever is there.
+
+    Raises:
+        NotARegularFileError: Not a regular file (checked on the opened file).
+        OSError: It cannot be opened or read.
+    """
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        refuse_special_file(path, os.fstat(fd))
+        return os.read(fd, len(SQLITE_MAGIC))
+    finally:
+        os.close(fd)
+
+
+def _inspect_existing(path: str, busy_timeout: float) -> bool:
+    """Refuse a placeholder or a foreign file at ``path``; True if it exists.
+
+    A 0-byte file that is brand new may be a database a plain
+    ``sqlite3.connect()`` elsewhere is creating right now, so it gets a short
+    grace period (bounded by the busy timeout) to gain its header.
+    """
+    # Real time, not the clock seam: this waits for another process's file
+    # system activity, which a fake clock cannot speed up.
+    deadline = time.monotonic() + min(_FRESH_FILE_GRACE, busy_timeout)
+    while True:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            raise PermanentError(
+                f"{path} is a directory, not an SQLite database",
+                code="IS_A_DIRECTORY",
+                context={"path": path},
+            )
+        kind = file_kind(st.st_mode)
+        if kind is not None:
+            # A FIFO or device reports size 0: it is no placeholder, and
+            # SQLite must never open it (a FIFO blocks, /dev/zero never ends).
+            raise _not_a_database(
+                path, f"is {kind}, not a regular file; refusing to open it"
+            )
+        if st.st_size > 0:
+            break
+        young = time.time() - st.st_mtime < _FRESH_FILE_GRACE
+        if not young or time.monotonic() >= deadline:
+            raise _not_a_database(
+                path,
+                "is an empty (0-byte) placeholder, not an SQLite database; "
+                "remove it or point to the real database file",
+            )
+        time.sleep(0.01)
+    try:
+        head = _read_header(path)
+    except NotARegularFileError as exc:  # swapped in since the stat
+        raise _not_a_database(path, str(exc.strerror)) from exc
+    except OSError:
+        return True  # unreadable: let sqlite report it in its own words
+    if head != SQLITE_MAGIC:
+        raise _not_a_database(
+            path,
+            f"is not an SQLite database (header {head[:16]!r}); refusing to open it",
+        )
+    return True
+
+
+def _create_atomically(path: str, busy_timeout_ms: int) -> None:
+    """Create a WAL database at ``path`` so it is never visible half-made.
+
+    The database is built under a temporary name in the same directory and
+    hard-linked into place; the loser of a creation race just uses the
+    winner's file. Where hard links are unsupported, sqlite creates it in place.
+    """
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    tmp = os.path.join(
+        directory,
+        f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp",
+    )
+    try:
+        conn = sqlite3.connect(tmp, timeout=busy_timeout_ms / 1000)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:
+            # No hard links here (some network/FUSE file systems): let sqlite
+            # create the file in place; a concurrent opener may see it empty
+            # for a moment, which the placeholder grace period covers.
+            return
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp + suffix)
+
+
+def _pragma(conn: sqlite3.Connection, sql: str) -> Any:
+    row = sqlite3.Connection.execute(conn, sql).fetchone()
+    return None if row is None else row[0]
+
+
+def _prepare_file(
+    name: str, busy_timeout_ms: int, *, readonly: bool, create: bool
+) -> None:
+    if _inspect_existing(name, busy_timeout_ms / 1000):
+        return
+    parent = os.path.dirname(os.path.abspath(name))
+    if readonly or not create:
+        raise PermanentError(
+            f"SQLite database {name} does not exist",
+            code="FILE_NOT_FOUND",
+            context={"path": name},
+        )
+    if not os.path.isdir(parent):
+        raise PermanentError(
+            f"cannot create SQLite database {name}: directory {parent} does not exist",
+            code="FILE_NOT_FOUND",
+            context={"path": name},
+        )
+    try:
+        _create_atomically(name, busy_timeout_ms)
+    except sqlite3.Error as exc:
+        raise _open_error(name, exc) from exc
+
+
+def _open_error(name: str, exc: sqlite3.Error) -> ReliabilityError:
+    if _is_busy(exc):
+        return _locked(name, "while opening it")
+    text = str(exc).lower()
+    if "not a database" in text or "malformed" in text:
+        return _not_a_database(name, f"is not a usable SQLite database: {exc}")
+    return PermanentError(
+        f"cannot open SQLite database {name}: {exc}",
+        code="DB_ERROR",
+        context={"path": name},
+    )
+
+
+def _configure(
+    conn: sqlite3.Connection,
+    name: str,
+    *,
+    busy_timeout_ms: int,
+    synchronous: str,
+    want_wal: bool,
+    require_wal: bool,
+    journal_size_limit: int | None,
+) -> str:
+    # 1. The busy handler first: every later step may need a lock.
+    _pragma(conn, f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    # 2. WAL, verified by reading it back.
+    mode = str(_pragma(conn, "PRAGMA journal_mode")).lower()
+    if want_wal and mode != "wal":
+        _pragma(conn, "PRAGMA journal_mode=WAL")
+        mode = str(_pragma(conn, "PRAGMA journal_mode")).lower()
+        if mode != "wal":
+            if require_wal:
+                raise PermanentError(
+                    f"SQLite database {name} cannot use WAL (journal_mode "
+                    f"stays {mode!r}; is it on a network file system?); pass "
+                    "require_wal=False to accept rollback-journal mode",
+                    code="DB_ERROR",
+                    context={"path": name, "journal_mode": mode},
+                )
+            emit(
+                "sqlite",
+                "wal_unavailable",
+                level="warning",
+                subject=name,
+                journal_mode=mode,
+            )
+    # 3. Durability and integrity settings, each read back.
+    _pragma(conn, f"PRAGMA synchronous = {synchronous}")
+    _pragma(conn, "PRAGMA foreign_keys = ON")
+    if journal_size_limit is not None:
+        _pragma(conn, f"PRAGMA journal_size_limit = {int(journal_size_limit)}")
+    got_sync = _pragma(conn, "PRAGMA synchronous")
+    got_fk = _pragma(conn, "PRAGMA foreign_keys")
+    if got_sync != _SYNCHRONOUS[synchronous] or got_fk != 1:
+        raise PermanentError(
+            f"SQLite database {name} did not accept its settings "
+            f"(synchronous={got_sync!r}, foreign_keys={got_fk!r})",
+            code="DB_ERROR",
+            context={"path": name},
+        )
+    # A non-SQLite file that slipped past the header check (e.g. written
+    # between our check and the open) fails here, with its name.
+    _pragma(conn, "PRAGMA schema_version")
+    return mode
+
+
+def open_database(
+    path: str | os.PathLike[str],
+    *,
+    busy_timeout_ms: int = 5000,
+    synchronous: Synchronous | str = "NORMAL",
+    readonly: bool = False,
+    require_wal: bool = True,
+    create: bool = True,
+    check_same_thread: bool = True,
+    journal_size_limit: int | None = 64 * 1024 * 1024,
+) -> sqlite3.Connection:
+    """Open an SQLite database safely for use by many processes.
+
+    In this order: the file is checked (a 0-byte placeholder or a non-SQLite
+    file is refused), ``busy_timeout`` is set, then WAL is switched on and
+    verified by reading the pragma back, then ``synchronous`` and
+    ``foreign_keys=ON``. The connection is in autocommit mode
+    (``isolation_level=None``): nothing runs in an implicit transaction; use
+    :func:`write_transaction` / :func:`read_transaction`.
+
+    The caller owns the connection. ``with open_database(p) as conn:`` closes it
+    at the end of the block. Using it in another process (after ``fork()``)
+    raises :class:`PermanentError` (``PROGRAMMING_ERROR``) instead of silently
+    corrupting locks.
+
+    Args:
+        path: The database file, or ``":memory:"``.
+        busy_timeout_ms: How long one statement waits for a lock (ms).
+        synchronous: ``OFF`` | ``NORMAL`` | ``FULL`` | ``EXTRA``. ``NORMAL`` is
+            durable against application crashes in WAL mode; only a power
+            loss may lose the last transactions (never corrupt the file).
+        readonly: Open with ``mode=ro``; the journal mode is read, not changed.
+        require_wal: If WAL cannot be enabled (network file systems without
+            shared memory), raise; with ``False``, keep the mode SQLite gives
+            and emit a ``sqlite.wal_unavailable`` warning event instead.
+        create: Create the file if missing (WAL from the first byte).
+        check_same_thread: Passed to :func:`sqlite3.connect`.
+        journal_size_limit: Bytes the WAL is truncated to after a checkpoint
+            (``None`` leaves SQLite's default: never truncate).
+
+    Returns:
+        A :class:`sqlite3.Connection` (a subclass).
+
+    Raises:
+        PermanentError: ``DB_NOT_A_DATABASE`` for a placeholder or foreign
+            file, ``FILE_NOT_FOUND`` for a missing file (``create=False``,
+            ``readonly``) or directory, ``DB_ERROR`` when WAL is required but
+            unavailable, ``PROGRAMMING_ERROR`` for bad arguments.
+        TransientError: ``DB_LOCKED`` if the database stayed locked while being
+            set up.
+    """
+    if busy_timeout_ms < 0:
+        raise ValueError(f"busy_timeout_ms must be >= 0, got {busy_timeout_ms!r}")
+    sync_name = str(synchronous).upper()
+    if sync_name not in _SYNCHRONOUS:
+        raise ValueError(
+            f"synchronous must be one of {sorted(_SYNCHRONOUS)}, got {synchronous!r}"
+        )
+    name = _display(path)
+    memory = name in (_MEMORY, "")
+    if not memory:
+        _prepare_file(name, busy_timeout_ms, readonly=readonly, create=create)
+    target = name
+    if readonly and not memory:
+        target = _readonly_uri(name)
+    try:
+        conn = sqlite3.connect(
+            target,
+            timeout=busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=check_same_thread,
+            factory=_Connection,
+            uri=readonly and not memory,
+        )
+    except sqlite3.Error as exc:
+        raise _open_error(name, exc) from exc
+    try:
+        conn._paios_path = name
+        mode = _configure(
+            conn,
+            name,
+            busy_timeout_ms=busy_timeout_ms,
+            synchronous=sync_name,
+            want_wal=not readonly and not memory,
+            require_wal=require_wal,
+            journal_size_limit=None if readonly else journal_size_limit,
+        )
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _open_error(name, exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+    emit("sqlite", "opened", level="debug", subject=name, journal_mode=mode)
+    return conn
+
+
+# -- transactions --------------------------------------------------------------
+
+
+def _begin(
+    conn: sqlite3.Connection, statement: str, budget: float, max_attempts: int
+) -> None:
+    """Run ``BEGIN ...``, retrying with jittered backoff while the lock is busy.
+
+    Each attempt waits inside SQLite (its busy handler) for at most what is
+    left of ``budget``; between attempts we back off (full jitter) so a herd
+    of writers spreads out. The total is bounded by ``budget`` seconds,
+    counted from the first attempt, and by ``max_attempts``.
+    """
+    started = time.monotonic()
+    try:
+        conn.execute(statement)
+    except sqlite3.OperationalError as exc:
+        if not _is_busy(exc):
+            raise
+    else:
+        return  # the common case: no bookkeeping
+    _begin_retry(conn, statement, budget, max_attempts, started)
+
+
+def _begin_retry(
+    conn: sqlite3.Connection,
+    statement: str,
+    budget: float,
+    max_attempts: int,
+    started: float | None = None,
+) -> None:
+    """The slow path of :func:`_begin`: the first attempt found the lock busy.
+
+    ``started`` is when that first attempt began (``time.monotonic()``): the
+    wait SQLite's busy handler spent inside it counts against ``budget``.
+    Every further attempt gets only the rest of the budget as its busy
+    timeout (lowered for the attempt, restored after), so the whole call
+    takes about ``budget``, never ``budget`` plus a full busy timeout per
+    attempt. Backoff sleeps go through the clock seam (fake time in tests);
+    the busy waits are real time; the larger of the two elapsed counts.
+    """
+    import random
+
+    clock = get_clock()
+    start = clock.monotonic()
+    real_start = time.monotonic() if started is None else started
+    attempt = 1
+    path = getattr(conn, "_paios_path", "?")
+    configured_ms: int | None = None  # the connection's own busy timeout
+
+    def elapsed() -> float:
+        return max(clock.monotonic() - start, time.monotonic() - real_start)
+
+    try:
+        while True:
+            spent = elapsed()
+            if attempt >= max_attempts or spent >= budget:
+                emit(
+                    "sqlite",
+                    "lock_exhausted",
+                    level="error",
+                    subject=path,
+                    attempts=attempt,
+                    elapsed=round(spent, 3),
+                )
+                raise _locked(
+                    path, f"{statement} failed {attempt} time(s) over {spent:.1f}s"
+                )
+            cap = min(2.0, 0.05 * (2 ** min(attempt, 16)))
+            wait = min(random.uniform(0, cap), max(0.0, budget - spent))  # noqa: S311
+            emit(
+                "sqlite",
+                "lock_retry",
+                level="warning",
+                subject=path,
+                attempt=attempt,
+                wait=round(wait, 4),
+            )
+            clock.sleep(wait)
+            attempt += 1
+            if configured_ms is None:
+                configured_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+            left_ms = max(0, int((budget - elapsed()) * 1000))
+            conn.execute(f"PRAGMA busy_timeout = {min(configured_ms, left_ms)}")
+            try:
+                conn.execute(statement)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            else:
+                return
+    finally:
+        if configured_ms is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA busy_timeout = {configured_ms}")
+
+
+class _WriteTransaction:
+    """The context manager :func:`write_transaction` returns.
+
+    A class, not a generator: cheaper, and its code runs while the write lock
+    is held. It keeps no per-call state, so one instance per connection (with
+    the default options) is cached on the connection and reused: a
+    transaction then allocates nothing that the cyclic GC must track. The
+    cached instance refers to its connection weakly (no reference cycle).
+    """
+
+    __slots__ = ("_conn", "_weak", "budget", "max_attempts")
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        budget: float,
+        max_attempts: int,
+        *,
+        weak: bool = False,
+    ) -> None:
+        self._conn: Any = weakref.ref(conn) if weak else conn
+        self._weak = weak
+        self.budget = budget
+        self.max_attempts = max_attempts
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection = self._conn() if self._weak else self._conn
+        return conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection = self._conn() if self._weak else self._conn
+        if conn.in_transaction:
+            raise PermanentError(
+                "write_transaction() on a connection that is already inside a "
+                "transaction; SQLite transactions do not nest",
+                code="PROGRAMMING_ERROR",
+            )
+        started = time.monotonic()
+        try:  # _begin()'s fast path, inlined: this runs once per transaction
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            _begin_retry(
+                conn, "BEGIN IMMEDIATE", self.budget, self.max_attempts, started
+            )
+        return conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn: sqlite3.Connection = self._conn() if self._weak else self._conn
+        if exc_type is not None:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            return
+        try:
+            # Not conn.commit(): that prepares "COMMIT" afresh on every call,
+            # while the write lock is held; execute() reuses a cached statement.
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+            if _is_busy(error):
+                path = getattr(conn, "_paios_path", "?")
+                raise _locked(path, "COMMIT stayed busy; rolled back") from error
+            raise
+
+
+def write_transaction(
+    conn: sqlite3.Connection,
+    *,
+    budget: float = 30.0,
+    max_attempts: int = 10,
+) -> AbstractContextManager[sqlite3.Connection]:
+    """Run the block in one ``BEGIN IMMEDIATE`` transaction.
+
+    The write lock is taken at the start, so a read-then-write inside the block
+    sees the latest data and cannot be overtaken by another writer (no lost
+    updates). Commits on success, rolls back on any exception (which is then
+    re-raised unchanged).
+
+    While the lock stays busy past the connection's busy timeout, ``BEGIN`` is
+    retried with jittered exponential backoff, within ``budget`` seconds and
+    ``max_attempts`` attempts. The budget counts from the first ``BEGIN``,
+    including the time SQLite waited inside it, and each retry waits inside
+    SQLite only for what is left: the call gives up after about ``budget``
+    seconds (or the connection's busy timeout, if that is longer: the first
+    attempt always gets it in full).
+
+    Args:
+        conn: A connection in autocommit mode (from :func:`open_database`).
+        budget: Seconds to keep trying to get the write lock.
+        max_attempts: Upper bound on ``BEGIN`` attempts.
+
+    Returns:
+        A context manager whose ``with ... as`` value is ``conn``.
+
+    Raises:
+        TransientError: ``DB_LOCKED`` when the lock could not be had in budget,
+            or the commit stayed busy (the transaction is rolled back).
+        PermanentError: ``PROGRAMMING_ERROR`` when ``conn`` is already inside a
+            transaction (nest with savepoints yourself, or restructure).
+    """
+    if budget == 30.0 and max_attempts == 10 and isinstance(conn, _Connection):
+        cached: _WriteTransaction | None = conn.__dict__.get("_paios_wtx")
+        if cached is None:
+            cached = conn.__dict__["_paios_wtx"] = _WriteTransaction(
+                conn, budget, max_attempts, weak=True
+            )
+        return cached
+    return _WriteTransaction(conn, budget, max_attempts)
+
+
+@contextlib.contextmanager
+def read_transaction(
+    conn: sqlite3.Connection, *, warn_after: float | None = 60.0
+) -> Iterator[sqlite3.Connection]:
+    """Run the block in one read transaction: a consistent snapshot.
+
+    The block runs with ``PRAGMA query_only`` on, so a write inside it fails at
+    once instead of upgrading the lock. Keep it short: in WAL mode an open
+    reader stops checkpoints from recycling the WAL, which then grows.
+
+    Args:
+        conn: A connection in autocommit mode (from :func:`open_database`).
+        warn_after: Emit a ``sqlite.long_read`` warning event when the block
+            held its snapshot longer than this many seconds (``None``: never).
+
+    Raises:
+        PermanentError: ``PROGRAMMING_ERROR`` when already inside a transaction.
+    """
+    if conn.in_transaction:
+        raise PermanentError(
+            "read_transaction() on a connection that is already inside a transaction",
+            code="PROGRAMMING_ERROR",
+        )
+    clock = get_clock()
+    start = clock.monotonic()
+    conn.execute("PRAGMA query_only = ON")
+    try:
+        _begin(conn, "BEGIN DEFERRED", 30.0, 10)
+        try:
+            yield conn
+        finally:
+            if _in_transaction(conn):
+                conn.rollback()  # nothing to keep: it only read
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA query_only = OFF")
+        held = clock.monotonic() - start
+        if warn_after is not None and held > warn_after:
+            emit(
+                "sqlite",
+                "long_read",
+                level="warning",
+                subject=getattr(conn, "_paios_path", "?"),
+                seconds=round(held, 3),
+            )
+
+
+# -- maintenance ---------------------------------------------------------------
+
+
+class CheckpointResult(NamedTuple):
+    """Outcome of :func:`checkpoint` (SQLite's ``wal_checkpoint`` row)."""
+
+    busy: bool
+    wal_frames: int
+    checkpointed_frames: int
+
+
+def checkpoint(
+    conn: sqlite3.Connection, mode: CheckpointMode | str = "PASSIVE"
+) -> CheckpointResult:
+    """Copy WAL content back into the database file.
+
+    Args:
+        conn: An open connection, not inside a transaction.
+        mode: ``PASSIVE`` (never waits), ``FULL``, ``RESTART`` or ``TRUNCATE``
+            (waits for readers, then truncates the WAL to zero bytes).
+
+    Returns:
+        Whether it was blocked, frames in the WAL, frames checkpointed.
+    """
+    name = str(mode).upper()
+    if name not in _CHECKPOINT_MODES:
+        raise ValueError(
+            f"checkpoint mode must be one of {sorted(_CHECKPOINT_MODES)}, got {mode!r}"
+        )
+    row = conn.execute(f"PRAGMA wal_checkpoint({name})").fetchone()
+    result = CheckpointResult(bool(row[0]), int(row[1]), int(row[2]))
+    emit(
+        "sqlite",
+        "checkpoint",
+        level="debug" if not result.busy else "warning",
+        subject=getattr(conn, "_paios_path", "?"),
+        mode=name,
+        busy=result.busy,
+        wal_frames=result.wal_frames,
+        checkpointed_frames=result.checkpointed_frames,
+    )
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseReport:
+    """What :func:`check_database` found.
+
+    Attributes:
+        path: The file checked.
+        exists: Whether it exists.
+        size: Its size in bytes (0 if missing).
+        zero_byte: A 0-byte placeholder (SQLite would silently treat it as a
+            new, empty database).
+        is_sqlite: Whether it starts with the SQLite header.
+        journal_mode: ``wal``, ``delete``... (``None`` if unreadable).
+        check: ``"quick_check"`` or ``"integrity_check"``.
+        integrity: The check's messages (``("ok",)`` when healthy).
+        wal_size: Size of the ``-wal`` file in bytes (0 if none).
+        page_size: Bytes per page.
+        page_count: Pages in the database file.
+        freelist_count: Unused pages (reclaimable by ``VACUUM``).
+        problems: One line per problem found; empty when healthy.
+        warnings: Things worth knowing that are not damage (not WAL, a large
+            WAL file); they do not make ``ok`` false.
+    """
+
+    path: str
+    exists: bool
+    size: int = 0
+    zero_byte: bool = False
+    is_sqlite: bool = False
+    journal_mode: str | None = None
+    check: str = "quick_check"
+    integrity: tuple[str, ...] = ()
+    wal_size: int = 0
+    page_size: int | None = None
+    page_count: int | None = None
+    freelist_count: int | None = None
+    problems: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable view."""
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "exists": self.exists,
+            "size": self.size,
+            "zero_byte": self.zero_byte,
+            "is_sqlite": self.is_sqlite,
+            "journal_mode": self.journal_mode,
+            "check": self.check,
+            "integrity": list(self.integrity),
+            "wal_size": self.wal_size,
+            "page_size": self.page_size,
+            "page_count": self.page_count,
+            "freelist_count": self.freelist_count,
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+        }
+
+    def to_text(self) -> str:
+        """A few human-readable lines (what ``paios-reliability db check`` prints)."""
+        status = "ok" if self.ok else "PROBLEMS"
+        lines = [f"{self.path}: {status}"]
+        # Sizes and pages of a directory, FIFO or device would only be noise.
+        if self.exists and (self.is_sqlite or self.size or self.zero_byte):
+            lines.append(
+                f"  size {self.size} B, journal {self.journal_mode or '?'}, "
+                f"wal {self.wal_size} B, pages {self.page_count if self.page_count is not None else '?'}"
+                f" x {self.page_size if self.page_size is not None else '?'} B, "
+                f"freelist {self.freelist_count if self.freelist_count is not None else '?'}"
+            )
+            if self.integrity:
+                lines.append(f"  {self.check}: {'; '.join(self.integrity[:5])}")
+        lines.extend(f"  problem: {p}" for p in self.problems)
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+
+def check_database(
+    path: str | os.PathLike[str], *, full: bool = False, busy_timeout_ms: int = 5000
+) -> DatabaseReport:
+    """Inspect an SQLite file without modifying it.
+
+    Opens it read-only (``mode=ro``), so nothing in the database file changes;
+    for a WAL database SQLite may create the empty ``-wal``/``-shm`` side files
+    a reader needs. Never raises for a bad file: everything found is in the
+    report's ``problems``.
+
+    Args:
+        path: The database file.
+        full: Run ``integrity_check`` (reads every page and index) instead of
+            the faster ``quick_check``.
+        busy_timeout_ms: How long to wait for a writer's lock.
+
+    Returns:
+        A :class:`DatabaseReport`; ``report.ok`` is true when no problem was
+        found.
+    """
+    name = _display(path)
+    check = "integrity_check" if full else "quick_check"
+    try:
+        st = os.stat(name)
+    except FileNotFoundError:
+        return DatabaseReport(
+            name, exists=False, check=check, problems=("file does not exist",)
+        )
+    except OSError as exc:
+        return DatabaseReport(
+            name, exists=False, check=check, problems=(f"cannot stat: {exc}",)
+        )
+    if stat.S_ISDIR(st.st_mode):
+        return DatabaseReport(
+            name, exists=True, check=check, problems=("is a directory",)
+        )
+    kind = file_kind(st.st_mode)
+    if kind is not None:
+        return DatabaseReport(
+            name,
+            exists=True,
+            check=check,
+            problems=(f"is {kind}, not a regular file; not opened",),
+        )
+    try:
+        wal_size = os.path.getsize(name + "-wal")
+    except OSError:
+        wal_size = 0
+    if st.st_size == 0:
+        return DatabaseReport(
+            name,
+            exists=True,
+            zero_byte=True,
+            check=check,
+            wal_size=wal_size,
+            problems=(
+                "0-byte placeholder: SQLite would silently treat it as a new empty database",
+            ),
+        )
+    try:
+        head = _read_header(name)
+    except OSError as exc:
+        return DatabaseReport(
+            name,
+            exists=True,
+            size=st.st_size,
+            check=check,
+            wal_size=wal_size,
+            problems=(f"cannot read: {describe_os_error(exc)}",),
+        )
+    if head != SQLITE_MAGIC:
+        return DatabaseReport(
+            name,
+            exists=True,
+            size=st.st_size,
+            check=check,
+            wal_size=wal_size,
+            problems=(f"not an SQLite database (header {head!r})",),
+        )
+    problems: list[str] = []
+    facts: dict[str, Any] = {}
+    integrity: tuple[str, ...] = ()
+    uri = _readonly_uri(name)
+    try:
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=busy_timeout_ms / 1000, isolation_level=None
+        )
+    except sqlite3.Error as exc:
+        problems.append(f"cannot open read-only: {exc}")
+    else:
+        try:
+            for pragma in ("journal_mode", "page_size", "page_count", "freelist_count"):
+                facts[pragma] = _pragma(conn, f"PRAGMA {pragma}")
+            rows = conn.execute(f"PRAGMA {check}").fetchall()
+            integrity = tuple(str(r[0]) for r in rows)
+            if integrity != ("ok",):
+                problems.extend(f"{check}: {m}" for m in integrity[:20])
+        except sqlite3.Error as exc:
+            problems.append(f"{check} failed: {exc}")
+        finally:
+            conn.close()
+    warnings: list[str] = []
+    journal = facts.get("journal_mode")
+    if journal is not None and str(journal).lower() != "wal":
+        warnings.append(
+            f"journal mode is {journal!r}, not 'wal' (writers will block readers)"
+        )
+    if wal_size > _LARGE_WAL:
+        warnings.append(
+            f"WAL file is {wal_size} B: a long-lived reader may be blocking checkpoints"
+        )
+    return DatabaseReport(
+        name,
+        exists=True,
+        size=st.st_size,
+        is_sqlite=True,
+        journal_mode=None if journal is None else str(journal).lower(),
+        check=check,
+        integrity=integrity,
+        wal_size=wal_size,
+        page_size=facts.get("page_size"),
+        page_count=facts.get("page_count"),
+        freelist_count=facts.get("freelist_count"),
+        problems=tuple(problems),
+        warnings=tuple(warnings),
+    )

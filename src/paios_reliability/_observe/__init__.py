@@ -1,0 +1,1 @@
+"""Observability: event store, metrics, crash handler, health, alerts, leak monitor."""

@@ -1,0 +1,1041 @@
+"""EventStore: a queryable record of what happened, in one SQLite file.
+
+``observability.sqlite`` holds one row per event (``id, ts, trace_id, span_id,
+service, category, action, level, metadata``) plus the run markers of the crash
+handler. It is opened with :func:`~paios_reliability.open_database` (WAL, busy
+timeout) and written with :func:`~paios_reliability.write_transaction`, so any
+number of processes can write to it at once.
+
+:meth:`EventStore.emit` only appends to an in-memory buffer (a few
+microseconds); a daemon thread writes the buffer in batches (one transaction per
+batch), when it holds ``batch_size`` events or every ``flush_interval``
+seconds, and at exit. ``emit`` never raises into the caller: a store that
+cannot be written is logged (at most once a minute) and counted in
+:meth:`EventStore.stats`, and the buffer is bounded (the oldest events are
+dropped, and counted, when it is full).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from .._core.exceptions import ConfigError
+from .._core.settings import Restorer
+from .._core.trace import current_trace
+
+if TYPE_CHECKING:
+    from .._core.events import Event
+
+__all__ = [
+    "EventStore",
+    "EventStoreStats",
+    "StoredEvent",
+    "parse_time",
+    "query_command",
+]
+
+T = TypeVar("T")
+Level = Literal["debug", "info", "warning", "error", "critical"]
+LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
+_LEVELNO = {name: 10 * (i + 1) for i, name in enumerate(LEVELS)}
+_SCHEMA_VERSION = 1
+_log = logging.getLogger("paios_reliability.event_store")
+
+# Set while a store does its own I/O, so events that I/O emits (sqlite.opened,
+# sqlite.lock_retry...) are not fed back into the store by its hook.
+_in_store: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "paios_reliability_in_event_store", default=False
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    trace_id TEXT,
+    span_id TEXT,
+    service TEXT,
+    category TEXT NOT NULL,
+    action TEXT NOT NULL,
+    level TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE INDEX IF NOT EXISTS events_trace ON events (trace_id, ts)
+    WHERE trace_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_category ON events (category, action, ts);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    boot_id TEXT,
+    proc_start TEXT,
+    started REAL NOT NULL,
+    ended REAL,
+    status TEXT NOT NULL,
+    fault_path TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_service ON runs (service, status);
+"""
+
+_INSERT = (
+    "INSERT INTO events (ts, trace_id, span_id, service, category, action, level, "
+    "metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_Row = tuple[
+    float, str | None, str | None, str | None, str, str, str, Mapping[str, Any]
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One row of the event store.
+
+    Attributes:
+        id: Row id (increases with insertion order within one database).
+        ts: Seconds since the epoch (UTC).
+        trace_id: Trace of the code that emitted it, if any.
+        span_id: Span of the code that emitted it, if any.
+        service: The service (process role) that emitted it.
+        category: What kind of thing: a primitive (``breaker``), ``crash``...
+        action: What happened (``opened``, ``uncaught_exception``...).
+        level: ``debug`` | ``info`` | ``warning`` | ``error`` | ``critical``.
+        metadata: The event's fields (JSON).
+    """
+
+    id: int
+    ts: float
+    trace_id: str | None
+    span_id: str | None
+    service: str | None
+    category: str
+    action: str
+    level: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def time(self) -> _dt.datetime:
+        """``ts`` as an aware UTC datetime."""
+        return _dt.datetime.fromtimestamp(self.ts, _dt.timezone.utc)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable view (``ts`` as ISO 8601 UTC)."""
+        return {
+            "id": self.id,
+            "ts": self.time.isoformat().replace("+00:00", "Z"),
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "service": self.service,
+            "category": self.category,
+            "action": self.action,
+            "level": self.level,
+            "metadata": dict(self.metadata),
+        }
+
+    def to_line(self) -> str:
+        """One readable line (what ``events query`` prints)."""
+        stamp = self.time.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        parts = [stamp, f"{self.level.upper():<8}", f"{self.category}.{self.action}"]
+        if self.service:
+            parts.append(f"service={self.service}")
+        if self.trace_id:
+            parts.append(f"trace={self.trace_id}")
+        if self.metadata:
+            parts.append(json.dumps(dict(self.metadata), sort_keys=True, default=str))
+        return "  ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class EventStoreStats:
+    """Counters of one :class:`EventStore` in this process.
+
+    Attributes:
+        emitted: Events accepted by ``emit`` (and the hook).
+        written: Events written to the database.
+        dropped: Events lost: buffer full, store closed, or encoding failed.
+        errors: Failed write attempts (each retried later while buffered).
+        pending: Events waiting in the buffer right now.
+    """
+
+    emitted: int
+    written: int
+    dropped: int
+    errors: int
+    pending: int
+
+
+# -- time arguments ----------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_MAX_SECONDS = 100 * 365 * 86400.0
+
+TimeArg = float | int | _dt.datetime | _dt.timedelta | str
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like ``90s``, ``15m``, ``1h30m``, ``2d``, ``1w``.
+
+    Raises:
+        ConfigError: ``USAGE_ERROR`` for anything else.
+    """
+    compact = text.strip().replace(" ", "")
+    if not compact:
+        raise ConfigError("empty duration", code="USAGE_ERROR")
+    total = 0.0
+    pos = 0
+    for match in _DURATION.finditer(compact):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2).lower()]
+        pos = match.end()
+    if pos != len(compact) or pos == 0:
+        raise ConfigError(
+            f"invalid duration {text!r}: use e.g. 90s, 15m, 1h30m, 2d, 1w",
+            code="USAGE_ERROR",
+        )
+    if total > _MAX_SECONDS:
+        raise ConfigError(f"duration {text!r} is too long", code="USAGE_ERROR")
+    return total
+
+
+def parse_time(value: TimeArg, *, now: float | None = None) -> float:
+    """An absolute time (seconds since the epoch) from a flexible argument.
+
+    Args:
+        value: A number (epoch seconds), an aware datetime (a naive one is
+            taken as UTC), a timedelta (that long before ``now``), a duration
+            string (``"1h"``: that long ago), or an ISO 8601 timestamp string.
+        now: The reference time (default: ``time.time()``).
+
+    Raises:
+        ConfigError: ``USAGE_ERROR`` for a value that is none of these.
+    """
+    reference = time.time() if now is None else now
+    if isinstance(value, bool):
+        raise ConfigError(f"invalid time {value!r}", code="USAGE_ERROR")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, _dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
+        return aware.timestamp()
+    if isinstance(value, _dt.timedelta):
+        return reference - value.total_seconds()
+    if isinstance(value, str):
+        try:
+            return reference - parse_duration(value)
+        except ConfigError:
+            pass
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            return parse_time(_dt.datetime.fromisoformat(text), now=reference)
+        except ValueError:
+            raise ConfigError(
+                f"invalid time {value!r}: use a duration (1h, 30m, 2d) or an "
+                "ISO 8601 timestamp",
+                code="USAGE_ERROR",
+            ) from None
+    raise ConfigError(f"invalid time {value!r}", code="USAGE_ERROR")
+
+
+# -- encoding --------------------------------------------------------------------
+
+
+_secret_keys: dict[str, bool] = {}
+_PLAIN = (int, bool, type(None))
+
+
+def _is_secret_key(key: str) -> bool:
+    known = _secret_keys.get(key)
+    if known is None:
+        from .._core.taxonomy import is_secret_key
+
+        known = is_secret_key(key)
+        if len(_secret_keys) < 10_000:  # bounded: keys may come from data
+            _secret_keys[key] = known
+    return known
+
+
+def _encode(metadata: Mapping[str, Any]) -> str:
+    """JSON with secrets redacted (values under secret keys, tokens in text).
+
+    Flat metadata of plain values (the common case) takes a fast path; anything
+    else goes through :func:`json_safe`, which also handles nesting, odd types
+    and hostile objects.
+    """
+    from .._core.taxonomy import REDACTED, json_safe, redact_text
+
+    if not metadata:
+        return "{}"
+    flat: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if type(key) is not str:
+            break
+        if _is_secret_key(key):
+            flat[key] = REDACTED
+        elif type(value) is str:
+            flat[key] = redact_text(value)
+        elif type(value) in _PLAIN or (type(value) is float and math.isfinite(value)):
+            flat[key] = value
+        else:
+            break
+    else:
+        return json.dumps(flat, separators=(",", ":"))
+    return json.dumps(json_safe(metadata), separators=(",", ":"), allow_nan=False)
+
+
+# -- the store -------------------------------------------------------------------
+
+_stores: weakref.WeakSet[EventStore] = weakref.WeakSet()
+_registry_lock = threading.Lock()
+_fork_leftovers: list[Any] = []  # connections inherited through fork: never closed
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_stores):
+        store._reset_after_fork()
+
+
+def _flush_all_at_exit() -> None:
+    for store in list(_stores):
+        with contextlib.suppress(Exception):
+            store.close(timeout=5.0)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_flush_all_at_exit)
+
+
+class EventStore:
+    """Record events in an SQLite file that many processes can share.
+
+    Args:
+        path: The database file (created if missing), e.g.
+            ``observability.sqlite``.
+        service: Default ``service`` of events emitted through this store.
+        batch_size: Write when this many events are buffered.
+        flush_interval: ...or at least this often (seconds).
+        max_buffer: Most events kept in memory while the database cannot be
+            written; beyond it the oldest are dropped (and counted).
+        busy_timeout_ms: SQLite busy timeout of the store's connection.
+        readonly: Open for queries only (no schema creation, no writes).
+
+    Thread-safe; one instance per process and path is enough. After
+    ``fork()`` the child gets a fresh connection and an empty buffer (the
+    parent writes what it had buffered).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        service: str | None = None,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        max_buffer: int = 100_000,
+        busy_timeout_ms: int = 5000,
+        readonly: bool = False,
+    ) -> None:
+        if batch_size < 1 or max_buffer < batch_size:
+            raise ConfigError(
+                f"need 1 <= batch_size <= max_buffer, got {batch_size}, {max_buffer}",
+                code="USAGE_ERROR",
+            )
+        if not flush_interval > 0:
+            raise ConfigError(
+                f"flush_interval must be > 0, got {flush_interval!r}",
+                code="USAGE_ERROR",
+            )
+        self.path = os.fspath(path)
+        self.service = service
+        self.batch_size = batch_size
+        self.flush_interval = float(flush_interval)
+        self.max_buffer = max_buffer
+        self.busy_timeout_ms = busy_timeout_ms
+        self.readonly = readonly
+        self._init_runtime()
+        with _registry_lock:
+            _stores.add(self)
+
+    def _init_runtime(self) -> None:
+        self._buffer: deque[_Row] = deque()
+        self._io_lock = threading.RLock()
+        self._io_owner: int | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._schema_ready = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        self._closed = False
+        self._released = False  # the connection is gone for good (after close)
+        self._emitted = 0
+        self._written = 0
+        self._dropped = 0
+        self._errors = 0
+        self._last_error_log = -1e9
+        self._backoff = 0.0
+
+    def _reset_after_fork(self) -> None:
+        if self._conn is not None:
+            _fork_leftovers.append(self._conn)
+        closed = self._closed
+        self._init_runtime()
+        self._closed = closed
+
+    # -- writing -------------------------------------------------------------
+
+    def emit(
+        self,
+        category: str,
+        action: str,
+        *,
+        level: Level | str = "info",
+        service: str | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+        ts: float | None = None,
+        **metadata: Any,
+    ) -> None:
+        """Record one event (buffered; written within ``flush_interval``).
+
+        Never raises: a failure is logged and counted (see :meth:`stats`).
+
+        Args:
+            category: What kind of thing (``breaker``, ``tool``, ``crash``...).
+            action: What happened (``opened``, ``failed``...).
+            level: ``debug`` | ``info`` | ``warning`` | ``error`` | ``critical``.
+            service: Overrides the store's default service.
+            trace_id: Default: the current trace (:func:`trace`); ``""``
+                for none.
+            span_id: Default: the current span; ``""`` for none.
+            ts: Seconds since the epoch (default: now).
+            **metadata: JSON-serialisable details; secret-looking keys and
+                tokens in text are redacted when written.
+        """
+        try:
+            if trace_id is None and span_id is None:
+                context = current_trace()
+                if context:
+                    trace_id = context.get("trace_id")
+                    span_id = context.get("span_id")
+            # "" means "no trace" explicitly (e.g. a crash found at the next start).
+            trace_id = trace_id or None
+            span_id = span_id or None
+            if level not in _LEVELNO:
+                metadata["given_level"] = str(level)
+                level = "info"
+            self._append(
+                (
+                    time.time() if ts is None else float(ts),
+                    trace_id,
+                    span_id,
+                    service if service is not None else self.service,
+                    str(category),
+                    str(action),
+                    str(level),
+                    metadata,
+                )
+            )
+        except Exception:  # noqa: BLE001 - emit never raises into the caller
+            self._dropped += 1
+            self._log_failure("emit failed")
+
+    def _append(self, row: _Row) -> None:
+        if self._closed or self.readonly:
+            self._dropped += 1
+            return
+        buffer = self._buffer
+        buffer.append(row)
+        self._emitted += 1
+        size = len(buffer)
+        if size >= self.batch_size:
+            if size > self.max_buffer:
+                with contextlib.suppress(IndexError):
+                    buffer.popleft()
+                    self._dropped += 1
+            if not self._wake.is_set():  # setting an Event costs ~10 us
+                self._wake.set()
+        if self._thread is None:
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        with self._thread_lock:
+            if self._thread is not None or self._closed:
+                return
+            thread = threading.Thread(
+                target=self._flusher,
+                name=f"paios-event-store-{os.path.basename(self.path)}",
+                daemon=True,
+            )
+            self._thread = thread
+            thread.start()
+
+    def _flusher(self) -> None:
+        _in_store.set(True)
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval + self._backoff)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self._flush_some(wait=5.0)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Write every buffered event now.
+
+        Args:
+            timeout: Seconds to wait for another thread's flush in progress.
+
+        Returns:
+            How many events were written (0 if nothing was pending, or the
+            database could not be written: then they stay buffered).
+        """
+        return self._flush_some(wait=timeout)
+
+    def _flush_some(self, *, wait: float) -> int:
+        me = threading.get_ident()
+        if self._io_owner == me:
+            # Re-entered from a signal handler that interrupted our own write:
+            # the interrupted frame finishes it; never nest transactions.
+            return 0
+        if not self._io_lock.acquire(timeout=max(0.0, wait)):
+            return 0
+        token = _in_store.set(True)
+        self._io_owner = me
+        try:
+            total = 0
+            while self._buffer:
+                written = self._write_batch()
+                if written == 0:
+                    break
+                total += written
+            return total
+        finally:
+            self._io_owner = None
+            _in_store.reset(token)
+            self._io_lock.release()
+
+    def _write_batch(self) -> int:
+        """Write one batch; on any failure its events go back to the buffer.
+
+        Also on ``SystemExit`` (the crash handler's SIGTERM) and
+        ``KeyboardInterrupt`` arriving in the middle: the popped events are
+        re-queued (or counted as dropped when the buffer is full), then the
+        exception continues. An event is never lost uncounted; one
+        interrupted at the very instant of the commit may be written twice.
+        """
+        batch: list[_Row] = []
+        rows: list[tuple[Any, ...]] = []
+        kept: list[_Row] = []  # the encodable events, in order
+        buffer = self._buffer
+        try:
+            with contextlib.suppress(IndexError):
+                for _ in range(max(self.batch_size, 2000)):
+                    batch.append(buffer.popleft())  # noqa: PERF401 - stops at IndexError
+            if not batch:
+                return 0
+            for row in batch:
+                try:
+                    encoded = (*row[:7], _encode(row[7]))
+                except Exception:  # noqa: BLE001 - one unencodable event must not block the rest
+                    self._dropped += 1
+                    self._log_failure("could not encode event metadata")
+                    continue
+                rows.append(encoded)
+                kept.append(row)
+            batch = kept  # the dropped ones are counted; never re-queued
+            from .._data.database import write_transaction
+
+            conn = self._connection()
+            with write_transaction(conn):
+                conn.executemany(_INSERT, rows)
+        except BaseException as exc:
+            self._requeue(batch)
+            if not isinstance(exc, Exception):
+                raise  # SystemExit, KeyboardInterrupt: counted, now on their way
+            self._errors += 1
+            self._backoff = min(30.0, max(0.5, self._backoff * 2))
+            self._log_failure("write failed", exc)
+            if isinstance(exc, sqlite3.Error):
+                self._drop_connection()
+            return 0
+        self._backoff = 0.0
+        self._written += len(rows)
+        return len(rows)
+
+    def _requeue(self, batch: list[_Row]) -> None:
+        """Put ``batch`` back at the front, dropping (and counting) the oldest."""
+        buffer = self._buffer
+        buffer.extendleft(reversed(batch))
+        while len(buffer) > self.max_buffer:
+            buffer.popleft()
+            self._dropped += 1
+
+    def _log_failure(self, what: str, exc: BaseException | None = None) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log < 60.0:
+            return
+        self._last_error_log = now
+        with contextlib.suppress(Exception):
+            _log.error(
+                "event store %s: %s (%s); events stay buffered (%d pending, %d dropped)",
+                self.path,
+                what,
+                f"{type(exc).__name__}: {exc}" if exc is not None else "-",
+                len(self._buffer),
+                self._dropped,
+            )
+            from .._core.events import emit
+
+            token = _in_store.set(True)
+            try:
+                emit(
+                    "event_store",
+                    "write_failed",
+                    level="error",
+                    subject=self.path,
+                    exc=exc,
+                    pending=len(self._buffer),
+                    dropped=self._dropped,
+                )
+            finally:
+                _in_store.reset(token)
+
+    # -- connection ----------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is None:
+            if self._released:
+                from .._core.exceptions import PermanentError
+
+                # Reopening here would leak a connection nobody closes.
+                raise PermanentError(
+                    f"event store {self.path} is closed",
+                    code="DB_ERROR",
+                    context={"path": self.path},
+                )
+            from .._data.database import open_database
+
+            conn = open_database(
+                self.path,
+                busy_timeout_ms=self.busy_timeout_ms,
+                readonly=self.readonly,
+                create=not self.readonly,
+                check_same_thread=False,
+            )
+            self._conn = conn
+        if not self._schema_ready:
+            if not self.readonly:
+                self._create_schema(conn)
+            elif not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+            ).fetchone():
+                from .._core.exceptions import PermanentError
+
+                raise PermanentError(
+                    f"{self.path} is an SQLite database but not an event store "
+                    "(it has no events table)",
+                    code="DB_ERROR",
+                    context={"path": self.path},
+                )
+            self._schema_ready = True
+        return conn
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        from .._data.database import write_transaction
+
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version >= _SCHEMA_VERSION:
+            return
+        with write_transaction(conn):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self._schema_ready = False
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    @contextlib.contextmanager
+    def _io(self, timeout: float = 30.0) -> Iterator[sqlite3.Connection]:
+        """The store's connection, exclusively, for a synchronous operation."""
+        from .._core.exceptions import TransientError
+
+        if not self._io_lock.acquire(timeout=timeout):
+            raise TransientError(
+                f"event store {self.path} is busy in another thread",
+                code="DB_LOCKED",
+                context={"path": self.path},
+            )
+        token = _in_store.set(True)
+        me = threading.get_ident()
+        outer = self._io_owner
+        self._io_owner = me
+        try:
+            yield self._connection()
+        finally:
+            self._io_owner = outer
+            _in_store.reset(token)
+            self._io_lock.release()
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """Run ``fn`` on the connection now (used by the crash handler)."""
+        from .._data.database import write_transaction
+
+        with self._io() as conn:
+            if not write:
+                return fn(conn)
+            with write_transaction(conn):
+                return fn(conn)
+
+    def _emit_now(
+        self,
+        category: str,
+        action: str,
+        *,
+        level: str,
+        service: str | None,
+        metadata: dict[str, Any],
+        trace_id: str | None = None,
+        span_id: str | None = None,
+    ) -> bool:
+        """Emit and write at once; False if that could not be done right now.
+
+        ``metadata`` is a dict (not keywords) so that any key is allowed.
+        Safe to call from a signal handler: if this thread is in the middle of
+        a write, the event stays buffered for the exit flush instead.
+        """
+        try:
+            self._append(
+                (
+                    time.time(),
+                    trace_id or None,
+                    span_id or None,
+                    service if service is not None else self.service,
+                    category,
+                    action,
+                    level if level in _LEVELNO else "info",
+                    metadata,
+                )
+            )
+        except Exception:  # noqa: BLE001 - never raises, like emit
+            self._dropped += 1
+            return False
+        if self._closed or self._io_owner == threading.get_ident():
+            return False
+        self._flush_some(wait=10.0)
+        return not self._buffer
+
+    # -- reading -------------------------------------------------------------
+
+    def query(
+        self,
+        *,
+        trace_id: str | None = None,
+        category: str | None = None,
+        action: str | None = None,
+        since: TimeArg | None = None,
+        until: TimeArg | None = None,
+        level: Level | str | None = None,
+        service: str | None = None,
+        limit: int | None = 1000,
+    ) -> list[StoredEvent]:
+        """Events matching every given filter, oldest first.
+
+        Buffered events of this process are written first, so you read your
+        own writes.
+
+        Args:
+            trace_id: Only this trace.
+            category: Only this category.
+            action: Only this action.
+            since: Not older than this (see :func:`parse_time`: ``"1h"``,
+                a timedelta, a datetime, epoch seconds).
+            until: Not newer than this.
+            level: This level *or worse* (``"error"`` includes ``critical``).
+            service: Only this service.
+            limit: At most this many: the most recent ones (``None``: all).
+
+        Raises:
+            ConfigError: ``USAGE_ERROR`` for an unknown level or bad time.
+            ReliabilityError: The database cannot be opened or read.
+        """
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("trace_id", trace_id),
+            ("category", category),
+            ("action", action),
+            ("service", service),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        now = time.time()
+        if since is not None:
+            clauses.append("ts >= ?")
+            params.append(parse_time(since, now=now))
+        if until is not None:
+            clauses.append("ts <= ?")
+            params.append(parse_time(until, now=now))
+        if level is not None:
+            if level not in _LEVELNO:
+                raise ConfigError(
+                    f"unknown level {level!r}; use one of {list(LEVELS)}",
+                    code="USAGE_ERROR",
+                )
+            wanted = [name for name in LEVELS if _LEVELNO[name] >= _LEVELNO[level]]
+            clauses.append(f"level IN ({', '.join('?' * len(wanted))})")
+            params.extend(wanted)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT id, ts, trace_id, span_id, service, category, action, level, metadata FROM events {where} ORDER BY ts DESC, id DESC"  # noqa: S608 - clauses are ours, values bound
+        if limit is not None:
+            if limit < 0:
+                raise ConfigError(
+                    f"limit must be >= 0, got {limit}", code="USAGE_ERROR"
+                )
+            sql += f" LIMIT {int(limit)}"
+        if self._buffer:
+            self.flush()
+        with self._io() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_row_to_event(row) for row in reversed(rows)]
+
+    def count(self, **filters: Any) -> int:
+        """How many events match (same filters as :meth:`query`, no limit)."""
+        return len(self.query(limit=None, **filters))
+
+    def last_crash(self, service: str | None = None) -> StoredEvent | None:
+        """The most recent crash recorded for ``service`` (any service if None).
+
+        Crashes are recorded by :func:`install_crash_handler`: uncaught
+        exceptions (main thread, other threads, asyncio) and unclean exits
+        (SIGKILL, OOM kill, ``os._exit``, segfault) found at the next start.
+        """
+        found = self.query(category="crash", service=service, limit=1)
+        return found[0] if found else None
+
+    def prune(self, older_than: TimeArg) -> int:
+        """Delete events older than ``older_than`` (e.g. ``"30d"``, a timedelta).
+
+        Deletes in chunks, so writers in other processes are never blocked for
+        long. Finished run markers older than that go too.
+
+        Returns:
+            How many events were deleted.
+        """
+        from .._data.database import write_transaction
+
+        cutoff = parse_time(older_than)
+        if self._buffer:
+            self.flush()
+        deleted = 0
+        while True:
+            with self._io() as conn, write_transaction(conn):
+                cursor = conn.execute(
+                    "DELETE FROM events WHERE id IN "
+                    "(SELECT id FROM events WHERE ts < ? LIMIT 5000)",
+                    (cutoff,),
+                )
+                n = cursor.rowcount
+                if n < 5000:
+                    conn.execute(
+                        "DELETE FROM runs WHERE status != 'running' AND started < ?",
+                        (cutoff,),
+                    )
+            deleted += n
+            if n < 5000:
+                break
+        from .._core.events import emit
+
+        emit("event_store", "pruned", subject=self.path, deleted=deleted)
+        return deleted
+
+    def stats(self) -> EventStoreStats:
+        """Counters of this store in this process."""
+        return EventStoreStats(
+            emitted=self._emitted,
+            written=self._written,
+            dropped=self._dropped,
+            errors=self._errors,
+            pending=len(self._buffer),
+        )
+
+    # -- library events ------------------------------------------------------
+
+    def record_library_events(self, *, min_level: Level | str = "info") -> Restorer:
+        """Send every paios_reliability event into this store from now on.
+
+        Event ``paios_reliability.<primitive>.<action>`` becomes a row with
+        ``category=<primitive>``, ``action=<action>``, its level, trace ids,
+        and its fields (plus ``subject`` and the error) as metadata.
+
+        Args:
+            min_level: Skip events below this level (``debug`` records all).
+
+        Returns:
+            A :class:`Restorer` that stops recording.
+        """
+        from .._core.events import add_event_hook
+
+        if min_level not in _LEVELNO:
+            raise ConfigError(f"unknown level {min_level!r}", code="USAGE_ERROR")
+        return add_event_hook(_StoreHook(self, _LEVELNO[min_level]))
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is buffered and release the connection. Idempotent.
+
+        Events emitted after ``close`` are dropped (and counted).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._flush_some(wait=timeout)
+        if self._io_lock.acquire(timeout=timeout):
+            try:
+                self._drop_connection()
+                self._released = True
+            finally:
+                self._io_lock.release()
+        with _registry_lock:
+            _stores.discard(self)
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EventStore({self.path!r}, service={self.service!r})"
+
+
+class _StoreHook:
+    __slots__ = ("_min", "_store")
+
+    def __init__(self, store: EventStore, min_levelno: int) -> None:
+        self._store = store
+        self._min = min_levelno
+
+    def __call__(self, event: Event, /) -> None:
+        if _LEVELNO.get(event.level, 20) < self._min or _in_store.get():
+            return
+        metadata = event.to_dict()
+        for key in ("event", "level", "timestamp", "trace_id", "span_id"):
+            metadata.pop(key, None)
+        trace = event.trace
+        self._store._append(
+            (
+                event.timestamp or time.time(),
+                trace.get("trace_id"),
+                trace.get("span_id"),
+                self._store.service,
+                event.primitive,
+                event.action,
+                event.level,
+                metadata,
+            )
+        )
+
+
+def _row_to_event(row: Sequence[Any]) -> StoredEvent:
+    try:
+        metadata = json.loads(row[8]) if row[8] else {}
+    except ValueError:
+        metadata = {"raw": row[8]}
+    if not isinstance(metadata, dict):
+        metadata = {"value": metadata}
+    return StoredEvent(
+        id=int(row[0]),
+        ts=float(row[1]),
+        trace_id=row[2],
+        span_id=row[3],
+        service=row[4],
+        category=row[5],
+        action=row[6],
+        level=row[7],
+        metadata=metadata,
+    )
+
+
+# -- CLI -------------------------------------------------------------------------
+
+
+def query_command(
+    db: str | os.PathLike[str],
+    *,
+    trace: str | None = None,
+    category: str | None = None,
+    action: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    level: str | None = None,
+    service: str | None = None,
+    limit: int | None = 100,
+    as_json: bool = False,
+) -> tuple[str, int]:
+    """What ``paios-reliability events query DB ...`` does.
+
+    Opens the store read-only (a missing file is an error, never created).
+
+    Returns:
+        ``(text, exit_status)``: one line per event (or a JSON array with
+        ``as_json``), oldest first; status 0 (also when nothing matched).
+
+    Raises:
+        ReliabilityError: The file is missing or not a database
+            (``FILE_NOT_FOUND``, ``DB_NOT_A_DATABASE``), or a bad filter
+            (``USAGE_ERROR``); the CLI prints one line and exits with its code.
+    """
+    store = EventStore(db, readonly=True)
+    try:
+        events = store.query(
+            trace_id=trace,
+            category=category,
+            action=action,
+            since=since,
+            until=until,
+            level=level,
+            service=service,
+            limit=limit,
+        )
+    finally:
+        store.close()
+    if as_json:
+        return json.dumps([e.to_dict() for e in events], indent=2), 0
+    if not events:
+        return "no events matched", 0
+    return "\n".join(e.to_line() for e in events), 0

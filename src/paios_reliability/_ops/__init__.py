@@ -1,0 +1,1 @@
+"""Operations: processes, worker recycling, service units."""

@@ -1,0 +1,603 @@
+"""Rate limiting: GCRA limiter, per-key throttle, occurrence threshold.
+
+All three keep one small value per key in a :class:`StateStore` and change it
+with one pure function inside ``update``, so they behave the same in memory,
+in SQLite and in Redis. Times are integer nanoseconds (monotonic in memory,
+wall clock in shared stores).
+
+GCRA (the generic cell rate algorithm) stores one number per limiter: the
+*theoretical arrival time* (TAT) of the next call. It is a token bucket of
+``burst`` tokens refilled at ``rate`` per ``per`` seconds, without a refill
+loop: a call at ``now`` is admitted when ``max(TAT, now) + interval - burst *
+interval <= now``, and then ``TAT`` moves one interval on.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+
+from .._core import settings as _config
+from .._core.clock import get_clock
+from .._core.dispatch import is_async_callable
+from .._core.events import emit
+from .._core.exceptions import RateLimitedError
+from .._stores import (
+    NS,
+    StoreUnavailableError,
+    adrive,
+    check_count,
+    check_name,
+    check_optional_seconds,
+    check_seconds,
+    drive,
+    now_ns,
+    resolve_store,
+    seconds_to_ns,
+    ttl_seconds,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..typing import Clock, StateStore
+
+__all__ = ["OccurrenceThreshold", "RateLimiter", "Throttle", "doctor_check"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+R = TypeVar("R")
+
+# What an admission step answers: (admitted, wait in ns). Admitted with a
+# positive wait means a slot was reserved that far in the future.
+Decision = tuple[bool, int]
+# Writes tried with a growing TTL before one is made whatever the horizon.
+_HORIZON_ATTEMPTS = 8
+
+
+def gcra(
+    tat: int | None, now: int, interval: int, burst: int, limit: int | None
+) -> tuple[int | None, Decision]:
+    """One GCRA decision.
+
+    Args:
+        tat: The stored theoretical arrival time, or ``None`` (a fresh bucket).
+        now: The current time (ns).
+        interval: Nanoseconds per call at the sustained rate.
+        burst: Calls admitted at once from a full bucket.
+        limit: Longest wait (ns) the caller accepts for a reserved slot;
+            ``0`` admits only at once, ``None`` waits as long as needed.
+
+    Returns:
+        The new TAT (the same object when nothing is taken) and the decision.
+    """
+    base = tat if tat is not None and tat > now else now
+    new_tat = base + interval
+    wait = new_tat - burst * interval - now
+    if wait <= 0:
+        return new_tat, (True, 0)
+    if limit is None or wait <= limit:
+        return new_tat, (True, wait)
+    return tat, (False, wait)
+
+
+class _Keyed:
+    """What every store-backed limiter shares: a store, a clock, a driver."""
+
+    _store: StateStore
+    _clock: Clock | None
+    fail_open: bool
+    name: str
+
+    def _now(self) -> int:
+        return now_ns(get_clock(self._clock), self._store.shared)
+
+    def _run(self, key: str, step: Callable[[Any], tuple[Any, R]], ttl: float) -> R:
+        return self._store.update(key, step, ttl=ttl)
+
+    async def _arun(
+        self, key: str, step: Callable[[Any], tuple[Any, R]], ttl: float
+    ) -> R:
+        return await self._store.aupdate(key, step, ttl=ttl)
+
+    def _store_down(self, primitive: str, exc: StoreUnavailableError) -> None:
+        if not self.fail_open:
+            raise exc
+        emit(
+            primitive,
+            "store_unavailable",
+            level="error",
+            subject=self.name,
+            exc=exc,
+            fail_open=True,
+        )
+
+
+class RateLimiter(_Keyed):
+    """At most ``rate`` calls per ``per`` seconds, with bursts up to ``burst`` (GCRA).
+
+    A full bucket admits ``burst`` calls at once; after that, one call every
+    ``per / rate`` seconds. On a shared store every process draws from the one
+    budget.
+
+    With ``block=True`` a call that is early *reserves* the next free slot and
+    sleeps until it (``await``-ing in async code), but never longer than
+    ``max_wait`` nor past the enclosing :func:`~paios_reliability.deadline`;
+    when the wait would be longer it raises :class:`RateLimitedError` at once,
+    without sleeping and without taking a slot. A waiter cancelled while
+    sleeping forfeits its slot (the budget is never exceeded). In testing mode
+    (:func:`~paios_reliability.testing.set_testing`) it never really sleeps.
+    With ``block=False`` an early call raises :class:`RateLimitedError` with
+    ``retry_after`` at once.
+
+    Use it as a decorator (sync or async), with :meth:`acquire` /
+    :meth:`aacquire`, :meth:`try_acquire` / :meth:`atry_acquire`, or as
+    ``with limiter:`` / ``async with limiter:``.
+
+    Args:
+        name: Identifies the limiter in events, errors and the store.
+        rate: Calls per ``per`` seconds (> 0, may be fractional).
+        per: The period in seconds.
+        burst: Calls admitted at once from a full bucket; default ``rate``
+            rounded down, at least 1.
+        store: Where the budget lives (default: private memory).
+        block: Wait for a slot (``True``) or raise at once (``False``).
+        max_wait: Longest wait in seconds when blocking (``None``: only the
+            enclosing deadline bounds it).
+        fail_open: When the store is unreachable, admit calls (and emit
+            ``rate_limiter.store_unavailable``) instead of raising
+            :class:`StoreUnavailableError`.
+        clock: Time source (default: the process clock at call time).
+
+    Events (``paios_reliability.rate_limiter.*``): ``rejected`` (info;
+    ``retry_after``), ``delayed`` (debug; ``wait``), ``store_unavailable``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        rate: float,
+        per: float,
+        burst: int | None = None,
+        store: StateStore | None = None,
+        block: bool = True,
+        max_wait: float | None = None,
+        fail_open: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        owner = "RateLimiter"
+        self.name = check_name(owner, name)
+        self.rate = check_seconds(owner, "rate", rate)
+        self.per = check_seconds(owner, "per", per)
+        self.burst = (
+            max(1, int(self.rate))
+            if burst is None
+            else check_count(owner, "burst", burst)
+        )
+        self.max_wait = check_optional_seconds(owner, "max_wait", max_wait, zero=True)
+        self.block = bool(block)
+        self.fail_open = bool(fail_open)
+        self._clock = clock
+        self._store = resolve_store(store)
+        self._interval = max(1, seconds_to_ns(self.per / self.rate))
+        self._key = f"rate_limiter:{name}"
+        # The key's TTL follows the state: every write keeps the key at least
+        # until its TAT (the last reserved slot) has passed. A reservation
+        # with unbounded patience can lie any distance ahead; this is the
+        # horizon the last such write needed (a hint, not a bound).
+        self._horizon_hint = self._interval * self.burst
+
+    @property
+    def store(self) -> StateStore:
+        return self._store
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiter({self.name!r}, rate={self.rate!r}, per={self.per!r}, "
+            f"burst={self.burst!r})"
+        )
+
+    def _step(
+        self, limit: int | None, horizon: int | None
+    ) -> Callable[[Any], tuple[Any, tuple[Decision, int]]]:
+        now = self._now()
+        interval, burst = self._interval, self.burst
+
+        def step(data: Any) -> tuple[Any, tuple[Decision, int]]:
+            new_tat, decision = gcra(data, now, interval, burst, limit)
+            if new_tat is not None and new_tat is not data and horizon is not None:
+                needed = new_tat - now
+                if needed > horizon:
+                    # The key's TTL would run out before the TAT: write
+                    # nothing; the caller asks again with a longer TTL.
+                    return data, (decision, needed)
+            return new_tat, (decision, 0)
+
+        return step
+
+    def _decisions(
+        self, limit: int | None
+    ) -> Generator[tuple[str, Any], Any, Decision]:
+        """One admission: yields ``("update", (step, ttl))``, returns the decision.
+
+        The TTL of each write covers ``new TAT - now`` (plus the GC margin).
+        With a bounded wait that is known in advance (``burst`` intervals plus
+        the wait); with unbounded patience the step refuses to write past the
+        TTL it was given and names the horizon it needs, and is asked again.
+        """
+        span = self._interval * self.burst
+        horizon = self._horizon_hint if limit is None else span + limit
+        attempt = 0
+        while True:
+            attempt += 1
+            # A bounded wait bounds the horizon: that write never needs more.
+            final = limit is not None or attempt >= _HORIZON_ATTEMPTS
+            step = self._step(limit, None if final else horizon)
+            decision, needed = yield ("update", (step, ttl_seconds(horizon / NS)))
+            if not needed:
+                return cast(Decision, decision)
+            horizon = max(needed, 2 * horizon)
+            self._horizon_hint = horizon
+
+    def _decide(self, limit: int | None) -> Decision:
+        return drive(
+            self._decisions(limit),
+            self._store,
+            self._key,
+            ttl=ttl_seconds(self._interval * self.burst / NS),
+            clock=get_clock(self._clock),
+        )
+
+    async def _adecide(self, limit: int | None) -> Decision:
+        return await adrive(
+            self._decisions(limit),
+            self._store,
+            self._key,
+            ttl=ttl_seconds(self._interval * self.burst / NS),
+            clock=get_clock(self._clock),
+        )
+
+    def _limit(self) -> int | None:
+        """The longest wait (ns) this call may take for a slot."""
+        if not self.block:
+            return 0
+        from .timeout import remaining
+
+        bound = self.max_wait
+        left = remaining()
+        if left is not None:
+            bound = left if bound is None else min(bound, left)
+        return None if bound is None else seconds_to_ns(bound)
+
+    def _refused(self, wait: int) -> RateLimitedError:
+        retry_after = wait / NS
+        emit(
+            "rate_limiter",
+            "rejected",
+            subject=self.name,
+            retry_after=retry_after,
+        )
+        return RateLimitedError(
+            f"rate limiter {self.name!r} is out of budget "
+            f"({self.rate:g} per {self.per:g}s); retry in {retry_after:.3f}s",
+            retry_after=retry_after,
+            context={"limiter": self.name},
+        )
+
+    def _decided(self, decision: Decision) -> float:
+        """Seconds to sleep for an admitted call; raise for a refused one."""
+        admitted, wait = decision
+        if not admitted:
+            raise self._refused(wait)
+        if wait <= 0 or _config.is_testing():
+            return 0.0
+        emit(
+            "rate_limiter", "delayed", level="debug", subject=self.name, wait=wait / NS
+        )
+        return wait / NS
+
+    def acquire(self) -> None:
+        """Take one slot, waiting for it when ``block`` (see the class docs).
+
+        Raises:
+            RateLimitedError: No slot within ``max_wait``/the deadline, or at
+                once with ``block=False``.
+            StoreUnavailableError: The store is down and ``fail_open`` is off.
+        """
+        if not _config._state.active:
+            return
+        try:
+            decision = self._decide(self._limit())
+        except StoreUnavailableError as exc:
+            self._store_down("rate_limiter", exc)
+            return
+        pause = self._decided(decision)
+        if pause:
+            get_clock(self._clock).sleep(pause)
+
+    async def aacquire(self) -> None:
+        """:meth:`acquire` for async code: waits with ``await``."""
+        if not _config._state.active:
+            return
+        try:
+            decision = await self._adecide(self._limit())
+        except StoreUnavailableError as exc:
+            self._store_down("rate_limiter", exc)
+            return
+        pause = self._decided(decision)
+        if pause:
+            await get_clock(self._clock).asleep(pause)
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now; never waits, never raises for budget."""
+        if not _config._state.active:
+            return True
+        try:
+            admitted, _ = self._decide(0)
+        except StoreUnavailableError as exc:
+            self._store_down("rate_limiter", exc)
+            return True
+        return admitted
+
+    async def atry_acquire(self) -> bool:
+        """:meth:`try_acquire` without blocking the event loop on store I/O."""
+        if not _config._state.active:
+            return True
+        try:
+            admitted, _ = await self._adecide(0)
+        except StoreUnavailableError as exc:
+            self._store_down("rate_limiter", exc)
+            return True
+        return admitted
+
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+        """Decorate a sync or async function; every call takes a slot first."""
+        if is_async_callable(fn):
+            afn = cast(Callable[P, Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                await self.aacquire()
+                return await afn(*args, **kwargs)
+
+            return cast(Callable[P, T], async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            self.acquire()
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    def __enter__(self) -> RateLimiter:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    async def __aenter__(self) -> RateLimiter:
+        await self.aacquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+class Throttle(_Keyed):
+    """Let something happen at most once per ``interval`` seconds per key.
+
+    For work that must not repeat too often: a usage write, a warning log
+    line, a cache refresh. ``allow(key)`` is true for the first call and then
+    false until ``interval`` seconds have passed since the last *allowed* one.
+    Per-key state expires after the interval, so many keys do not pile up.
+
+    Args:
+        interval: Seconds between allowed occurrences (> 0).
+        name: Namespace in the store (two throttles with the same name and
+            store share their keys).
+        store: Where the state lives (default: private memory).
+        fail_open: When the store is unreachable, allow (and emit
+            ``throttle.store_unavailable``) instead of raising.
+        clock: Time source (default: the process clock at call time).
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        *,
+        name: str = "throttle",
+        store: StateStore | None = None,
+        fail_open: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        self.interval = check_seconds("Throttle", "interval", interval)
+        self.name = check_name("Throttle", name)
+        self.fail_open = bool(fail_open)
+        self._clock = clock
+        self._store = resolve_store(store)
+        self._interval = max(1, seconds_to_ns(self.interval))
+        self._ttl = ttl_seconds(self.interval)
+
+    def __repr__(self) -> str:
+        return f"Throttle({self.interval!r}, name={self.name!r})"
+
+    def _step(self) -> Callable[[Any], tuple[Any, bool]]:
+        now, interval = self._now(), self._interval
+
+        def step(data: Any) -> tuple[Any, bool]:
+            # GCRA with a burst of one: the stored value is the next allowed time.
+            if data is None or now >= data:
+                return now + interval, True
+            return data, False
+
+        return step
+
+    def allow(self, key: str = "") -> bool:
+        """Whether the occurrence for ``key`` may happen now (and record it if so)."""
+        try:
+            return self._run(f"throttle:{self.name}:{key}", self._step(), self._ttl)
+        except StoreUnavailableError as exc:
+            self._store_down("throttle", exc)
+            return True
+
+    async def aallow(self, key: str = "") -> bool:
+        """:meth:`allow` without blocking the event loop on store I/O."""
+        try:
+            return await self._arun(
+                f"throttle:{self.name}:{key}", self._step(), self._ttl
+            )
+        except StoreUnavailableError as exc:
+            self._store_down("throttle", exc)
+            return True
+
+
+class OccurrenceThreshold(_Keyed):
+    """Say "now" once when something happened ``count`` times within ``per`` seconds.
+
+    The noise floor for alerts: ``record(key)`` notes one occurrence and is
+    true exactly when the occurrences of ``key`` in the last ``per`` seconds
+    reach ``count`` while armed. After firing it is disarmed for ``per``
+    seconds; then it re-arms, and fires again as soon as the count within the
+    window is at the threshold (so a failure that never stops alerts once per
+    window, not on every occurrence).
+
+    Args:
+        count: Occurrences within the window that fire (>= 1, at most 10000).
+        per: The window in seconds.
+        name: Namespace in the store.
+        store: Where the state lives (default: private memory).
+        fail_open: When the store is unreachable, return ``True`` (better a
+            duplicate alert than a lost one) and emit an event, instead of
+            raising.
+        clock: Time source (default: the process clock at call time).
+
+    Events: ``occurrence_threshold.reached`` (warning; ``key``, ``count``,
+    ``per``) when it fires.
+    """
+
+    def __init__(
+        self,
+        count: int = 5,
+        per: float = 3600.0,
+        *,
+        name: str = "occurrences",
+        store: StateStore | None = None,
+        fail_open: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        self.count = check_count("OccurrenceThreshold", "count", count)
+        if self.count > 10_000:
+            raise ValueError(
+                f"OccurrenceThreshold(count=...) must be <= 10000, got {count!r}"
+            )
+        self.per = check_seconds("OccurrenceThreshold", "per", per)
+        self.name = check_name("OccurrenceThreshold", name)
+        self.fail_open = bool(fail_open)
+        self._clock = clock
+        self._store = resolve_store(store)
+        self._per = max(1, seconds_to_ns(self.per))
+        self._ttl = ttl_seconds(self.per)
+
+    def __repr__(self) -> str:
+        return f"OccurrenceThreshold({self.count!r}, {self.per!r}, name={self.name!r})"
+
+    def _step(self) -> Callable[[Any], tuple[Any, bool]]:
+        now, per, count = self._now(), self._per, self.count
+
+        def step(data: Any) -> tuple[Any, bool]:
+            # [fired_at or None, up to `count` recent occurrence times...]
+            fired = None if data is None else data[0]
+            recent = [] if data is None else [t for t in data[1:] if now - t < per]
+            recent.append(now)
+            del recent[:-count]
+            if fired is not None and now - fired >= per:
+                fired = None  # the window since firing has passed: re-armed
+            reached = fired is None and len(recent) >= count
+            if reached:
+                fired = now
+            return [fired, *recent], reached
+
+        return step
+
+    def _reached(self, key: str, reached: bool) -> bool:
+        if reached:
+            emit(
+                "occurrence_threshold",
+                "reached",
+                level="warning",
+                subject=self.name,
+                key=key,
+                count=self.count,
+                per=self.per,
+            )
+        return reached
+
+    def record(self, key: str = "") -> bool:
+        """Note one occurrence of ``key``; true when this one reaches the threshold."""
+        try:
+            reached = self._store.update(
+                f"occurrence:{self.name}:{key}", self._step(), ttl=self._ttl
+            )
+        except StoreUnavailableError as exc:
+            self._store_down("occurrence_threshold", exc)
+            return True
+        return self._reached(key, reached)
+
+    async def arecord(self, key: str = "") -> bool:
+        """:meth:`record` without blocking the event loop on store I/O."""
+        try:
+            reached = await self._store.aupdate(
+                f"occurrence:{self.name}:{key}", self._step(), ttl=self._ttl
+            )
+        except StoreUnavailableError as exc:
+            self._store_down("occurrence_threshold", exc)
+            return True
+        return self._reached(key, reached)
+
+
+def doctor_check(tmp: Path) -> str:
+    """Self-check for ``paios-reliability doctor``: limiter, throttle, threshold.
+
+    Two limiter instances on one SQLite file share one budget; a throttle
+    allows once per interval; a threshold fires exactly once.
+    """
+    from .._stores._sqlite import SQLiteStore
+    from ..testing import FakeClock
+
+    clock = FakeClock()
+    store = SQLiteStore(tmp / "doctor-ratelimit.db")
+    try:
+        limiters = [
+            RateLimiter("doctor", rate=3, per=60, store=store, clock=clock)
+            for _ in range(2)
+        ]
+        admitted = [limiters[i % 2].try_acquire() for i in range(5)]
+        if admitted != [True, True, True, False, False]:
+            raise AssertionError(f"shared budget of 3 admitted {admitted}")
+        clock.advance(20)
+        if not limiters[1].try_acquire():
+            raise AssertionError("the budget did not refill after one interval")
+        throttle = Throttle(60, store=store, clock=clock)
+        if [throttle.allow("k"), throttle.allow("k")] != [True, False]:
+            raise AssertionError("throttle allowed twice within its interval")
+        threshold = OccurrenceThreshold(3, 60, store=store, clock=clock)
+        fired = [threshold.record("k") for _ in range(5)]
+        if fired != [False, False, True, False, False]:
+            raise AssertionError(f"threshold fired {fired}")
+    finally:
+        store.close()
+    return "GCRA budget shared through SQLite; throttle and threshold exact"

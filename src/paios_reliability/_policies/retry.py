@@ -1,0 +1,1215 @@
+"""Retries: ``@retry(...)`` and ``retry_context(...)``, on top of tenacity.
+
+The shape follows stamina. Only failures the classifier calls *transient* are
+retried (``on=is_retryable``), attempts and total time are bounded by default,
+backoff is exponential with full jitter and clamped, and the caller always gets
+the **last original exception** back, unchanged (the attempt history is added
+as a note), never a wrapper.
+
+How it is built:
+
+- The first attempt is a plain call inside ``try``. A call that succeeds at
+  once never touches tenacity; that is the success path, and it costs well
+  under a microsecond.
+- The first failure builds a per-call :class:`_Run` (the state machine: record
+  the failure, decide retry/give up and how long to wait) and a tenacity
+  ``Retrying`` / ``AsyncRetrying`` loop whose ``retry``/``stop``/``wait``/
+  ``sleep`` callbacks all ask that :class:`_Run`. The failure that already
+  happened is fed in as tenacity's first attempt, so attempt numbers line up.
+- One iterator (:class:`_Attempts`) implements both ``__next__`` and
+  ``__anext__``; the sync and async decorator drivers and ``retry_context``
+  are a few lines each over it.
+
+Nothing here is shared between calls: every call has its own :class:`_Run`,
+so concurrent coroutines and threads never see each other's attempt counts.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import random
+import time
+import warnings
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextvars import Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
+
+from .._core import clock as _clock
+from .._core import settings as _config
+from .._core.clock import get_clock
+from .._core.dispatch import callable_name, is_async_callable
+from .._core.exceptions import RetryExhaustedError, TimeoutExceeded
+from .._core.taxonomy import Failure, classify, is_retryable
+from . import outcome as _outcome
+from .timeout import _current as _deadline_var
+from .timeout import current_deadline
+
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, RetryCallState, Retrying
+    from tenacity import AttemptManager as _TenacityAttempt
+
+    from ..typing import Clock
+
+__all__ = [
+    "Attempt",
+    "Jitter",
+    "RetryContext",
+    "compute_backoff",
+    "retry",
+    "retry_context",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Jitter = Literal["full", "equal", "none"]
+RetryOn = (
+    type[BaseException] | tuple[type[BaseException], ...] | Callable[[Exception], bool]
+)
+_JITTERS = frozenset({"full", "equal", "none"})
+_MAX_HISTORY = 20
+_MAX_NOTES = 3
+_NOTE_PREFIX = "paios_reliability.retry:"
+
+
+# -- backoff ------------------------------------------------------------------
+
+
+def compute_backoff(
+    attempt: int,
+    *,
+    wait_initial: float,
+    wait_max: float,
+    wait_exp_base: float,
+    jitter: Jitter,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """The wait after failed attempt number ``attempt`` (1-based), in seconds.
+
+    ``min(wait_max, wait_initial * wait_exp_base ** (attempt - 1))``, then
+    jittered: ``"full"`` draws uniformly from ``[0, cap]``, ``"equal"`` from
+    ``[cap/2, cap]``, ``"none"`` returns ``cap``. The exponent is clamped
+    before it is computed, so no attempt number, however large, raises
+    ``OverflowError``; the result is always within ``[0, wait_max]``.
+
+    Args:
+        attempt: The attempt that just failed (>= 1).
+        wait_initial: Wait after the first failure, before jitter.
+        wait_max: Upper bound of any wait.
+        wait_exp_base: Growth factor per attempt (>= 1).
+        jitter: ``"full"``, ``"equal"`` or ``"none"``.
+        rand: Source of uniform numbers in ``[0, 1)`` (seeded for replay).
+    """
+    if wait_initial <= 0.0 or wait_max <= 0.0:
+        return 0.0
+    steps = attempt - 1 if attempt > 1 else 0
+    if wait_exp_base <= 1.0 or steps == 0:
+        cap = wait_initial
+    elif steps >= math.log(wait_max / wait_initial) / math.log(wait_exp_base):
+        cap = wait_max
+    else:
+        try:
+            cap = wait_initial * wait_exp_base**steps
+        except OverflowError:  # pragma: no cover - ruled out by the log bound
+            cap = wait_max
+    cap = min(cap, wait_max)
+    if jitter == "full":
+        wait = cap * rand()
+    elif jitter == "equal":
+        wait = cap / 2.0 + cap / 2.0 * rand()
+    else:
+        wait = cap
+    return min(max(wait, 0.0), wait_max)
+
+
+# -- settings -------------------------------------------------------------------
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"retry({what}=...) must be a number, got {value!r}")
+    number = float(value)
+    if math.isnan(number) or number < 0 or math.isinf(number):
+        raise ValueError(
+            f"retry({what}=...) must be a finite number >= 0, got {value!r}"
+        )
+    return number
+
+
+def _is_positive_inf(value: object) -> bool:
+    return isinstance(value, float) and math.isinf(value) and value > 0
+
+
+def _predicate(on: RetryOn) -> Callable[[Exception], bool] | None:
+    """Normalise ``on``; ``None`` means the default classifier."""
+    if on is is_retryable:
+        return None
+    value: object = on  # checked at run time: callers may not use a type checker
+    if isinstance(value, type) and issubclass(value, BaseException):
+        exc_type = value
+        return lambda exc: isinstance(exc, exc_type)
+    if isinstance(value, tuple):
+        if not value or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in value
+        ):
+            raise TypeError(
+                f"retry(on=...) tuple must hold exception classes, got {on!r}"
+            )
+        types = cast(tuple[type[BaseException], ...], value)
+        return lambda exc: isinstance(exc, types)
+    if callable(value):
+        return cast(Callable[[Exception], bool], value)
+    raise TypeError(
+        "retry(on=...) takes an exception class, a tuple of them or a "
+        f"predicate callable, got {on!r}"
+    )
+
+
+class _Policy:
+    """Validated, immutable retry settings shared by every call of one decorator."""
+
+    __slots__ = (
+        "attempts",
+        "budget",
+        "deadline",
+        "jitter",
+        "on",
+        "on_result",
+        "overlap_abandoned",
+        "predicate",
+        "raise_on_result",
+        "retry_after_max",
+        "seed",
+        "wait_exp_base",
+        "wait_initial",
+        "wait_max",
+    )
+
+    def __init__(
+        self,
+        *,
+        on: RetryOn,
+        attempts: int | None,
+        deadline: float | None,
+        wait_initial: float,
+        wait_max: float,
+        wait_exp_base: float,
+        jitter: Jitter,
+        seed: int | None,
+        stacklevel: int,
+        on_result: Callable[[Any], bool] | None = None,
+        raise_on_result: bool = False,
+        retry_after_max: float | None = None,
+        overlap_abandoned: bool = False,
+    ) -> None:
+        self.on = on
+        self.predicate = _predicate(on)
+        given: object = attempts
+        if given is not None and (
+            isinstance(given, bool) or not isinstance(given, int) or given < 1
+        ):
+            raise ValueError(
+                f"retry(attempts=...) must be an int >= 1 or None, got {attempts!r}"
+            )
+        if deadline is not None:
+            if _is_positive_inf(deadline):
+                deadline = None
+            else:
+                deadline = _number(deadline, "deadline")
+        if attempts is None and deadline is None:
+            raise ValueError(
+                "retry(attempts=None, deadline=None) would retry forever; "
+                "bound it with attempts=, deadline= or both"
+            )
+        if deadline == 0.0:
+            warnings.warn(
+                "retry(deadline=0) leaves no time for a second attempt: "
+                "every call is tried once",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
+        self.attempts = attempts
+        self.deadline = deadline
+        # The budget every attempt sees through remaining(); deadline=0 means
+        # "try once", not "give the one attempt no time".
+        self.budget = deadline if deadline else None
+        self.wait_initial = _number(wait_initial, "wait_initial")
+        self.wait_max = _number(wait_max, "wait_max")
+        if self.wait_max < self.wait_initial:
+            raise ValueError(
+                f"retry(wait_max={wait_max!r}) is below wait_initial={wait_initial!r}"
+            )
+        self.wait_exp_base = _number(wait_exp_base, "wait_exp_base")
+        if self.wait_exp_base < 1.0:
+            raise ValueError(
+                f"retry(wait_exp_base=...) must be >= 1, got {wait_exp_base!r}"
+            )
+        if jitter not in _JITTERS:
+            raise ValueError(
+                f"retry(jitter=...) must be 'full', 'equal' or 'none', got {jitter!r}"
+            )
+        self.jitter: Jitter = jitter
+        given = seed
+        if given is not None and (
+            isinstance(given, bool) or not isinstance(given, int)
+        ):
+            raise TypeError(f"retry(seed=...) must be an int or None, got {seed!r}")
+        self.seed = seed
+        if on_result is not None and not callable(on_result):
+            raise TypeError(
+                "retry(on_result=...) must be a predicate taking the result "
+                f"(True: retry), got {on_result!r}"
+            )
+        self.on_result = on_result
+        for flag, value in (
+            ("raise_on_result", raise_on_result),
+            ("overlap_abandoned", overlap_abandoned),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"retry({flag}=...) must be a bool, got {value!r}")
+        self.raise_on_result = raise_on_result
+        self.overlap_abandoned = overlap_abandoned
+        self.retry_after_max = (
+            self.wait_max
+            if retry_after_max is None
+            else _number(retry_after_max, "retry_after_max")
+        )
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.on_result is not None:
+            extra += f", on_result={self.on_result!r}"
+            extra += f", raise_on_result={self.raise_on_result!r}"
+        if self.retry_after_max != self.wait_max:
+            extra += f", retry_after_max={self.retry_after_max!r}"
+        if self.overlap_abandoned:
+            extra += ", overlap_abandoned=True"
+        return (
+            f"retry(attempts={self.attempts!r}, deadline={self.deadline!r}, "
+            f"wait_initial={self.wait_initial!r}, wait_max={self.wait_max!r}, "
+            f"wait_exp_base={self.wait_exp_base!r}, jitter={self.jitter!r}, "
+            f"seed={self.seed!r}{extra})"
+        )
+
+
+# -- the per-call state machine ---------------------------------------------------
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` for a retry note, redacted: notes are printed with tracebacks."""
+    from .._core.taxonomy import redact_clip
+
+    try:
+        text = redact_clip(str(exc), 200)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
+        text = "<unprintable>"
+    name = type(exc).__qualname__
+    return f"{name}: {text}" if text else name
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, with a ``__notes__`` list on Python 3.10.
+
+    Keeps at most a few retry notes per exception object, so an exception
+    instance raised again and again cannot grow without bound.
+    """
+    try:
+        notes = getattr(exc, "__notes__", None)
+        if not isinstance(notes, list):
+            notes = []
+            exc.__notes__ = notes  # type: ignore[attr-defined, unused-ignore]
+        ours = [n for n in notes if isinstance(n, str) and n.startswith(_NOTE_PREFIX)]
+        for stale in ours[: max(0, len(ours) - _MAX_NOTES + 1)]:
+            notes.remove(stale)
+        notes.append(note)
+    except (AttributeError, TypeError):  # pragma: no cover - exotic exception types
+        pass
+
+
+class ResultRejected(Exception):
+    """An attempt returned a result ``on_result`` rejected (internal signal).
+
+    It never reaches the caller: when retrying ends, the last result is
+    returned, or :class:`RetryExhaustedError` is raised.
+    """
+
+    def __init__(self, value: object) -> None:
+        super().__init__("the result was rejected by on_result")
+        self.value = value
+
+
+_WHY = {
+    "not_retryable": "not retryable",
+    "attempts_exhausted": "attempts exhausted",
+    "deadline_exceeded": "deadline exceeded",
+    "retry_after_exceeds_deadline": "retry_after does not fit the remaining budget",
+    "retry_after_exceeds_max": "retry_after exceeds retry_after_max",
+    "timeouts_exhausted": "timed out too often",
+    "abandoned_attempt_running": "an abandoned attempt still runs",
+}
+
+
+class _Run:
+    """One call's retry state: attempts, history, decisions. Never shared."""
+
+    __slots__ = (
+        "clock",
+        "detail",
+        "failure",
+        "first_error",
+        "history",
+        "is_async",
+        "last_attempt",
+        "max_attempts",
+        "name",
+        "next_reason",
+        "next_wait",
+        "omitted",
+        "policy",
+        "rand",
+        "record",
+        "retry_timeouts",
+        "room",
+        "start",
+        "testing",
+        "timeouts",
+    )
+
+    def __init__(
+        self,
+        policy: _Policy,
+        name: str,
+        *,
+        start: float | None = None,
+        first_error: Exception | None = None,
+        room: float = 0.0,
+        retry_timeouts: int | None = None,
+        stack: object = None,
+        is_async: bool = False,
+    ) -> None:
+        self.policy = policy
+        self.name = name
+        self.clock: Clock = get_clock()
+        self.start = self.clock.monotonic() if start is None else start
+        self.first_error = first_error
+        self.testing = _config.is_testing()
+        cap = _config.testing_attempts()
+        attempts = policy.attempts
+        if cap is not None:
+            attempts = cap if attempts is None else min(attempts, cap)
+        self.max_attempts = attempts
+        self.rand: Callable[[], float] = (
+            random.random if policy.seed is None else random.Random(policy.seed).random  # noqa: S311 - jitter, not crypto
+        )
+        self.history: deque[str] = deque(maxlen=_MAX_HISTORY)
+        self.omitted = 0
+        self.failure: Failure | None = None
+        self.next_wait = 0.0
+        self.next_reason: str | None = None
+        self.detail = ""
+        self.room = room
+        self.retry_timeouts = retry_timeouts
+        self.timeouts = 0
+        self.is_async = is_async
+        self.last_attempt = 0
+        self.record = _outcome.record_for(stack)
+
+    # decisions ----------------------------------------------------------------
+
+    def end(self) -> float | None:
+        """The absolute deadline of this call: own budget or enclosing, tighter."""
+        own = (
+            None if self.policy.deadline is None else self.start + self.policy.deadline
+        )
+        outer = current_deadline()
+        if own is None:
+            return outer
+        return own if outer is None or own < outer else outer
+
+    def record_failure(self, exc: BaseException, attempt: int) -> bool:
+        """Record a failed attempt and decide what comes next.
+
+        Returns:
+            Whether to retry; when it is False the run has given up (note and
+            event done) or the exception is not ours to handle.
+        """
+        from .._core.events import emit
+
+        if not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt, SystemExit, CancelledError: never retried
+        self.last_attempt = attempt
+        if self.record is not None:
+            self.record.attempts = attempt
+        policy = self.policy
+        failure: Failure | None = None
+        rejected = isinstance(exc, ResultRejected)
+        if rejected:
+            retryable = True  # on_result asked for it, whatever `on` says
+        elif policy.predicate is None:
+            failure = classify(exc)
+            retryable = failure.retryable
+        else:
+            retryable = bool(policy.predicate(exc))
+        self.failure = failure
+        elapsed = self.clock.monotonic() - self.start
+        emit(
+            "retry",
+            "attempt_failed",
+            level="info",
+            subject=self.name,
+            exc=None if rejected else exc,
+            attempt=attempt,
+            max_attempts=self.max_attempts,
+            retryable=retryable,
+            elapsed=round(elapsed, 6),
+            **({"result_rejected": True} if rejected else {}),
+        )
+        if not retryable:
+            self._remember(attempt, exc, "not retryable")
+            self.give_up(exc, attempt, "not_retryable")
+            return False
+        wait, reason = self._decide(exc, attempt)
+        self.next_wait, self.next_reason = wait, reason
+        self._remember(
+            attempt,
+            exc,
+            f"retry in {wait:.3g}s" if reason is None else reason.replace("_", " "),
+        )
+        return True
+
+    def _stop(self, reason: str, detail: str = "") -> tuple[float, str]:
+        self.detail = detail
+        return 0.0, reason
+
+    def _decide(self, exc: Exception, attempt: int) -> tuple[float, str | None]:
+        policy = self.policy
+        if self.max_attempts is not None and attempt >= self.max_attempts:
+            return self._stop("attempts_exhausted")
+        worker = None
+        if isinstance(exc, TimeoutExceeded):
+            self.timeouts += 1
+            limit = self.retry_timeouts
+            if limit is not None and self.timeouts > limit:
+                return self._stop(
+                    "timeouts_exhausted",
+                    f"{self.timeouts} attempts timed out; retry_timeouts={limit}",
+                )
+            worker = exc.worker
+        failure = self.failure if self.failure is not None else classify(exc)
+        wait = compute_backoff(
+            attempt,
+            wait_initial=policy.wait_initial,
+            wait_max=policy.wait_max,
+            wait_exp_base=policy.wait_exp_base,
+            jitter=policy.jitter,
+            rand=self.rand,
+        )
+        hint = failure.retry_after
+        end = self.end()
+        left = None if end is None else end - self.clock.monotonic()
+        if left is not None and left <= 0.0:
+            return self._stop("deadline_exceeded", "no time is left")
+        if hint is not None:
+            if hint > policy.retry_after_max:
+                return self._stop(
+                    "retry_after_exceeds_max",
+                    f"asked to wait {hint:.3g}s, more than retry_after_max="
+                    f"{policy.retry_after_max:g}s",
+                )
+            if left is not None and hint + self.room >= left:
+                room = f" plus {self.room:.3g}s for an attempt" if self.room else ""
+                return self._stop(
+                    "retry_after_exceeds_deadline",
+                    f"asked to wait {hint:.3g}s{room}, but only {left:.3g}s are left",
+                )
+            wait = max(wait, hint)
+        if left is not None and wait >= left:
+            # Sleeping to the deadline would start an attempt with no budget.
+            return self._stop(
+                "deadline_exceeded",
+                f"the next wait of {wait:.3g}s would reach the end of the "
+                f"{left:.3g}s left",
+            )
+        if worker is not None and not worker.done() and not policy.overlap_abandoned:
+            return self._await_worker(worker, attempt, wait, end)
+        return wait, None
+
+    def _await_worker(
+        self, worker: Any, attempt: int, wait: float, end: float | None
+    ) -> tuple[float, str | None]:
+        """Hold the next attempt back until the abandoned one has ended.
+
+        The wait counts as (part of) the backoff and never crosses the budget
+        less the room an attempt needs; coroutines and testing mode do not
+        block here and give up at once instead.
+        """
+        clock = self.clock
+        began = clock.monotonic()
+        if self.is_async or self.testing:
+            limit = 0.0
+        elif end is not None:
+            limit = end - began - self.room
+        else:
+            limit = max(wait, self.policy.wait_max)
+        if limit <= 0.0 or not worker.wait(limit):
+            return self._stop(
+                "abandoned_attempt_running",
+                f"attempt {attempt} timed out but still runs in its worker thread; "
+                "another attempt would run the operation twice at once "
+                "(overlap_abandoned=False)",
+            )
+        waited = clock.monotonic() - began
+        wait = max(0.0, wait - waited)
+        if end is not None and wait >= end - clock.monotonic():
+            return self._stop(
+                "deadline_exceeded",
+                "waiting for the abandoned attempt used the time left",
+            )
+        return wait, None
+
+    def _remember(self, attempt: int, exc: BaseException, outcome: str) -> None:
+        if len(self.history) == self.history.maxlen:
+            self.omitted += 1
+        self.history.append(f"attempt {attempt}: {_describe(exc)} -> {outcome}")
+
+    def note(self, attempt: int, reason: str) -> str:
+        """The attempt history, as added to the exception that ends the run."""
+        elapsed = self.clock.monotonic() - self.start
+        why = _WHY.get(reason, reason.replace("_", " "))
+        if self.detail:
+            why = f"{why}: {self.detail}"
+        lines = [
+            f"{_NOTE_PREFIX} gave up on {self.name} after {attempt} "
+            f"attempt{'s' if attempt != 1 else ''} in {elapsed:.3g}s ({why})"
+        ]
+        if self.omitted:
+            lines.append(f"  ... {self.omitted} earlier attempts omitted")
+        lines.extend(f"  {line}" for line in self.history)
+        return "\n".join(lines)
+
+    def give_up(self, exc: BaseException, attempt: int, reason: str) -> None:
+        from .._core.events import emit
+
+        if self.record is not None:
+            self.record.attempts = attempt
+        rejected = isinstance(exc, ResultRejected)
+        add_note(exc, self.note(attempt, reason))
+        emit(
+            "retry",
+            "gave_up",
+            level="info" if reason == "not_retryable" else "warning",
+            subject=self.name,
+            exc=None if rejected else exc,
+            attempts=attempt,
+            reason=reason,
+            elapsed=round(self.clock.monotonic() - self.start, 6),
+            **({"result_rejected": True} if rejected else {}),
+        )
+
+    def succeeded(self, attempt: int) -> None:
+        from .._core.events import emit
+
+        if self.record is not None:
+            self.record.attempts = attempt
+        emit(
+            "retry",
+            "succeeded",
+            level="info",
+            subject=self.name,
+            attempts=attempt,
+            elapsed=round(self.clock.monotonic() - self.start, 6),
+        )
+
+    def exhausted(self, rejected: ResultRejected) -> Any:
+        """Retrying ended on a rejected result: return it, or raise."""
+        if not self.policy.raise_on_result:
+            return rejected.value
+        notes = getattr(rejected, "__notes__", None) or [""]
+        error = RetryExhaustedError(
+            f"{self.name}: every attempt returned a result on_result rejected",
+            last_result=rejected.value,
+            attempts=self.last_attempt,
+            context={"function": self.name},
+        )
+        add_note(error, notes[-1])
+        raise error from None
+
+    # tenacity callbacks -------------------------------------------------------
+
+    def _t_retry(self, rs: RetryCallState) -> bool:
+        outcome = rs.outcome
+        if outcome is None or not outcome.failed:
+            return False
+        exc = outcome.exception()
+        return exc is not None and self.record_failure(exc, rs.attempt_number)
+
+    def _t_wait(self, rs: RetryCallState) -> float:
+        return self.next_wait
+
+    def _t_stop(self, rs: RetryCallState) -> bool:
+        return self.next_reason is not None
+
+    def _t_before_sleep(self, rs: RetryCallState) -> None:
+        from .._core.events import emit
+
+        emit(
+            "retry",
+            "scheduled",
+            level="info",
+            subject=self.name,
+            attempt=rs.attempt_number + 1,
+            wait=round(self.next_wait, 6),
+            max_attempts=self.max_attempts,
+            retry_after=None if self.failure is None else self.failure.retry_after,
+        )
+
+    def _t_give_up(self, rs: RetryCallState) -> Any:
+        outcome = rs.outcome
+        assert outcome is not None
+        exc = outcome.exception()
+        assert exc is not None
+        self.give_up(exc, rs.attempt_number, self.next_reason or "attempts_exhausted")
+        raise exc
+
+    def _sleep(self, seconds: float) -> None:
+        if not self.testing:
+            self.clock.sleep(seconds)
+
+    async def _asleep(self, seconds: float) -> None:
+        if not self.testing:
+            await self.clock.asleep(seconds)
+        else:
+            await _yield_once()
+
+    def _tenacity_options(self) -> dict[str, Any]:
+        return {
+            "stop": self._t_stop,
+            "wait": self._t_wait,
+            "retry": self._t_retry,
+            "before_sleep": self._t_before_sleep,
+            "retry_error_callback": self._t_give_up,
+            "name": self.name,
+        }
+
+    def tenacity_sync(self) -> Retrying:
+        from tenacity import Retrying
+
+        return Retrying(sleep=self._sleep, **self._tenacity_options())
+
+    def tenacity_async(self) -> AsyncRetrying:
+        from tenacity.asyncio import AsyncRetrying
+
+        return AsyncRetrying(sleep=self._asleep, **self._tenacity_options())
+
+
+async def _yield_once() -> None:
+    from .._core.aio import checkpoint
+
+    await checkpoint()  # a skipped sleep is still a scheduling point
+
+
+# -- attempts: one iterator for sync and async -----------------------------------
+
+
+def _enter_budget(budget: float | None, start: float) -> Token[float | None] | None:
+    """Make the retry deadline visible to the attempt through ``remaining()``."""
+    if budget is None:
+        return None
+    mine = start + budget
+    outer = _deadline_var.get()
+    return _deadline_var.set(mine if outer is None or mine < outer else outer)
+
+
+class Attempt:
+    """One attempt of a :func:`retry_context` loop; use it as ``with attempt:``.
+
+    Leaving the ``with`` block with an :class:`Exception` records the failure
+    and suppresses it (the loop decides whether to go round again); the last
+    one is re-raised by the loop when retrying ends. ``KeyboardInterrupt``,
+    ``SystemExit`` and ``asyncio.CancelledError`` are never suppressed.
+
+    Attributes:
+        num: The attempt number, starting at 1.
+    """
+
+    __slots__ = ("_manager", "_run", "_token", "num")
+
+    def __init__(self, run: _Run, num: int, manager: _TenacityAttempt | None) -> None:
+        self._run = run
+        self.num = num
+        self._manager = manager
+        self._token: Token[float | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Attempt num={self.num}>"
+
+    def __enter__(self) -> None:
+        run = self._run
+        self._token = _enter_budget(run.policy.budget, run.start)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        token, self._token = self._token, None
+        if token is not None:
+            _deadline_var.reset(token)
+        manager = self._manager
+        if exc is None:
+            if manager is not None:
+                manager.__exit__(None, None, None)
+            if self.num > 1:
+                self._run.succeeded(self.num)
+            return False
+        if not isinstance(exc, Exception):
+            return False
+        if manager is None:
+            self._run.first_error = exc
+            return True
+        return bool(manager.__exit__(exc_type, exc, tb))
+
+
+class _Attempts:
+    """Yields :class:`Attempt` objects; ``__next__`` and ``__anext__`` over one state.
+
+    The first attempt is ours and costs nothing; only after it failed is the
+    tenacity loop built, with that failure fed in as its first attempt.
+    """
+
+    __slots__ = ("_async_loop", "_first_done", "_run", "_sync_loop")
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+        self._first_done = run.first_error is not None
+        self._sync_loop: Iterator[_TenacityAttempt] | None = None
+        self._async_loop: AsyncRetrying | None = None
+
+    def _first(self) -> Attempt | None:
+        """The free first attempt, or None once it is over."""
+        if self._first_done:
+            return None
+        self._first_done = True
+        return Attempt(self._run, 1, None)
+
+    def _replay(self, manager: _TenacityAttempt) -> None:
+        error, self._run.first_error = self._run.first_error, None
+        assert error is not None
+        manager.retry_state.set_exception((type(error), error, error.__traceback__))
+
+    def __iter__(self) -> Iterator[Attempt]:
+        return self
+
+    def __next__(self) -> Attempt:
+        loop = self._sync_loop
+        if loop is None:
+            first = self._first()
+            if first is not None:
+                return first
+            if self._run.first_error is None:
+                raise StopIteration
+            loop = self._sync_loop = iter(self._run.tenacity_sync())
+            self._replay(next(loop))
+        manager = next(loop)
+        return Attempt(self._run, manager.retry_state.attempt_number, manager)
+
+    def __aiter__(self) -> AsyncIterator[Attempt]:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        loop = self._async_loop
+        if loop is None:
+            first = self._first()
+            if first is not None:
+                return first
+            if self._run.first_error is None:
+                raise StopAsyncIteration
+            loop = self._async_loop = self._run.tenacity_async().__aiter__()
+            self._replay(await loop.__anext__())
+        manager = await loop.__anext__()
+        return Attempt(self._run, manager.retry_state.attempt_number, manager)
+
+
+# -- public API ------------------------------------------------------------------
+
+
+class RetryContext:
+    """Retry a block: ``for attempt in ...: with attempt:`` or ``async for``.
+
+    Returned by :func:`retry_context`. Each iteration (each ``for`` loop) is an
+    independent run with its own attempts, so one object can be reused.
+    """
+
+    __slots__ = ("_name", "_policy")
+
+    def __init__(self, policy: _Policy, name: str) -> None:
+        self._policy = policy
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"<RetryContext {self._name!r} {self._policy!r}>"
+
+    def __iter__(self) -> Iterator[Attempt]:
+        return self._attempts() if _config.is_active() else _once()
+
+    def __aiter__(self) -> AsyncIterator[Attempt]:
+        return self._attempts() if _config.is_active() else _AsyncOnce()
+
+    def _attempts(self) -> _Attempts:
+        return _Attempts(_Run(self._policy, self._name))
+
+
+class _PassThrough(Attempt):
+    """The single attempt of a switched-off policy: nothing is suppressed."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        return False
+
+
+def _once() -> Iterator[Attempt]:
+    yield _PassThrough(cast(_Run, None), 1, None)
+
+
+class _AsyncOnce:
+    __slots__ = ("_done",)
+
+    def __init__(self) -> None:
+        self._done = False
+
+    def __aiter__(self) -> _AsyncOnce:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        if self._done:
+            raise StopAsyncIteration
+        self._done = True
+        return _PassThrough(cast(_Run, None), 1, None)
+
+
+def retry_context(
+    *,
+    on: RetryOn = is_retryable,
+    attempts: int | None = 5,
+    deadline: float | None = 30.0,
+    wait_initial: float = 0.1,
+    wait_max: float = 10.0,
+    wait_exp_base: float = 2.0,
+    jitter: Jitter = "full",
+    seed: int | None = None,
+    name: str = "retry_context",
+    retry_after_max: float | None = None,
+    overlap_abandoned: bool = False,
+) -> RetryContext:
+    """Retry a block of code with the same policy as :func:`retry`.
+
+    Example::
+
+        for attempt in retry_context(attempts=3):
+            with attempt:
+                fetch()
+
+    ``async for`` works the same and sleeps without blocking the event loop.
+    Arguments are those of :func:`retry` (except ``on_result``, which a block
+    has no result for), plus ``name`` for events and notes.
+
+    Raises:
+        Exception: The last exception of the block, unchanged, when retrying ends.
+        ValueError: On unbounded or invalid settings.
+    """
+    policy = _Policy(
+        on=on,
+        attempts=attempts,
+        deadline=deadline,
+        wait_initial=wait_initial,
+        wait_max=wait_max,
+        wait_exp_base=wait_exp_base,
+        jitter=jitter,
+        seed=seed,
+        stacklevel=3,
+        retry_after_max=retry_after_max,
+        overlap_abandoned=overlap_abandoned,
+    )
+    return RetryContext(policy, name)
+
+
+class _Retry:
+    """What :func:`retry` returns: a decorator that also tells its settings."""
+
+    __slots__ = ("name", "policy")
+
+    def __init__(self, policy: _Policy, name: str | None) -> None:
+        self.policy = policy
+        self.name = name
+
+    def __repr__(self) -> str:
+        return repr(self.policy)
+
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+        return self.decorate(fn)
+
+    def with_deadline(self, seconds: float) -> _Retry:
+        """The same settings with another deadline (``resilient``'s budget)."""
+        policy = copy.copy(self.policy)
+        policy.deadline = seconds
+        policy.budget = seconds or None
+        return _Retry(policy, self.name)
+
+    def decorate(
+        self,
+        fn: Callable[P, T],
+        *,
+        room: float = 0.0,
+        retry_timeouts: int | None = None,
+        stack: object = None,
+    ) -> Callable[P, T]:
+        """Wrap ``fn``; ``resilient`` passes what it knows about the stack.
+
+        Args:
+            fn: The function.
+            room: Seconds an attempt needs (the per-attempt timeout): a
+                ``retry_after`` wait must leave that much of the budget.
+            retry_timeouts: Give up after this many timed-out attempts.
+            stack: Identity of the ``resilient`` stack, so ``outcome()``
+                learns the attempt count of this call (and of no other).
+        """
+        policy = self.policy
+        label = self.name or callable_name(fn)
+        budget = policy.budget
+        check = policy.on_result
+
+        def run_for(start: float, error: Exception, is_async: bool) -> _Run:
+            return _Run(
+                policy,
+                label,
+                start=start,
+                first_error=error,
+                room=room,
+                retry_timeouts=retry_timeouts,
+                stack=stack,
+                is_async=is_async,
+            )
+
+        if is_async_callable(fn):
+            return _async_driver(fn, budget, check, run_for)
+        return _sync_driver(fn, budget, check, run_for)
+
+
+# The drivers' success path reads the switches, the clock and the deadline
+# directly (no helper calls): it is what every healthy call pays.
+
+
+def _async_driver(
+    fn: Callable[P, T],
+    budget: float | None,
+    check: Callable[[Any], bool] | None,
+    run_for: Callable[[float, Exception, bool], _Run],
+) -> Callable[P, T]:
+    afn = cast(Callable[P, Awaitable[Any]], fn)
+    config, clocks, var = _config, _clock, _deadline_var
+    system, monotonic = _clock.SYSTEM_CLOCK, time.monotonic
+
+    @functools.wraps(fn)
+    async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        if not config._state.active:
+            return await afn(*args, **kwargs)
+        clock = clocks._default
+        start = monotonic() if clock is system else clock.monotonic()
+        token = None
+        if budget is not None:
+            mine, outer = start + budget, var.get()
+            token = var.set(mine if outer is None or mine < outer else outer)
+        try:
+            result = await afn(*args, **kwargs)
+            if check is None or not check(result):
+                return result
+            error: Exception = ResultRejected(result)
+        except Exception as exc:  # noqa: BLE001 - decided by the policy
+            error = exc
+        finally:
+            if token is not None:
+                var.reset(token)
+        run = run_for(start, error, True)
+        try:
+            async for attempt in _Attempts(run):
+                with attempt:
+                    result = await afn(*args, **kwargs)
+                    if check is not None and check(result):
+                        raise ResultRejected(result)
+                    return result
+        except ResultRejected as rejected:
+            return run.exhausted(rejected)
+        raise AssertionError(
+            "unreachable: retrying ends by return or raise"
+        )  # pragma: no cover
+
+    return cast(Callable[P, T], async_wrapper)
+
+
+def _sync_driver(
+    fn: Callable[P, T],
+    budget: float | None,
+    check: Callable[[Any], bool] | None,
+    run_for: Callable[[float, Exception, bool], _Run],
+) -> Callable[P, T]:
+    config, clocks, var = _config, _clock, _deadline_var
+    system, monotonic = _clock.SYSTEM_CLOCK, time.monotonic
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        if not config._state.active:
+            return fn(*args, **kwargs)
+        clock = clocks._default
+        start = monotonic() if clock is system else clock.monotonic()
+        token = None
+        if budget is not None:
+            mine, outer = start + budget, var.get()
+            token = var.set(mine if outer is None or mine < outer else outer)
+        try:
+            result = fn(*args, **kwargs)
+            if check is None or not check(result):
+                return result
+            error: Exception = ResultRejected(result)
+        except Exception as exc:  # noqa: BLE001 - decided by the policy
+            error = exc
+        finally:
+            if token is not None:
+                var.reset(token)
+        run = run_for(start, error, False)
+        try:
+            for attempt in _Attempts(run):
+                with attempt:
+                    result = fn(*args, **kwargs)
+                    if check is not None and check(result):
+                        raise ResultRejected(result)
+                    return result
+        except ResultRejected as rejected:
+            return cast(T, run.exhausted(rejected))
+        raise AssertionError(
+            "unreachable: retrying ends by return or raise"
+        )  # pragma: no cover
+
+    return wrapper
+
+
+def retry(
+    *,
+    on: RetryOn = is_retryable,
+    attempts: int | None = 5,
+    deadline: float | None = 30.0,
+    wait_initial: float = 0.1,
+    wait_max: float = 10.0,
+    wait_exp_base: float = 2.0,
+    jitter: Jitter = "full",
+    seed: int | None = None,
+    name: str | None = None,
+    on_result: Callable[[Any], bool] | None = None,
+    raise_on_result: bool = False,
+    retry_after_max: float | None = None,
+    overlap_abandoned: bool = False,
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Retry a sync or async function on transient failures.
+
+    Attempt ``n`` that fails with a retryable error is followed by a wait of
+    ``min(wait_max, wait_initial * wait_exp_base ** (n - 1))``, jittered. A
+    ``retry_after`` the failure carries (HTTP 429/503 ``Retry-After``, our
+    :class:`RateLimitedError`, :class:`CircuitOpenError`,
+    :class:`BulkheadFullError`) is honoured as a minimum wait, but only when
+    it is at most ``retry_after_max`` and fits what is left of the deadline;
+    otherwise retrying ends **at once** (an open breaker fails fast instead
+    of holding the caller for its reset time). Retrying ends when
+    ``attempts`` are used up, when the ``deadline`` (total seconds since the
+    first attempt started, or an enclosing :func:`deadline`, whichever is
+    tighter) would be reached by the next wait, or at once on a failure ``on``
+    rejects. Then the **last exception is re-raised unchanged**, with the
+    attempt history and the reason added as a note (``add_note``;
+    ``__notes__`` on Python 3.10). ``KeyboardInterrupt``, ``SystemExit`` and
+    ``asyncio.CancelledError`` are never retried and never shown to ``on``.
+
+    A :class:`TimeoutExceeded` from a sync ``timeout`` whose worker thread
+    still runs (the attempt was abandoned, not stopped) holds the next
+    attempt back until that worker ends - within the backoff and the
+    deadline; if it does not end in time, retrying ends with a note saying
+    so. Two copies of one side effect never run at once, unless
+    ``overlap_abandoned=True``.
+
+    With ``on_result``, a *result* the predicate rejects is retried like a
+    transient failure; when retrying ends the last result is returned, or
+    :class:`RetryExhaustedError` (carrying ``last_result``) is raised with
+    ``raise_on_result=True``.
+
+    The first attempt is a plain call; tenacity is used only after a failure.
+    Every call has its own state, so concurrent calls (threads or tasks) never
+    share attempt counts. Coroutine functions sleep with ``await`` (the event
+    loop keeps running; asyncio or trio); in testing mode
+    (:func:`set_testing`) nothing sleeps and attempts may be capped; with the
+    policies switched off (:func:`set_active(False)
+    <paios_reliability.set_active>`) the function is called once, straight
+    through.
+
+    Events: ``retry.attempt_failed`` for every failed attempt,
+    ``retry.scheduled`` before each wait, ``retry.gave_up`` (with the
+    ``reason``) and ``retry.succeeded`` (success after at least one retry). A
+    first attempt that succeeds emits nothing.
+
+    Args:
+        on: What to retry: an exception class, a tuple of them, or a predicate
+            taking the exception. Default :func:`is_retryable` (transient only:
+            429/5xx/timeouts/connection errors yes, 400/401/403/404/422 and
+            programming errors no).
+        attempts: Maximum attempts including the first (>= 1), or ``None``.
+        deadline: Maximum total seconds, or ``None``. Not both ``None``.
+        wait_initial: Wait after the first failure, before jitter.
+        wait_max: Upper bound of every computed wait.
+        wait_exp_base: Growth factor of the wait per attempt (>= 1).
+        jitter: ``"full"`` (default, uniform in ``[0, wait]``), ``"equal"``
+            (uniform in ``[wait/2, wait]``) or ``"none"``.
+        seed: Make the jitter sequence of every call reproducible (replay).
+        name: Name for events and notes (default: the function's qualified name).
+        on_result: Predicate on a successful attempt's result; ``True`` means
+            "not acceptable, retry".
+        raise_on_result: When retrying ends on a rejected result, raise
+            :class:`RetryExhaustedError` instead of returning it.
+        retry_after_max: The longest ``retry_after`` hint to wait for
+            (default: ``wait_max``); a longer one ends retrying at once.
+        overlap_abandoned: Start the next attempt even while a timed-out sync
+            attempt still runs in its abandoned worker thread.
+
+    Returns:
+        A decorator that keeps the function's signature and sync/async nature.
+
+    Raises:
+        ValueError: On unbounded (``attempts=None, deadline=None``) or invalid
+            settings. ``deadline=0`` only warns: it means "never retry".
+        TypeError: On arguments of the wrong type.
+    """
+    policy = _Policy(
+        on=on,
+        attempts=attempts,
+        deadline=deadline,
+        wait_initial=wait_initial,
+        wait_max=wait_max,
+        wait_exp_base=wait_exp_base,
+        jitter=jitter,
+        seed=seed,
+        stacklevel=3,
+        on_result=on_result,
+        raise_on_result=raise_on_result,
+        retry_after_max=retry_after_max,
+        overlap_abandoned=overlap_abandoned,
+    )
+    return _Retry(policy, name)

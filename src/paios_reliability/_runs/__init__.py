@@ -1,0 +1,1 @@
+"""Run state on shared stores: locks, idempotency, checkpoints, compare-and-set."""
