@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from ._core import settings as _config
-from ._core.dispatch import callable_name, is_async_callable
+from ._core.dispatch import callable_name, is_async_callable, through_method_descriptors
 
 if TYPE_CHECKING:
     from mcp.types import CallToolResult
@@ -168,6 +168,7 @@ def resilient_tool(
             "without one there is nothing to return as a success"
         )
 
+    @through_method_descriptors
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         from ._policies.resilient import resilient
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
-__all__ = ["callable_name", "is_async_callable"]
+__all__ = ["callable_name", "is_async_callable", "through_method_descriptors"]
+
+D = TypeVar("D", bound=Callable[..., Any])
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -40,3 +42,24 @@ def callable_name(fn: Callable[..., Any]) -> str:
     )
     module = getattr(fn, "__module__", None)
     return f"{module}.{qualname}" if module and module != "builtins" else str(qualname)
+
+
+def through_method_descriptors(decorate: D) -> D:
+    """Let a decorator sit above ``@classmethod`` and ``@staticmethod``.
+
+    Such an object is not a plain function (a classmethod is not even
+    callable), so wrapping it would break the method. The decorator is applied
+    to the function inside and the result wrapped in the same descriptor again:
+    ``@retry() @classmethod def f(cls)`` behaves like
+    ``@classmethod @retry() def f(cls)``. Costs one ``isinstance`` per
+    decoration, nothing per call.
+    """
+
+    @functools.wraps(decorate)
+    def apply(*args: Any) -> Any:
+        fn = args[-1]
+        if isinstance(fn, (classmethod, staticmethod)):
+            return type(fn)(decorate(*args[:-1], fn.__func__))
+        return decorate(*args)
+
+    return cast(D, apply)

@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+from .dispatch import through_method_descriptors
+
 if TYPE_CHECKING:
     from .settings import Restorer
 
@@ -129,6 +131,7 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
     ) -> None:
         self._exit(exc)
 
+    @through_method_descriptors
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         trace_id, context = self._trace_id, self._context
         if inspect.iscoroutinefunction(fn):

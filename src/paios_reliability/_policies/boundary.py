@@ -16,7 +16,11 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
-from .._core.dispatch import callable_name, is_async_callable
+from .._core.dispatch import (
+    callable_name,
+    is_async_callable,
+    through_method_descriptors,
+)
 
 __all__ = ["error_boundary"]
 
@@ -107,6 +111,7 @@ class error_boundary:  # noqa: N801 - used like a function: `@error_boundary(...
 
     # -- decorator --------------------------------------------------------------
 
+    @through_method_descriptors
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         label = self.name or callable_name(fn)
         fallback_for = self._fallback_for

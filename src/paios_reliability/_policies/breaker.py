@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 from .._core import events as _events
 from .._core import settings as _config
 from .._core.clock import SYSTEM_CLOCK, get_clock
-from .._core.dispatch import is_async_callable
+from .._core.dispatch import is_async_callable, through_method_descriptors
 from .._core.events import emit
 from .._core.exceptions import CircuitOpenError, RateLimitedError
 from .._stores import (
@@ -897,6 +897,7 @@ class CircuitBreaker:
         """Await ``fn(*args, **kwargs)`` through the breaker (see :meth:`call`)."""
         return await self._arunner(fn)(*args, **kwargs)
 
+    @through_method_descriptors
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate a sync or async function; the signature is kept."""
         if is_async_callable(fn):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
 from .._core.clock import get_clock
-from .._core.dispatch import is_async_callable
+from .._core.dispatch import is_async_callable, through_method_descriptors
 from .._core.events import emit
 from .._core.exceptions import BulkheadFullError, TimeoutExceeded
 from .._stores import (
@@ -781,6 +781,7 @@ class Bulkhead:
         finally:
             await self._engine.aexit(token)
 
+    @through_method_descriptors
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate a sync or async function; the signature is kept."""
         if is_async_callable(fn):

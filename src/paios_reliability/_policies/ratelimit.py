@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
 from .._core.clock import get_clock
-from .._core.dispatch import is_async_callable
+from .._core.dispatch import is_async_callable, through_method_descriptors
 from .._core.events import emit
 from .._core.exceptions import RateLimitedError
 from .._stores import (
@@ -353,6 +353,7 @@ class RateLimiter(_Keyed):
             return True
         return admitted
 
+    @through_method_descriptors
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate a sync or async function; every call takes a slot first."""
         if is_async_callable(fn):

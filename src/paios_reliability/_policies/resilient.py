@@ -32,7 +32,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import clock as _clock
 from .._core import settings as _config
-from .._core.dispatch import callable_name, is_async_callable
+from .._core.dispatch import (
+    callable_name,
+    is_async_callable,
+    through_method_descriptors,
+)
 from ..typing import CallPolicy
 from .timeout import _current as _deadline_var
 
@@ -665,6 +669,7 @@ def resilient(
         fallback=fallback,
     )
 
+    @through_method_descriptors
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
         return _decorate(stack, fn)
 

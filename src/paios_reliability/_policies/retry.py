@@ -41,7 +41,11 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 from .._core import clock as _clock
 from .._core import settings as _config
 from .._core.clock import get_clock
-from .._core.dispatch import callable_name, is_async_callable
+from .._core.dispatch import (
+    callable_name,
+    is_async_callable,
+    through_method_descriptors,
+)
 from .._core.exceptions import RetryExhaustedError, TimeoutExceeded
 from .._core.taxonomy import Failure, classify, is_retryable
 from . import outcome as _outcome
@@ -959,6 +963,7 @@ class _Retry:
     def __repr__(self) -> str:
         return repr(self.policy)
 
+    @through_method_descriptors
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         return self.decorate(fn)
 

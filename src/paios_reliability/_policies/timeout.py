@@ -34,6 +34,7 @@ from .._core import clock as _clock
 from .._core import settings as _config
 from .._core.aio import library, running_asyncio_loop
 from .._core.clock import get_clock
+from .._core.dispatch import through_method_descriptors
 from .._core.exceptions import TimeoutExceeded
 
 if TYPE_CHECKING:
@@ -405,6 +406,7 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
     def __repr__(self) -> str:
         return f"timeout({self.seconds!r})"
 
+    @through_method_descriptors
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         from .._core.dispatch import callable_name, is_async_callable
 

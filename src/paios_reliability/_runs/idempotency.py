@@ -29,7 +29,11 @@ from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
 from .._core.clock import get_clock
-from .._core.dispatch import callable_name, is_async_callable
+from .._core.dispatch import (
+    callable_name,
+    is_async_callable,
+    through_method_descriptors,
+)
 from .._core.events import emit
 from .._core.exceptions import LockConflictError, PermanentError, ReliabilityError
 from .._stores import (
@@ -682,6 +686,7 @@ class IdempotencyStore:
     ) -> Callable[[Callable[P, T]], Callable[P, T]]:
         """The :func:`idempotent` decorator bound to this store's settings."""
 
+        @through_method_descriptors
         def decorator(fn: Callable[P, T]) -> Callable[P, T]:
             derive = _key_function(fn, key)
             if is_async_callable(fn):
