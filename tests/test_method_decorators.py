@@ -25,7 +25,7 @@ def _decorators() -> dict[str, Callable[[], Callable[[Any], Any]]]:
         "resilient": lambda: pr.resilient(name="m", retry={"attempts": 3}),
         "timeout": lambda: pr.timeout(5.0),
         "error_boundary": lambda: pr.error_boundary(name="m"),
-        "trace": lambda: pr.trace(),
+        "trace": pr.trace,
         "breaker": lambda: pr.CircuitBreaker("m"),
         "limiter": lambda: pr.RateLimiter("m", rate=1000, per=1.0),
         "bulkhead": lambda: pr.Bulkhead("m", max_concurrent=2),
