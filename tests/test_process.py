@@ -563,6 +563,21 @@ def test_finding_15_as_subreaper_background_members_are_ended_and_reaped(
     assert [c["background_state"] for c in report["calls"]] == [None, None]
 
 
+@needs_subreaper
+@pytest.mark.parametrize("where", ["at_fork", "after_popen"])
+def test_flake_interrupt_while_starting_the_child_leaves_no_group(
+    where: str, tmp_path: Path
+) -> None:
+    # A Ctrl-C landing after the fork but before run_process held the child
+    # (as the fork returned inside Popen, or in the setup after it) left the
+    # whole group running, unreaped: the intermittent failure of the
+    # "interrupt" scenario above, under load.
+    report = _as_subreaper("sync", f"interrupt_{where}", 2, tmp_path)
+    assert report["children"] == []
+    assert [c["outcome"] for c in report["calls"]] == ["KeyboardInterrupt"] * 2
+    assert [c["background_state"] for c in report["calls"]] == [None, None]
+
+
 @needs_proc
 @pytest.mark.parametrize("mode", MODES)
 async def test_finding_15_background_member_is_ended_after_a_normal_exit(
