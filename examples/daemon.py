@@ -6,7 +6,9 @@
 - SIGTERM is a request to stop: the current iteration finishes, the loop ends,
   the process exits 0 (the crash handler records ``lifecycle.sigterm`` and
   closes its running marker, so the next start reports no crash).
-- Ctrl-C (SIGINT) stops the same way but exits 130, as shells expect.
+- Ctrl-C (SIGINT) stops the same way but exits 130, as shells expect, also
+  when the daemon was started with SIGINT ignored (a background job of a
+  script).
 - A ``LeakMonitor`` samples memory in the background; a ``HealthRegistry``
   checks the event database, the disk and the monitor every few iterations
   and records the report.
@@ -50,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         # Our handler first: the crash handler records the signal, then calls
         # it instead of exiting at once, so the loop ends at a clean point.
         signal.signal(signal.SIGTERM, request_stop)
+        # Started with SIGINT ignored (a background job of a script, some
+        # supervisors), Python keeps ignoring it and Ctrl-C would never stop
+        # the daemon: take SIGINT over explicitly, as SIGTERM.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         handler = pr.install_crash_handler(store, service=SERVICE)
     except Exception as exc:  # noqa: BLE001 - one clear line, a stable exit code
         print(f"daemon: {type(exc).__name__}: {exc}", file=sys.stderr)

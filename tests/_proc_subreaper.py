@@ -19,6 +19,10 @@ Scenarios:
         its background member must be ended.
     ``interrupt``: a KeyboardInterrupt arrives once the background member
         has started.
+    ``interrupt_at_fork`` / ``interrupt_after_popen`` (sync only): the
+        KeyboardInterrupt lands while the child is being started, once its
+        background member runs: as the fork returns inside ``Popen``
+        (before it stored the pid), or in the setup after ``Popen`` returned.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ import ctypes
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +80,52 @@ def _interrupt_when_written(path: Path) -> threading.Thread:
     return thread
 
 
+def _interrupt_once_written(path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not (path.exists() and path.read_text().strip()):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the background member never started")
+        time.sleep(0.005)
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _interrupt_while_starting(where: str, pidfile: Path) -> Iterator[None]:
+    """A KeyboardInterrupt at one exact step of starting the child."""
+    if where == "at_fork":
+        # Where the pid of the forked child comes back to Popen.
+        import _posixsubprocess
+
+        owner: Any = (
+            subprocess if hasattr(subprocess, "_fork_exec") else _posixsubprocess
+        )
+        name = "_fork_exec" if owner is subprocess else "fork_exec"
+        fork_exec = getattr(owner, name)
+
+        def forked(*args: Any) -> int:
+            fork_exec(*args)  # the child runs; Popen never learns its pid
+            _interrupt_once_written(pidfile)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        setattr(owner, name, forked)
+        try:
+            yield
+        finally:
+            setattr(owner, name, fork_exec)
+    else:
+        pidfd_open = os.pidfd_open
+
+        def interrupted(pid: int, flags: int = 0) -> int:
+            _interrupt_once_written(pidfile)
+            return pidfd_open(pid, flags)  # pragma: no cover - never reached
+
+        os.pidfd_open = interrupted
+        try:
+            yield
+        finally:
+            os.pidfd_open = pidfd_open
+
+
 def _call(mode: str, args: list[str], **kwargs: Any) -> pr.ProcessResult[Any]:
     if mode == "sync":
         return pr.run_process(args, **kwargs)
@@ -106,6 +159,10 @@ def scenario(mode: str, name: str, workdir: Path, n: int) -> dict[str, Any]:
                 _call(mode, args, grace=5)
             else:
                 asyncio.run(_cancel_when_written(pidfile, args, grace=5))
+        elif name.startswith("interrupt_"):
+            args = ["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"]
+            with _interrupt_while_starting(name.removeprefix("interrupt_"), pidfile):
+                _call(mode, args, grace=5)
         record["outcome"] = "returned"
     except pr.ProcessTimeoutError as exc:
         record["outcome"] = "timed_out"

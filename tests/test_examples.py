@@ -335,9 +335,15 @@ def test_hook_parser_accepts_valid_events_and_rejects_the_rest(raw: str) -> None
 # -- the daemon ---------------------------------------------------------------------
 
 
-def _start_daemon(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+def _start_daemon(
+    tmp_path: Path, *extra: str, sigint_ignored: bool = False
+) -> subprocess.Popen[str]:
+    # A shell that ignores SIGINT before exec'ing, as one does for a
+    # background job: the daemon inherits the ignored disposition.
+    prefix = ["sh", "-c", 'trap "" INT; exec "$0" "$@"'] if sigint_ignored else []
     proc = subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             str(EXAMPLES / "daemon.py"),
             "--events",
@@ -416,6 +422,21 @@ def test_daemon_stops_cleanly_on_signals(
         assert store.last_crash("example-daemon") is None
     finally:
         store.close()
+
+
+def test_flake_daemon_ctrl_c_stops_it_when_started_with_sigint_ignored(
+    tmp_path: Path,
+) -> None:
+    # The test suite run as a background job hung here for 60 s: the daemon
+    # inherited an ignored SIGINT and kept running after Ctrl-C.
+    proc = _start_daemon(tmp_path, sigint_ignored=True)
+    proc.send_signal(signal.SIGINT)
+    code, stderr = _finish(proc)
+    assert code == 130
+    assert "interrupted after" in stderr
+    assert _events(
+        tmp_path / "events.sqlite", category="lifecycle", action="interrupted"
+    )
 
 
 def test_daemon_kill_9_is_reported_at_the_next_start(tmp_path: Path) -> None:

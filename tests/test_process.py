@@ -11,6 +11,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -563,6 +564,21 @@ def test_finding_15_as_subreaper_background_members_are_ended_and_reaped(
     assert [c["background_state"] for c in report["calls"]] == [None, None]
 
 
+@needs_subreaper
+@pytest.mark.parametrize("where", ["at_fork", "after_popen"])
+def test_flake_interrupt_while_starting_the_child_leaves_no_group(
+    where: str, tmp_path: Path
+) -> None:
+    # A Ctrl-C landing after the fork but before run_process held the child
+    # (as the fork returned inside Popen, or in the setup after it) left the
+    # whole group running, unreaped: the intermittent failure of the
+    # "interrupt" scenario above, under load.
+    report = _as_subreaper("sync", f"interrupt_{where}", 2, tmp_path)
+    assert report["children"] == []
+    assert [c["outcome"] for c in report["calls"]] == ["KeyboardInterrupt"] * 2
+    assert [c["background_state"] for c in report["calls"]] == [None, None]
+
+
 @needs_proc
 @pytest.mark.parametrize("mode", MODES)
 async def test_finding_15_background_member_is_ended_after_a_normal_exit(
@@ -723,25 +739,36 @@ def test_hypothesis_lifecycle_over_group_shapes(
 ) -> None:
     # The lifecycle as a state machine: whatever the group looks like, the
     # outcome, the events and what is left running follow from it.
-    starts = [
-        ("sh -c \"trap '' TERM; exec sleep 30\"" if ignores else "sleep 30")
-        + " >/dev/null 2>&1 & echo $!"
-        for ignores in members
-    ]
-    ending = "exec sleep 30" if leader is None else f"exit {leader}"
-    script = "; ".join([*starts, ending])
-    kwargs: dict[str, Any] = {
-        "capture_output": True,
-        "timeout": 1.0,
-        "grace": 0.2,
-        "kill_group_on_exit": kill_group_on_exit,
-    }
-    outcome: Any
-    with capture_events() as events:
-        try:
-            outcome = asyncio.run(run(mode, ["sh", "-c", script], **kwargs))
-        except pr.ProcessTimeoutError as exc:
-            outcome = exc
+    with tempfile.TemporaryDirectory() as ready:
+        # Each member reports its pid once its trap is set, and the leader
+        # waits for all of them: a SIGTERM sent before a member's shell had
+        # run `trap` would end it, and the expected SIGKILL would not happen.
+        trap = "trap '' TERM; "
+        starts = [
+            f'sh -c "{trap if ignores else ""}echo \\$\\$ > {ready}/{i}.tmp; '
+            f'mv {ready}/{i}.tmp {ready}/{i}; exec sleep 30" >/dev/null 2>&1 &'
+            for i, ignores in enumerate(members)
+        ]
+        reports = [
+            f"until [ -e {ready}/{i} ]; do sleep 0.01; done; cat {ready}/{i}"
+            for i in range(len(members))
+        ]
+        ending = "exec sleep 30" if leader is None else f"exit {leader}"
+        script = "\n".join([*starts, *reports, ending])
+        kwargs: dict[str, Any] = {
+            "capture_output": True,
+            # Only an overrunning leader may reach the timeout; it must not
+            # strike while the members are still starting.
+            "timeout": 3.0 if leader is None else 60.0,
+            "grace": 0.2,
+            "kill_group_on_exit": kill_group_on_exit,
+        }
+        outcome: Any
+        with capture_events() as events:
+            try:
+                outcome = asyncio.run(run(mode, ["sh", "-c", script], **kwargs))
+            except pr.ProcessTimeoutError as exc:
+                outcome = exc
     pids = [int(p) for p in outcome.stdout.split()]
     try:
         assert len(pids) == len(members)

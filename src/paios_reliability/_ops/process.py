@@ -906,35 +906,67 @@ def _selector() -> selectors.BaseSelector:
 
 
 class _SyncChild:
-    """A started child and its pipes, pumped with one selector (no threads)."""
+    """A started child and its pipes, pumped with one selector (no threads).
 
-    def __init__(self, call: _Call) -> None:
-        import selectors
+    Built empty, then :meth:`start`-ed inside the caller's ``try``: a
+    ``KeyboardInterrupt`` landing anywhere after the fork (inside ``Popen``,
+    in the setup after it) still reaches :meth:`close`, which then kills the
+    group; nothing is left running or unreaped.
+    """
 
-        try:
-            self.proc = subprocess.Popen(call.argv, **call.popen)  # noqa: S603 - argv, no shell
-        except OSError as exc:
-            _spawn_failed(call, exc)
-            raise
-        self.pid = self.proc.pid
-        self._selector = _selector()
+    pid: int
+    proc: subprocess.Popen[bytes]
+
+    def __init__(self) -> None:
+        # What close() must end: set from the fork on, None when nothing runs.
+        self._spawned: subprocess.Popen[bytes] | None = None
+        self._selector = _selector()  # poll(): no fd of its own to leak
         self._chunks: dict[IO[bytes], list[bytes]] = {}
         self._input: memoryview | None = None
         self._offset = 0
         self._pidfd: int | None = None
         self.settled = _Settled()
-        for stream in (self.proc.stdout, self.proc.stderr):
+
+    def start(self, call: _Call) -> None:
+        import selectors
+
+        # The object exists before Popen runs, so the pid it gets at the fork
+        # is known to close() even when an interrupt ends Popen early.
+        proc: subprocess.Popen[bytes] = subprocess.Popen.__new__(subprocess.Popen)
+        self._spawned = self.proc = proc
+        before = _children_of_this_thread()
+        try:
+            subprocess.Popen.__init__(proc, call.argv, **call.popen)
+        except OSError as exc:
+            # Never forked, or the failed child was reaped by Popen: nothing runs.
+            if proc.returncode is not None or proc.pid is None:
+                self._spawned = None
+            _spawn_failed(call, exc)
+            raise
+        except BaseException:
+            if getattr(proc, "pid", None) is None:
+                # An interrupt raised as the fork returned, before Popen stored
+                # the pid: the child runs all the same. It is the one new child
+                # of this thread.
+                after = _children_of_this_thread()
+                if before is not None and after is not None:
+                    new = after - before
+                    if len(new) == 1:
+                        proc.pid = new.pop()
+            raise
+        self.pid = proc.pid
+        for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 self._chunks[stream] = []
                 self._selector.register(stream, selectors.EVENT_READ)
-        if self.proc.stdin is not None:
+        if proc.stdin is not None:
             data = call.data if call.data is not None else b""
             if len(data):
-                os.set_blocking(self.proc.stdin.fileno(), False)
+                os.set_blocking(proc.stdin.fileno(), False)
                 self._input = memoryview(data)
-                self._selector.register(self.proc.stdin, selectors.EVENT_WRITE)
+                self._selector.register(proc.stdin, selectors.EVENT_WRITE)
             else:
-                self._close(self.proc.stdin)
+                self._close(proc.stdin)
         try:
             self._pidfd = os.pidfd_open(self.pid)
         except (AttributeError, OSError):  # pragma: no cover - not Linux, or too old
@@ -1037,17 +1069,55 @@ class _SyncChild:
 
     def close(self) -> None:
         """Release everything; a group the lifecycle did not settle is killed."""
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                self._close(stream)
+        proc = self._spawned
+        if proc is not None:
+            for name in ("stdin", "stdout", "stderr"):
+                stream = getattr(proc, name, None)
+                if stream is not None:
+                    self._close(stream)
         self._forget_pidfd()
         self._selector.close()
-        if not self.settled.done:
+        if not self.settled.done and proc is not None:
             # Interrupted outside a wait the lifecycle could catch: no grace left.
-            _signal_group(self.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=_DRAIN)
-            _group_alive(self.pid, leader_reaped=self.proc.returncode is not None)
+            _kill_unsettled(proc)
+
+
+def _children_of_this_thread() -> set[int] | None:
+    """Pids of the living (or unreaped) children this thread forked; None without /proc."""
+    import threading
+
+    try:
+        with open(
+            f"{_PROC}/self/task/{threading.get_native_id()}/children", "rb"
+        ) as fh:
+            return {int(pid) for pid in fh.read().split()}
+    except (
+        OSError,
+        ValueError,
+    ):  # pragma: no cover - not Linux, or no CONFIG_PROC_CHILDREN
+        return None
+
+
+def _kill_unsettled(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the group of ``proc``; wait (bounded) until it is gone and reaped."""
+    pid: int | None = getattr(proc, "pid", None)
+    if pid is None:
+        return  # interrupted before the fork: nothing runs
+    _signal_group(pid, signal.SIGKILL)
+    if proc.returncode is None:
+        # Not reaped, so the pid is still this child's. Interrupted before its
+        # setsid(), it leads no group yet: the group signal missed it.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=_DRAIN)
+    # SIGKILL is not instant: members orphaned to us (PID 1, subreaper) turn
+    # into zombies of ours only once the kernel has torn them down.
+    until = time.monotonic() + _DRAIN
+    while _group_alive(pid, leader_reaped=proc.returncode is not None):
+        if time.monotonic() >= until:
+            break
+        time.sleep(_POLL_FIRST)
 
 
 # -- asyncio driver -------------------------------------------------------------------
@@ -1370,8 +1440,9 @@ def run_process(
         kill_group_on_exit=kill_group_on_exit,
     )
     started = time.monotonic()
-    child = _SyncChild(call)
+    child = _SyncChild()
     try:
+        child.start(call)
         return _drive(
             _lifecycle(call, child.pid, started, child.settled), child.perform
         )
