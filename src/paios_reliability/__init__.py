@@ -15,6 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._core.catalog import CATALOG, Catalog, CatalogEntry
     from ._core.events import Event, add_event_hook, set_log_summary
     from ._core.exceptions import (
         ApprovalRequiredError,
@@ -39,9 +40,6 @@ if TYPE_CHECKING:
     )
     from ._core.settings import Restorer, is_active, set_active
     from ._core.taxonomy import (
-        CATALOG,
-        Catalog,
-        CatalogEntry,
         Failure,
         audit_event,
         classify,

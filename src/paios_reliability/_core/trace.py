@@ -177,7 +177,7 @@ def _redact_event_dict(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """Mask secrets in every value of a log line, tracebacks included."""
-    from .taxonomy import REDACTED, is_secret_key, json_safe, redact_text
+    from .redaction import REDACTED, is_secret_key, json_safe, redact_text
 
     for key, value in list(event_dict.items()):
         if value is None or isinstance(value, (bool, int, float)):

@@ -97,7 +97,7 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view (secrets in fields redacted)."""
-        from .._core.taxonomy import json_safe
+        from .._core.redaction import json_safe
 
         return {
             "level": self.level.value,

@@ -123,14 +123,14 @@ _TOKEN_SHAPES = re.compile(
 
 
 def _secret_name(name: str) -> bool:
-    from .._core.taxonomy import is_secret_key
+    from .._core.redaction import is_secret_key
 
     words = [w.lower() for w in _WORDS.split(name) if w]
     return bool(words) and words[-1] not in _NOT_SECRET_TAIL and is_secret_key(name)
 
 
 def _redact_arg(text: str) -> str:
-    from .._core.taxonomy import REDACTED, redact_text
+    from .._core.redaction import REDACTED, redact_text
 
     def option(match: re.Match[str]) -> str:
         if _secret_name(match.group(2)):
@@ -163,7 +163,7 @@ def redact_argv(argv: Command) -> list[str]:
     Returns:
         One string per argument, safe for logs, events and error messages.
     """
-    from .._core.taxonomy import REDACTED
+    from .._core.redaction import REDACTED
 
     items = [argv] if isinstance(argv, (str, bytes, os.PathLike)) else list(argv)
     shown: list[str] = []
@@ -205,7 +205,7 @@ def _program(cmd: object) -> str:
 
 
 def _tail(data: str | bytes | None, limit: int = _TAIL) -> str:
-    from .._core.taxonomy import redact_text
+    from .._core.redaction import redact_text
 
     if not data:
         return ""

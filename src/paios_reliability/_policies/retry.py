@@ -301,7 +301,7 @@ class _Policy:
 
 def _describe(exc: BaseException) -> str:
     """``Type: message`` for a retry note, redacted: notes are printed with tracebacks."""
-    from .._core.taxonomy import redact_clip
+    from .._core.redaction import redact_clip
 
     try:
         text = redact_clip(str(exc), 200)
