@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .settings import Restorer
+from .signals import _safe_attr, _safe_str, _status_value, http_status
 
 __all__ = [
     "CATALOG",
@@ -190,8 +191,6 @@ class _Rule:
     predicate: Callable[[BaseException], bool] | None
 
     def matches(self, exc: BaseException) -> bool:
-        from .taxonomy import _safe_attr, _safe_str, http_status
-
         if self.type is not None and not isinstance(exc, self.type):
             return False
         if self.errno is not None and _safe_attr(exc, "errno") != self.errno:
@@ -219,6 +218,7 @@ class Catalog:
         self._entries: dict[str, CatalogEntry] = {}
         self._builtin: frozenset[str] = frozenset()
         self._rules: tuple[_Rule, ...] = ()
+        self._own: tuple[type[BaseException], ...] = ()
         for code, kind, exit_code, recovery, summary in entries:
             self._add(CatalogEntry(code, kind, exit_code, recovery, summary))
         self._builtin = frozenset(self._entries)
@@ -264,6 +264,21 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def _trust_own_codes(self, root: type[BaseException]) -> None:
+        """Classify instances of ``root`` by the ``code`` they carry.
+
+        The library's exception tree registers its root here when it is
+        imported: it asks the classifier for its exit codes, so the classifier
+        must know those errors without importing the tree (no import cycle).
+        An instance of the tree cannot exist before the registration.
+        """
+        with self._lock:
+            if root not in self._own:
+                self._own = (*self._own, root)
+
+    def _owns(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._own)
 
     def get(self, code: str) -> CatalogEntry | None:
         return self._entries.get(code)
@@ -339,8 +354,6 @@ class Catalog:
             raise ValueError(
                 f"CATALOG.register({code!r}): errno must be an int, got {errno!r}"
             )
-        from .taxonomy import _status_value
-
         if status is not None and _status_value(status) is None:
             raise ValueError(
                 f"CATALOG.register({code!r}): status must be an int in 100..599, got {status!r}"
