@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         TransientError,
         UnsupportedEventLoopError,
     )
+    from ._core.logging import configure_logging
     from ._core.settings import Restorer, is_active, set_active
     from ._core.taxonomy import (
         Failure,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
         exit_code_for,
         is_retryable,
     )
-    from ._core.trace import configure_logging, current_trace, trace
+    from ._core.trace import current_trace, trace
     from ._data.atomic import atomic_open, atomic_write
     from ._data.config_file import ConfigFile, SaveResult
     from ._data.credentials import Credential, CredentialStore
@@ -220,7 +221,7 @@ _LAZY: dict[str, str] = {
     "checkpoint": "_data.database",
     "classify": "_core.taxonomy",
     "compare_and_set": "_runs.cas",
-    "configure_logging": "_core.trace",
+    "configure_logging": "_core.logging",
     "counter": "_observe.metrics",
     "current_trace": "_core.trace",
     "daily_report": "_observe.alerts",
