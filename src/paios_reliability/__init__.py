@@ -62,7 +62,6 @@ if TYPE_CHECKING:
     from ._data.signed import VOLATILE_KEYS, read_signed, stable_hash, write_signed
     from ._observe.alerts import (
         Alert,
-        AlertChannel,
         AlertDispatcher,
         AlertLevel,
         DesktopChannel,
@@ -112,7 +111,7 @@ if TYPE_CHECKING:
     from ._policies.bulkhead import Bulkhead, BulkheadStats
     from ._policies.outcome import Outcome
     from ._policies.ratelimit import OccurrenceThreshold, RateLimiter, Throttle
-    from ._policies.resilient import CallPolicy, resilient
+    from ._policies.resilient import resilient
     from ._policies.retry import retry, retry_context
     from ._policies.timeout import deadline, remaining, timeout
     from ._runs.cas import (
@@ -129,11 +128,12 @@ if TYPE_CHECKING:
     from ._stores import MemoryStore
     from ._stores._redis import RedisStore
     from ._stores._sqlite import SQLiteStore
+    from .typing import AlertChannel, CallPolicy
 
 # public name -> private module that defines it
 _LAZY: dict[str, str] = {
     "Alert": "_observe.alerts",
-    "AlertChannel": "_observe.alerts",
+    "AlertChannel": "typing",
     "AlertDispatcher": "_observe.alerts",
     "AlertLevel": "_observe.alerts",
     "AllocationSite": "_observe.leaks",
@@ -143,7 +143,7 @@ _LAZY: dict[str, str] = {
     "BulkheadStats": "_policies.bulkhead",
     "CASResult": "_runs.cas",
     "CATALOG": "_core.taxonomy",
-    "CallPolicy": "_policies.resilient",
+    "CallPolicy": "typing",
     "CapabilityDeniedError": "_core.exceptions",
     "Catalog": "_core.taxonomy",
     "CatalogEntry": "_core.taxonomy",

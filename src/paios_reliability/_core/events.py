@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..typing import EventHook
 from .settings import Restorer
 from .trace import current_trace
 
 if TYPE_CHECKING:
     import logging
+
+    from ..typing import EventHook
 
 __all__ = [
     "Event",

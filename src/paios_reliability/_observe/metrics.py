@@ -590,7 +590,11 @@ class MetricsRegistry:
             A :class:`Restorer` that stops the counting.
         """
         from .._core.events import add_event_hook
+        from .._policies.workers import abandoned_count
 
+        running = abandoned_count()
+        if running:
+            _abandoned_gauge(self).set(running)
         return add_event_hook(_EventBridge(self))
 
     def __repr__(self) -> str:
@@ -619,6 +623,27 @@ class _EventBridge:
         if not subject or subject.strip().lower() in _FORBIDDEN_VALUES:
             subject = NO_SUBJECT
         counter.inc(subject=subject)
+        if event.name in _ABANDONED_EVENTS:
+            running = event.fields.get("running")
+            if isinstance(running, int):
+                _abandoned_gauge(self._registry).set(running)
+
+
+# The timeout policy reports its abandoned workers in events (it sits below
+# this layer); the gauge follows their ``running`` field.
+_ABANDONED_EVENTS = frozenset(
+    {
+        "paios_reliability.timeout.abandoned",
+        "paios_reliability.timeout.abandoned_finished",
+    }
+)
+
+
+def _abandoned_gauge(registry: MetricsRegistry) -> Gauge:
+    return registry.gauge(
+        "paios_reliability_timeout_abandoned_workers",
+        "Timed-out sync calls still running in abandoned worker threads",
+    )
 
 
 def _escape_help(text: str) -> str:

@@ -960,8 +960,8 @@ def doctor_check(tmp: Path) -> str:
     Five failures in one instance open it for a second instance on the same
     file; a rejection does not run the call; ``reset()`` closes it.
     """
+    from .._core.clock import FakeClock
     from .._stores._sqlite import SQLiteStore
-    from ..testing import FakeClock
 
     clock = FakeClock()
     store = SQLiteStore(tmp / "doctor-breaker.db")

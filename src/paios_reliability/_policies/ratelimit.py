@@ -575,8 +575,8 @@ def doctor_check(tmp: Path) -> str:
     Two limiter instances on one SQLite file share one budget; a throttle
     allows once per interval; a threshold fires exactly once.
     """
+    from .._core.clock import FakeClock
     from .._stores._sqlite import SQLiteStore
-    from ..testing import FakeClock
 
     clock = FakeClock()
     store = SQLiteStore(tmp / "doctor-ratelimit.db")

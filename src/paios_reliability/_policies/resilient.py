@@ -33,16 +33,15 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from .._core import clock as _clock
 from .._core import settings as _config
 from .._core.dispatch import callable_name, is_async_callable
-from ..typing import CallPolicy
 from .timeout import _current as _deadline_var
 
 if TYPE_CHECKING:
-    from ..typing import ResilientDecorator
+    from ..typing import CallPolicy, ResilientDecorator
     from .boundary import error_boundary
     from .outcome import Outcome
     from .retry import _Retry
 
-__all__ = ["CallPolicy", "Layer", "StackPolicy", "resilient"]
+__all__ = ["Layer", "StackPolicy", "resilient"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
