@@ -38,6 +38,7 @@ from .._stores import (
     seconds_to_ns,
     ttl_seconds,
 )
+from .._stores.engine import store_down
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -103,16 +104,7 @@ class _Keyed:
         return await self._store.aupdate(key, step, ttl=ttl)
 
     def _store_down(self, primitive: str, exc: StoreUnavailableError) -> None:
-        if not self.fail_open:
-            raise exc
-        emit(
-            primitive,
-            "store_unavailable",
-            level="error",
-            subject=self.name,
-            exc=exc,
-            fail_open=True,
-        )
+        store_down(primitive, self.name, exc, fail_open=self.fail_open)
 
 
 class RateLimiter(_Keyed):

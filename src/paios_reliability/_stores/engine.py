@@ -13,6 +13,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._core.events import emit
+from .._core.exceptions import StoreUnavailableError
 from ._memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -101,6 +103,41 @@ def check_count(owner: str, label: str, value: object, *, minimum: int = 1) -> i
             f"{owner}({label}=...) must be an int >= {minimum}, got {value!r}"
         )
     return value
+
+
+# -- a store that cannot be reached --------------------------------------------------
+
+
+def store_down(
+    primitive: str, name: str, exc: StoreUnavailableError, *, fail_open: bool
+) -> None:
+    """Decide what a primitive does when its store cannot be reached on entry.
+
+    Raises ``exc`` unchanged unless the primitive was built with
+    ``fail_open=True``; then it emits ``<primitive>.store_unavailable``
+    (error, ``fail_open=True``) and returns, and the caller lets the call
+    through as if the primitive were not there.
+    """
+    if not fail_open:
+        raise exc
+    emit(
+        primitive,
+        "store_unavailable",
+        level="error",
+        subject=name,
+        exc=exc,
+        fail_open=True,
+    )
+
+
+def report_lost_write(primitive: str, action: str, name: str, exc: Exception) -> None:
+    """Report a store write after the call that was lost (``<primitive>.<action>``).
+
+    The call already ran and its outcome goes back to the caller; what the
+    store missed expires on its own (lease TTLs, GC margins), so this only
+    reports, at error level, and never raises.
+    """
+    emit(primitive, action, level="error", subject=name, exc=exc)
 
 
 # -- async store calls that must not be abandoned half-way ----------------------------
