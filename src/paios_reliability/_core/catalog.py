@@ -218,7 +218,6 @@ class Catalog:
         self._entries: dict[str, CatalogEntry] = {}
         self._builtin: frozenset[str] = frozenset()
         self._rules: tuple[_Rule, ...] = ()
-        self._own: tuple[type[BaseException], ...] = ()
         for code, kind, exit_code, recovery, summary in entries:
             self._add(CatalogEntry(code, kind, exit_code, recovery, summary))
         self._builtin = frozenset(self._entries)
@@ -264,21 +263,6 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def _trust_own_codes(self, root: type[BaseException]) -> None:
-        """Classify instances of ``root`` by the ``code`` they carry.
-
-        The library's exception tree registers its root here when it is
-        imported: it asks the classifier for its exit codes, so the classifier
-        must know those errors without importing the tree (no import cycle).
-        An instance of the tree cannot exist before the registration.
-        """
-        with self._lock:
-            if root not in self._own:
-                self._own = (*self._own, root)
-
-    def _owns(self, exc: BaseException) -> bool:
-        return isinstance(exc, self._own)
 
     def get(self, code: str) -> CatalogEntry | None:
         return self._entries.get(code)

@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from .catalog import CATALOG
+from .signals import trust_own_codes
 
 __all__ = [
     "ApprovalRequiredError",
@@ -145,7 +145,7 @@ class ReliabilityError(Exception):
         self.__dict__.update(state)
 
 
-CATALOG._trust_own_codes(ReliabilityError)
+trust_own_codes(ReliabilityError)
 
 
 class TransientError(ReliabilityError):

@@ -152,3 +152,24 @@ def _response_headers(exc: BaseException) -> Iterator[Any]:
             headers = _safe_attr(owner, "hdrs")
         if headers is not None:
             yield headers
+
+
+# -- the library's own errors ---------------------------------------------------------
+
+# The root of the library's exception tree, registered by _core/exceptions.py
+# when it is imported. The tree asks the classifier for its exit codes, so the
+# classifier recognises those errors through this registry instead of
+# importing the tree (that was an import cycle); an instance of the tree
+# cannot exist before its module registered the root.
+_OWN_ROOTS: list[type[BaseException]] = []
+
+
+def trust_own_codes(root: type[BaseException]) -> None:
+    """Classify instances of ``root`` by the ``code`` they carry."""
+    if root not in _OWN_ROOTS:
+        _OWN_ROOTS.append(root)
+
+
+def carries_own_code(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the library's own errors (it names its code)."""
+    return isinstance(exc, tuple(_OWN_ROOTS))

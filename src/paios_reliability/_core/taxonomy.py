@@ -50,6 +50,7 @@ from .signals import (
     _response_headers,
     _safe_attr,
     _safe_str,
+    carries_own_code,
     http_status,
 )
 
@@ -671,7 +672,7 @@ def _classify(exc: BaseException) -> Failure:
             retry_after = _headers_retry_after(exc)
         return _from_entry(entry, "matched a registered rule", retry_after)
 
-    if CATALOG._owns(exc):
+    if carries_own_code(exc):
         # A subclass may have put anything there (or broken the attribute):
         # fall back to the class defaults rather than to UNCLASSIFIED.
         cls: Any = type(exc)
@@ -847,7 +848,7 @@ def audit_event(exc: BaseException, /, **context: object) -> dict[str, Any]:
     failure = classify(exc)
     entry = CATALOG.get(failure.code)
     merged: dict[str, object] = {}
-    own = _safe_attr(exc, "context") if CATALOG._owns(exc) else None
+    own = _safe_attr(exc, "context") if carries_own_code(exc) else None
     if isinstance(own, Mapping):
         try:
             merged.update(own)
