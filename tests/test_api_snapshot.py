@@ -65,7 +65,12 @@ def _own_library_bases(cls: type) -> list[type]:
 
 
 def _describe_class(name: str, cls: type) -> list[str]:
-    bases = ", ".join(base.__qualname__ for base in cls.__bases__ if base is not object)
+    # Private bases are how the code is organised, not part of the API.
+    bases = ", ".join(
+        base.__qualname__
+        for base in cls.__bases__
+        if base is not object and not base.__qualname__.startswith("_")
+    )
     lines = [f"class {name}({bases})"]
     if issubclass(cls, enum.Enum):
         lines += [f"    {member.name} = {member.value!r}" for member in cls]
