@@ -243,7 +243,29 @@ def _warn_overflow(name: str, limit: int) -> None:
     )
 
 
-class Counter(_Metric):
+class _Scalar(_Metric):
+    """A metric whose series each hold one number (counters and gauges)."""
+
+    __slots__ = ()
+
+    def value(self, **labels: str) -> float:
+        """The current value of one series (0 if it was never updated or set)."""
+        key = tuple(labels.get(n, "") for n in self.labelnames)
+        return float(self._series.get(key, 0.0))
+
+    def collect(self) -> MetricFamily:
+        with self._lock:
+            items = list(self._series.items())
+        return MetricFamily(
+            self.name,
+            self.kind,
+            self.description,
+            self.labelnames,
+            tuple(MetricSample(self._label_dict(k), float(v)) for k, v in items),
+        )
+
+
+class Counter(_Scalar):
     """A value that only goes up (requests, retries, breaker trips).
 
     Use :meth:`inc`, or bind labels once with :meth:`labels` on hot paths.
@@ -270,22 +292,6 @@ class Counter(_Metric):
         """The series for ``labels``, validated once, for repeated updates."""
         return _BoundCounter(self, self._key(labels))
 
-    def value(self, **labels: str) -> float:
-        """The current value of one series (0 if it was never updated)."""
-        key = tuple(labels.get(n, "") for n in self.labelnames)
-        return float(self._series.get(key, 0.0))
-
-    def collect(self) -> MetricFamily:
-        with self._lock:
-            items = list(self._series.items())
-        return MetricFamily(
-            self.name,
-            self.kind,
-            self.description,
-            self.labelnames,
-            tuple(MetricSample(self._label_dict(k), float(v)) for k, v in items),
-        )
-
 
 class _BoundCounter:
     __slots__ = ("_key", "_metric")
@@ -304,7 +310,7 @@ class _BoundCounter:
             metric._series[self._key] += amount
 
 
-class Gauge(_Metric):
+class Gauge(_Scalar):
     """A value that goes up and down (queue depth, RSS, breaker state).
 
     Thread-safe.
@@ -328,22 +334,6 @@ class Gauge(_Metric):
     def dec(self, amount: float = 1.0, /, **labels: str) -> None:
         """Subtract ``amount``."""
         self.inc(-amount, **labels)
-
-    def value(self, **labels: str) -> float:
-        """The current value of one series (0 if it was never set)."""
-        key = tuple(labels.get(n, "") for n in self.labelnames)
-        return float(self._series.get(key, 0.0))
-
-    def collect(self) -> MetricFamily:
-        with self._lock:
-            items = list(self._series.items())
-        return MetricFamily(
-            self.name,
-            self.kind,
-            self.description,
-            self.labelnames,
-            tuple(MetricSample(self._label_dict(k), float(v)) for k, v in items),
-        )
 
 
 class _HistogramSeries:
