@@ -822,12 +822,7 @@ class Bulkhead:
             self._push(await self._engine.aenter())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         token = self._pop()
         if token is not _NOT_ENTERED:
             await self._engine.aexit(token)

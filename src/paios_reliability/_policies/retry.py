@@ -646,12 +646,7 @@ class _PassThrough(Attempt):
     def __enter__(self) -> None:
         return None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Literal[False]:
+    def __exit__(self, *exc_info: object) -> Literal[False]:
         return False
 
 
