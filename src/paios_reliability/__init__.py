@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     )
     from ._observe.crash import CrashHandler, install_crash_handler
     from ._observe.eventstore import EventStore, StoredEvent
+    from ._observe.exporters import export_opentelemetry, export_prometheus
     from ._observe.health import (
         HealthCheckResult,
         HealthRegistry,
@@ -90,8 +91,6 @@ if TYPE_CHECKING:
         Histogram,
         MetricsRegistry,
         counter,
-        export_opentelemetry,
-        export_prometheus,
         gauge,
         get_metrics,
         histogram,
@@ -228,8 +227,8 @@ _LAZY: dict[str, str] = {
     "deadline": "_policies.timeout",
     "error_boundary": "_policies.boundary",
     "exit_code_for": "_core.taxonomy",
-    "export_opentelemetry": "_observe.metrics",
-    "export_prometheus": "_observe.metrics",
+    "export_opentelemetry": "_observe.exporters",
+    "export_prometheus": "_observe.exporters",
     "gauge": "_observe.metrics",
     "get_metrics": "_observe.metrics",
     "get_versioned": "_runs.cas",
