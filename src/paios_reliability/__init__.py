@@ -82,8 +82,6 @@ if TYPE_CHECKING:
         AllocationSite,
         LeakMonitor,
         LeakReport,
-        ResourceTracker,
-        TrackedResource,
     )
     from ._observe.metrics import (
         Counter,
@@ -96,6 +94,7 @@ if TYPE_CHECKING:
         histogram,
         set_metrics,
     )
+    from ._observe.resources import ResourceTracker, TrackedResource
     from ._ops.process import (
         ProcessError,
         ProcessResult,
@@ -194,7 +193,7 @@ _LAZY: dict[str, str] = {
     "RecyclingWorker": "_ops.recycle",
     "RedisStore": "_stores._redis",
     "ReliabilityError": "_core.exceptions",
-    "ResourceTracker": "_observe.leaks",
+    "ResourceTracker": "_observe.resources",
     "Restorer": "_core.settings",
     "ResumePlan": "_runs.checkpoint",
     "SQLiteStore": "_stores._sqlite",
@@ -204,7 +203,7 @@ _LAZY: dict[str, str] = {
     "StoredEvent": "_observe.eventstore",
     "Throttle": "_policies.ratelimit",
     "TimeoutExceeded": "_core.exceptions",
-    "TrackedResource": "_observe.leaks",
+    "TrackedResource": "_observe.resources",
     "TransientError": "_core.exceptions",
     "UnsupportedEventLoopError": "_core.exceptions",
     "Versioned": "_runs.cas",
