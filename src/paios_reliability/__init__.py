@@ -95,13 +95,8 @@ if TYPE_CHECKING:
         set_metrics,
     )
     from ._observe.resources import ResourceTracker, TrackedResource
-    from ._ops.process import (
-        ProcessError,
-        ProcessResult,
-        ProcessTimeoutError,
-        arun_process,
-        run_process,
-    )
+    from ._ops.process import arun_process, run_process
+    from ._ops.process_result import ProcessError, ProcessResult, ProcessTimeoutError
     from ._ops.recycle import Recycler, RecyclingWorker
     from ._ops.service import render_launchd, render_systemd
     from ._policies.boundary import error_boundary
@@ -184,9 +179,9 @@ _LAZY: dict[str, str] = {
     "Outcome": "_policies.outcome",
     "PermanentError": "_core.exceptions",
     "PolicyDeniedError": "_core.exceptions",
-    "ProcessError": "_ops.process",
-    "ProcessResult": "_ops.process",
-    "ProcessTimeoutError": "_ops.process",
+    "ProcessError": "_ops.process_result",
+    "ProcessResult": "_ops.process_result",
+    "ProcessTimeoutError": "_ops.process_result",
     "RateLimitedError": "_core.exceptions",
     "RateLimiter": "_policies.ratelimit",
     "Recycler": "_ops.recycle",

@@ -28,7 +28,7 @@ where callers already catch it (``except TimeoutError``, ``except ValueError``):
             └── ProcessError             a child process failed; .returncode
 
 (``ProcessError`` and ``ProcessTimeoutError`` live with ``run_process`` in
-``_ops/process.py``, as they carry its result.)
+``_ops/process_result.py``, as they carry its result.)
 
 All of them pickle (they cross process boundaries in worker pools) and carry a
 stable ``code`` from :data:`paios_reliability.CATALOG`.
