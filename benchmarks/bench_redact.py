@@ -15,7 +15,7 @@ import gc
 import time
 from collections.abc import Callable
 
-from paios_reliability._core.taxonomy import json_safe, redact_text
+from paios_reliability._core.redaction import json_safe, redact_text
 
 PROSE = (
     "The worker finished step 3 of 7 for run r-42 after 1.25 seconds; the "

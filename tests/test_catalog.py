@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 
 import paios_reliability as pr
 from paios_reliability import CATALOG
-from paios_reliability._core.taxonomy import Catalog
+from paios_reliability._core.catalog import Catalog
 from strategies import StatusError
 
 DOCS = Path(__file__).parent.parent / "docs" / "taxonomy.md"

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import pytest
 
 import paios_reliability as pr
-from paios_reliability._core.trace import _HANDLER_MARK
+from paios_reliability._core.logging import _HANDLER_MARK
 
 HEX16, HEX32 = re.compile(r"[0-9a-f]{16}"), re.compile(r"[0-9a-f]{32}")
 

@@ -27,7 +27,10 @@ def _type_checking_imports() -> set[str]:
             and node.test.id == "TYPE_CHECKING"
         ):
             for stmt in node.body:
-                if isinstance(stmt, ast.ImportFrom) and stmt.module != "typing":
+                # The stdlib's typing, not our own .typing (level 1).
+                if isinstance(stmt, ast.ImportFrom) and (
+                    stmt.level or stmt.module != "typing"
+                ):
                     names.update(alias.asname or alias.name for alias in stmt.names)
     return names
 

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 import paios_reliability as pr
 from paios_reliability import cli
 from paios_reliability._core.events import emit
-from paios_reliability._core.taxonomy import (
+from paios_reliability._core.redaction import (
     REDACTED,
     is_secret_key,
     json_safe,
@@ -714,7 +714,7 @@ def test_secrets_probe_finds_no_leak() -> None:
 
 
 def test_a_traceback_longer_than_the_limit_keeps_its_end_redacted() -> None:
-    from paios_reliability._core.taxonomy import redacted_traceback
+    from paios_reliability._core.redaction import redacted_traceback
 
     try:
         raise ValueError("x" * 50_000 + f" token={FIXED['named']}")

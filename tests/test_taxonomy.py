@@ -42,12 +42,9 @@ from hypothesis import strategies as st
 
 import paios_reliability as pr
 import sdk_shapes
-from paios_reliability._core.taxonomy import (
-    CATALOG,
-    json_safe,
-    parse_retry_after,
-    redact_text,
-)
+from paios_reliability._core.catalog import CATALOG
+from paios_reliability._core.redaction import json_safe, redact_text
+from paios_reliability._core.taxonomy import parse_retry_after
 from paios_reliability.testing import set_testing
 from strategies import (
     ERRNOS,

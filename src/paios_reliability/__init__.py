@@ -15,6 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._core.catalog import CATALOG, Catalog, CatalogEntry
     from ._core.events import Event, add_event_hook, set_log_summary
     from ._core.exceptions import (
         ApprovalRequiredError,
@@ -37,18 +38,16 @@ if TYPE_CHECKING:
         TransientError,
         UnsupportedEventLoopError,
     )
+    from ._core.logging import configure_logging
     from ._core.settings import Restorer, is_active, set_active
     from ._core.taxonomy import (
-        CATALOG,
-        Catalog,
-        CatalogEntry,
         Failure,
         audit_event,
         classify,
         exit_code_for,
         is_retryable,
     )
-    from ._core.trace import configure_logging, current_trace, trace
+    from ._core.trace import current_trace, trace
     from ._data.atomic import atomic_open, atomic_write
     from ._data.config_file import ConfigFile, SaveResult
     from ._data.credentials import Credential, CredentialStore
@@ -63,7 +62,6 @@ if TYPE_CHECKING:
     from ._data.signed import VOLATILE_KEYS, read_signed, stable_hash, write_signed
     from ._observe.alerts import (
         Alert,
-        AlertChannel,
         AlertDispatcher,
         AlertLevel,
         DesktopChannel,
@@ -74,6 +72,7 @@ if TYPE_CHECKING:
     )
     from ._observe.crash import CrashHandler, install_crash_handler
     from ._observe.eventstore import EventStore, StoredEvent
+    from ._observe.exporters import export_opentelemetry, export_prometheus
     from ._observe.health import (
         HealthCheckResult,
         HealthRegistry,
@@ -83,8 +82,6 @@ if TYPE_CHECKING:
         AllocationSite,
         LeakMonitor,
         LeakReport,
-        ResourceTracker,
-        TrackedResource,
     )
     from ._observe.metrics import (
         Counter,
@@ -92,20 +89,14 @@ if TYPE_CHECKING:
         Histogram,
         MetricsRegistry,
         counter,
-        export_opentelemetry,
-        export_prometheus,
         gauge,
         get_metrics,
         histogram,
         set_metrics,
     )
-    from ._ops.process import (
-        ProcessError,
-        ProcessResult,
-        ProcessTimeoutError,
-        arun_process,
-        run_process,
-    )
+    from ._observe.resources import ResourceTracker, TrackedResource
+    from ._ops.process import arun_process, run_process
+    from ._ops.process_result import ProcessError, ProcessResult, ProcessTimeoutError
     from ._ops.recycle import Recycler, RecyclingWorker
     from ._ops.service import render_launchd, render_systemd
     from ._policies.boundary import error_boundary
@@ -113,7 +104,7 @@ if TYPE_CHECKING:
     from ._policies.bulkhead import Bulkhead, BulkheadStats
     from ._policies.outcome import Outcome
     from ._policies.ratelimit import OccurrenceThreshold, RateLimiter, Throttle
-    from ._policies.resilient import CallPolicy, resilient
+    from ._policies.resilient import resilient
     from ._policies.retry import retry, retry_context
     from ._policies.timeout import deadline, remaining, timeout
     from ._runs.cas import (
@@ -130,11 +121,12 @@ if TYPE_CHECKING:
     from ._stores import MemoryStore
     from ._stores._redis import RedisStore
     from ._stores._sqlite import SQLiteStore
+    from .typing import AlertChannel, CallPolicy
 
 # public name -> private module that defines it
 _LAZY: dict[str, str] = {
     "Alert": "_observe.alerts",
-    "AlertChannel": "_observe.alerts",
+    "AlertChannel": "typing",
     "AlertDispatcher": "_observe.alerts",
     "AlertLevel": "_observe.alerts",
     "AllocationSite": "_observe.leaks",
@@ -144,7 +136,7 @@ _LAZY: dict[str, str] = {
     "BulkheadStats": "_policies.bulkhead",
     "CASResult": "_runs.cas",
     "CATALOG": "_core.taxonomy",
-    "CallPolicy": "_policies.resilient",
+    "CallPolicy": "typing",
     "CapabilityDeniedError": "_core.exceptions",
     "Catalog": "_core.taxonomy",
     "CatalogEntry": "_core.taxonomy",
@@ -187,16 +179,16 @@ _LAZY: dict[str, str] = {
     "Outcome": "_policies.outcome",
     "PermanentError": "_core.exceptions",
     "PolicyDeniedError": "_core.exceptions",
-    "ProcessError": "_ops.process",
-    "ProcessResult": "_ops.process",
-    "ProcessTimeoutError": "_ops.process",
+    "ProcessError": "_ops.process_result",
+    "ProcessResult": "_ops.process_result",
+    "ProcessTimeoutError": "_ops.process_result",
     "RateLimitedError": "_core.exceptions",
     "RateLimiter": "_policies.ratelimit",
     "Recycler": "_ops.recycle",
     "RecyclingWorker": "_ops.recycle",
     "RedisStore": "_stores._redis",
     "ReliabilityError": "_core.exceptions",
-    "ResourceTracker": "_observe.leaks",
+    "ResourceTracker": "_observe.resources",
     "Restorer": "_core.settings",
     "ResumePlan": "_runs.checkpoint",
     "SQLiteStore": "_stores._sqlite",
@@ -206,7 +198,7 @@ _LAZY: dict[str, str] = {
     "StoredEvent": "_observe.eventstore",
     "Throttle": "_policies.ratelimit",
     "TimeoutExceeded": "_core.exceptions",
-    "TrackedResource": "_observe.leaks",
+    "TrackedResource": "_observe.resources",
     "TransientError": "_core.exceptions",
     "UnsupportedEventLoopError": "_core.exceptions",
     "Versioned": "_runs.cas",
@@ -222,15 +214,15 @@ _LAZY: dict[str, str] = {
     "checkpoint": "_data.database",
     "classify": "_core.taxonomy",
     "compare_and_set": "_runs.cas",
-    "configure_logging": "_core.trace",
+    "configure_logging": "_core.logging",
     "counter": "_observe.metrics",
     "current_trace": "_core.trace",
     "daily_report": "_observe.alerts",
     "deadline": "_policies.timeout",
     "error_boundary": "_policies.boundary",
     "exit_code_for": "_core.taxonomy",
-    "export_opentelemetry": "_observe.metrics",
-    "export_prometheus": "_observe.metrics",
+    "export_opentelemetry": "_observe.exporters",
+    "export_prometheus": "_observe.exporters",
     "gauge": "_observe.metrics",
     "get_metrics": "_observe.metrics",
     "get_versioned": "_runs.cas",

@@ -31,8 +31,9 @@ from ._core.dispatch import callable_name, is_async_callable, through_method_des
 if TYPE_CHECKING:
     from mcp.types import CallToolResult
 
+    from ._core.catalog import CatalogEntry
     from ._core.events import Level
-    from ._core.taxonomy import CatalogEntry, Failure
+    from ._core.taxonomy import Failure
 
 __all__ = ["ToolDecorator", "resilient_tool", "tool_error_text"]
 
@@ -282,8 +283,9 @@ def _record(
     *,
     deliberate: bool,
 ) -> None:
+    from ._core.catalog import CATALOG
     from ._core.events import emit
-    from ._core.taxonomy import CATALOG, audit_event
+    from ._core.taxonomy import audit_event
 
     entry = CATALOG.get(failure.code)
     level: Level = "warning" if deliberate or failure.code in _REJECTED else "error"
@@ -353,7 +355,8 @@ def tool_error_text(
         12 s (ref 4bf92f35)"`` or ``"HTTP_NOT_FOUND: HTTP 404: the resource
         does not exist; do not retry the same call"``.
     """
-    from ._core.taxonomy import CATALOG, classify
+    from ._core.catalog import CATALOG
+    from ._core.taxonomy import classify
 
     if failure is None:
         failure = classify(exc)

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast
 
-from ._core.clock import set_clock
+from ._core.clock import FakeClock
 from ._core.events import Event, add_event_hook
-from ._core.settings import Restorer, set_testing
+from ._core.settings import set_testing
 
 __all__ = [
     "CapturedEvents",
@@ -32,57 +32,12 @@ __all__ = [
     "set_testing",
 ]
 
+# Lives with the other clocks so the doctor checks of the policies can use it
+# without importing this public module; documented and imported from here.
+FakeClock.__module__ = __name__
+
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class FakeClock:
-    """A clock for tests: it moves only when advanced or slept on.
-
-    ``sleep()`` and ``asleep()`` return at once after advancing fake time, and
-    record every duration in :attr:`sleeps`. Thread-safe.
-
-    Args:
-        start: Initial monotonic reading.
-        wall: Initial wall-clock reading (seconds since the epoch).
-    """
-
-    def __init__(self, start: float = 0.0, *, wall: float = 1_700_000_000.0) -> None:
-        self._lock = threading.Lock()
-        self._now = float(start)
-        self._wall_offset = float(wall) - float(start)
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self._now
-
-    def time(self) -> float:
-        return self._now + self._wall_offset
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds`` (must not be negative)."""
-        if not seconds >= 0:  # also rejects NaN, which would poison every reading
-            raise ValueError(f"FakeClock.advance() cannot go back in time: {seconds!r}")
-        with self._lock:
-            self._now += seconds
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self._now += max(0.0, seconds)
-
-    async def asleep(self, seconds: float) -> None:
-        from ._core.aio import checkpoint
-
-        self.sleep(seconds)
-        await checkpoint()  # still a scheduling point, as a real sleep is (any loop)
-
-    def install(self) -> Restorer:
-        """Make this the default clock of every primitive; returns a restorer."""
-        return set_clock(self)
-
-    def __repr__(self) -> str:
-        return f"FakeClock(monotonic={self._now!r})"
 
 
 class CapturedEvents(Sequence[Event]):

@@ -177,6 +177,10 @@ class Channel(Protocol):
     def send(self, alert: Alert, /) -> None: ...
 
 
+AlertChannel = Channel
+"""The name ``paios_reliability.AlertChannel`` gives :class:`Channel`."""
+
+
 _R_co = TypeVar("_R_co", covariant=True)
 _RP = ParamSpec("_RP")
 _RR = TypeVar("_RR")

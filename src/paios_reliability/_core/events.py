@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..typing import EventHook
 from .settings import Restorer
 from .trace import current_trace
 
 if TYPE_CHECKING:
     import logging
+
+    from ..typing import EventHook
 
 __all__ = [
     "Event",
@@ -104,7 +105,7 @@ class Event:
         trace context and the error message, so logs and stores never
         receive them.
         """
-        from .taxonomy import json_safe, redact_text
+        from .redaction import json_safe, redact_text
 
         out: dict[str, Any] = json_safe(dict(self.fields))
         if self.trace:
@@ -118,7 +119,7 @@ class Event:
         return out
 
     def __repr__(self) -> str:
-        from .taxonomy import json_safe, redact_text
+        from .redaction import json_safe, redact_text
 
         parts = [f"name={self.name!r}", f"level={self.level!r}"]
         if self.subject is not None:
@@ -136,7 +137,7 @@ class Event:
 
 def _error_text(exc: BaseException, limit: int = 2000) -> str:
     """``str(exc)``, redacted, at most ``limit`` characters; never raises."""
-    from .taxonomy import redact_clip
+    from .redaction import redact_clip
 
     try:
         return redact_clip(str(exc), limit)
@@ -268,7 +269,7 @@ def log_redacted(
     """
     if not logger.isEnabledFor(levelno):
         return
-    from .taxonomy import redact_text, redacted_traceback
+    from .redaction import redact_text, redacted_traceback
 
     fields = dict(payload) if payload is not None else {"event": message}
     exc_text = None
@@ -367,7 +368,7 @@ class _SummaryLine:
     seconds: float
 
     def log(self, logger: logging.Logger) -> None:
-        from .taxonomy import redact_text
+        from .redaction import redact_text
 
         tally = self.tally
         data: dict[str, Any] = {

@@ -28,7 +28,7 @@ where callers already catch it (``except TimeoutError``, ``except ValueError``):
             └── ProcessError             a child process failed; .returncode
 
 (``ProcessError`` and ``ProcessTimeoutError`` live with ``run_process`` in
-``_process.py``, as they carry its result.)
+``_ops/process_result.py``, as they carry its result.)
 
 All of them pickle (they cross process boundaries in worker pools) and carry a
 stable ``code`` from :data:`paios_reliability.CATALOG`.
@@ -39,6 +39,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
+
+from .signals import trust_own_codes
 
 __all__ = [
     "ApprovalRequiredError",
@@ -141,6 +143,9 @@ class ReliabilityError(Exception):
         if isinstance(context, dict):
             state["context"] = MappingProxyType(context) if context else _EMPTY
         self.__dict__.update(state)
+
+
+trust_own_codes(ReliabilityError)
 
 
 class TransientError(ReliabilityError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from types import TracebackType
 
 __all__ = ["Restorer", "is_active", "is_testing", "set_active", "set_testing"]
 
@@ -46,12 +45,7 @@ class Restorer:
     def __enter__(self) -> Restorer:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self()
 
 

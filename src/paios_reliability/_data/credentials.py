@@ -47,7 +47,7 @@ from .._core.exceptions import (
     CredentialExpiredError,
     CredentialMissingError,
 )
-from .._core.taxonomy import is_secret_key, redact_text
+from .._core.redaction import is_secret_key, redact_text
 from .atomic import (
     MAX_READ_BYTES,
     _resolve,

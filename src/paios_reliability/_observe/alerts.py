@@ -37,16 +37,14 @@ from typing import TYPE_CHECKING, Any
 from .._core.clock import get_clock
 from .._core.events import emit
 from .._core.exceptions import ConfigError
-from ..typing import Channel
 
 if TYPE_CHECKING:
-    from ..typing import Clock
+    from ..typing import AlertChannel, Clock
     from .eventstore import EventStore, StoredEvent
     from .health import HealthRegistry, HealthReport
 
 __all__ = [
     "Alert",
-    "AlertChannel",
     "AlertDispatcher",
     "AlertLevel",
     "DesktopChannel",
@@ -97,7 +95,7 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view (secrets in fields redacted)."""
-        from .._core.taxonomy import json_safe
+        from .._core.redaction import json_safe
 
         return {
             "level": self.level.value,
@@ -111,9 +109,6 @@ class Alert:
             "occurrences": self.occurrences,
             "fields": json_safe(dict(self.fields)),
         }
-
-
-AlertChannel = Channel  # the alert channel protocol lives in paios_reliability.typing
 
 
 # -- channels ------------------------------------------------------------------------

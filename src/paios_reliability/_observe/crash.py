@@ -99,7 +99,7 @@ def _format_traceback(
     exc: BaseException | None,
     tb: TracebackType | None,
 ) -> str:
-    from .._core.taxonomy import redacted_traceback
+    from .._core.redaction import redacted_traceback
 
     if exc is None:
         return f"<no exception for {exc_type!r}>"

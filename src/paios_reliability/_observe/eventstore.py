@@ -268,7 +268,7 @@ _PLAIN = (int, bool, type(None))
 def _is_secret_key(key: str) -> bool:
     known = _secret_keys.get(key)
     if known is None:
-        from .._core.taxonomy import is_secret_key
+        from .._core.redaction import is_secret_key
 
         known = is_secret_key(key)
         if len(_secret_keys) < 10_000:  # bounded: keys may come from data
@@ -283,7 +283,7 @@ def _encode(metadata: Mapping[str, Any]) -> str:
     else goes through :func:`json_safe`, which also handles nesting, odd types
     and hostile objects.
     """
-    from .._core.taxonomy import REDACTED, json_safe, redact_text
+    from .._core.redaction import REDACTED, json_safe, redact_text
 
     if not metadata:
         return "{}"

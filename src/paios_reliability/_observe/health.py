@@ -171,7 +171,7 @@ def _interpret(value: object) -> tuple[HealthStatus, str]:
 
 
 def _describe(exc: BaseException) -> str:
-    from .._core.taxonomy import redact_text
+    from .._core.redaction import redact_text
 
     code = getattr(exc, "code", None)
     prefix = f"{code}: " if isinstance(code, str) else f"{type(exc).__name__}: "

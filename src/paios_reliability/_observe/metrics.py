@@ -3,8 +3,8 @@
 The registry is in memory, cheap to update on hot paths (one dict lookup and a
 lock per update; label values are validated once, when a label set is first
 seen) and readable in tests. Exporters pull from it at scrape time:
-:func:`export_prometheus` registers a ``prometheus_client`` collector and
-:func:`export_opentelemetry` registers observable instruments on an
+:func:`~.exporters.export_prometheus` registers a ``prometheus_client`` collector and
+:func:`~.exporters.export_opentelemetry` registers observable instruments on an
 OpenTelemetry meter. Neither package is imported unless its adapter is called.
 
 Naming scheme (enforced where it can be)::
@@ -47,8 +47,6 @@ __all__ = [
     "MetricSample",
     "MetricsRegistry",
     "counter",
-    "export_opentelemetry",
-    "export_prometheus",
     "gauge",
     "get_metrics",
     "histogram",
@@ -243,7 +241,29 @@ def _warn_overflow(name: str, limit: int) -> None:
     )
 
 
-class Counter(_Metric):
+class _Scalar(_Metric):
+    """A metric whose series each hold one number (counters and gauges)."""
+
+    __slots__ = ()
+
+    def value(self, **labels: str) -> float:
+        """The current value of one series (0 if it was never updated or set)."""
+        key = tuple(labels.get(n, "") for n in self.labelnames)
+        return float(self._series.get(key, 0.0))
+
+    def collect(self) -> MetricFamily:
+        with self._lock:
+            items = list(self._series.items())
+        return MetricFamily(
+            self.name,
+            self.kind,
+            self.description,
+            self.labelnames,
+            tuple(MetricSample(self._label_dict(k), float(v)) for k, v in items),
+        )
+
+
+class Counter(_Scalar):
     """A value that only goes up (requests, retries, breaker trips).
 
     Use :meth:`inc`, or bind labels once with :meth:`labels` on hot paths.
@@ -270,22 +290,6 @@ class Counter(_Metric):
         """The series for ``labels``, validated once, for repeated updates."""
         return _BoundCounter(self, self._key(labels))
 
-    def value(self, **labels: str) -> float:
-        """The current value of one series (0 if it was never updated)."""
-        key = tuple(labels.get(n, "") for n in self.labelnames)
-        return float(self._series.get(key, 0.0))
-
-    def collect(self) -> MetricFamily:
-        with self._lock:
-            items = list(self._series.items())
-        return MetricFamily(
-            self.name,
-            self.kind,
-            self.description,
-            self.labelnames,
-            tuple(MetricSample(self._label_dict(k), float(v)) for k, v in items),
-        )
-
 
 class _BoundCounter:
     __slots__ = ("_key", "_metric")
@@ -304,7 +308,7 @@ class _BoundCounter:
             metric._series[self._key] += amount
 
 
-class Gauge(_Metric):
+class Gauge(_Scalar):
     """A value that goes up and down (queue depth, RSS, breaker state).
 
     Thread-safe.
@@ -328,22 +332,6 @@ class Gauge(_Metric):
     def dec(self, amount: float = 1.0, /, **labels: str) -> None:
         """Subtract ``amount``."""
         self.inc(-amount, **labels)
-
-    def value(self, **labels: str) -> float:
-        """The current value of one series (0 if it was never set)."""
-        key = tuple(labels.get(n, "") for n in self.labelnames)
-        return float(self._series.get(key, 0.0))
-
-    def collect(self) -> MetricFamily:
-        with self._lock:
-            items = list(self._series.items())
-        return MetricFamily(
-            self.name,
-            self.kind,
-            self.description,
-            self.labelnames,
-            tuple(MetricSample(self._label_dict(k), float(v)) for k, v in items),
-        )
 
 
 class _HistogramSeries:
@@ -590,7 +578,11 @@ class MetricsRegistry:
             A :class:`Restorer` that stops the counting.
         """
         from .._core.events import add_event_hook
+        from .._policies.workers import abandoned_count
 
+        running = abandoned_count()
+        if running:
+            _abandoned_gauge(self).set(running)
         return add_event_hook(_EventBridge(self))
 
     def __repr__(self) -> str:
@@ -619,6 +611,27 @@ class _EventBridge:
         if not subject or subject.strip().lower() in _FORBIDDEN_VALUES:
             subject = NO_SUBJECT
         counter.inc(subject=subject)
+        if event.name in _ABANDONED_EVENTS:
+            running = event.fields.get("running")
+            if isinstance(running, int):
+                _abandoned_gauge(self._registry).set(running)
+
+
+# The timeout policy reports its abandoned workers in events (it sits below
+# this layer); the gauge follows their ``running`` field.
+_ABANDONED_EVENTS = frozenset(
+    {
+        "paios_reliability.timeout.abandoned",
+        "paios_reliability.timeout.abandoned_finished",
+    }
+)
+
+
+def _abandoned_gauge(registry: MetricsRegistry) -> Gauge:
+    return registry.gauge(
+        "paios_reliability_timeout_abandoned_workers",
+        "Timed-out sync calls still running in abandoned worker threads",
+    )
 
 
 def _escape_help(text: str) -> str:
@@ -715,170 +728,3 @@ def histogram(
 ) -> Histogram:
     """The histogram ``name`` of the default registry."""
     return get_metrics().histogram(name, description, labelnames, buckets=buckets)
-
-
-# -- adapters (optional extras) ----------------------------------------------------
-
-
-def export_prometheus(
-    registry: MetricsRegistry | None = None, *, prometheus_registry: Any = None
-) -> Restorer:
-    """Expose ``registry`` through ``prometheus_client`` (extra ``prometheus``).
-
-    Registers a collector that reads our registry at scrape time: updates stay
-    as cheap as ever, and ``prometheus_client.generate_latest()`` or its HTTP
-    server shows every metric.
-
-    Args:
-        registry: Ours (default: :func:`get_metrics`).
-        prometheus_registry: A ``prometheus_client.CollectorRegistry``
-            (default: its global ``REGISTRY``).
-
-    Returns:
-        A :class:`Restorer` that unregisters the collector.
-
-    Raises:
-        PermanentError: ``DEPENDENCY_MISSING`` if ``prometheus_client`` is not
-            installed (``pip install paios-reliability[prometheus]``).
-    """
-    try:
-        from prometheus_client import REGISTRY
-        from prometheus_client.core import (
-            CounterMetricFamily,
-            GaugeMetricFamily,
-            HistogramMetricFamily,
-        )
-    except ImportError as exc:
-        raise _missing("prometheus_client", "prometheus") from exc
-
-    ours = registry if registry is not None else get_metrics()
-    target = prometheus_registry if prometheus_registry is not None else REGISTRY
-
-    class _Collector:
-        def collect(self) -> Iterator[Any]:
-            for family in ours.collect():
-                names = list(family.labelnames)
-                made: Any
-                if family.type == "counter":
-                    made = CounterMetricFamily(
-                        family.name, family.description or family.name, labels=names
-                    )
-                    for s in family.samples:
-                        made.add_metric([s.labels[n] for n in names], s.value)
-                elif family.type == "gauge":
-                    made = GaugeMetricFamily(
-                        family.name, family.description or family.name, labels=names
-                    )
-                    for s in family.samples:
-                        made.add_metric([s.labels[n] for n in names], s.value)
-                else:
-                    made = HistogramMetricFamily(
-                        family.name, family.description or family.name, labels=names
-                    )
-                    for s in family.samples:
-                        buckets = [
-                            ("+Inf" if math.isinf(b) else repr(float(b)), float(c))
-                            for b, c in s.buckets
-                        ]
-                        made.add_metric([s.labels[n] for n in names], buckets, s.value)
-                yield made
-
-        def describe(self) -> list[Any]:
-            return []  # dynamic metric set: skip registration-time name checks
-
-    collector = _Collector()
-    target.register(collector)
-    return Restorer(lambda: target.unregister(collector))
-
-
-def export_opentelemetry(
-    registry: MetricsRegistry | None = None, *, meter: Any = None
-) -> list[Any]:
-    """Expose ``registry`` through OpenTelemetry observable instruments (extra ``otel``).
-
-    Counters become ``ObservableCounter``, gauges ``ObservableGauge``;
-    histograms (which have no observable form in the OpenTelemetry API) become
-    an ``ObservableCounter`` pair ``<name>_count`` and ``<name>_sum``. Metrics
-    created later are picked up at the next call only, so call it after your
-    metrics exist (the library's own event counters are created on first event).
-
-    Args:
-        registry: Ours (default: :func:`get_metrics`).
-        meter: An ``opentelemetry.metrics.Meter`` (default:
-            ``get_meter("paios_reliability")``).
-
-    Returns:
-        The instruments created.
-
-    Raises:
-        PermanentError: ``DEPENDENCY_MISSING`` if ``opentelemetry-api`` is not
-            installed.
-    """
-    try:
-        from opentelemetry import metrics as otel_metrics
-    except ImportError as exc:
-        raise _missing("opentelemetry", "otel") from exc
-
-    ours = registry if registry is not None else get_metrics()
-    the_meter = (
-        meter if meter is not None else otel_metrics.get_meter("paios_reliability")
-    )
-
-    def observe(name: str, pick: str) -> Any:
-        def callback(_options: Any) -> list[Any]:
-            metric = ours.get(name)
-            if metric is None:
-                return []
-            family = metric.collect()
-            out = []
-            for s in family.samples:
-                value: float = s.value if pick == "value" else float(s.count)
-                out.append(otel_metrics.Observation(value, dict(s.labels)))
-            return out
-
-        return callback
-
-    instruments: list[Any] = []
-    for metric in ours:
-        if isinstance(metric, Counter):
-            instruments.append(
-                the_meter.create_observable_counter(
-                    metric.name,
-                    callbacks=[observe(metric.name, "value")],
-                    description=metric.description,
-                )
-            )
-        elif isinstance(metric, Gauge):
-            instruments.append(
-                the_meter.create_observable_gauge(
-                    metric.name,
-                    callbacks=[observe(metric.name, "value")],
-                    description=metric.description,
-                )
-            )
-        else:
-            instruments.append(
-                the_meter.create_observable_counter(
-                    f"{metric.name}_count",
-                    callbacks=[observe(metric.name, "count")],
-                    description=metric.description,
-                )
-            )
-            instruments.append(
-                the_meter.create_observable_counter(
-                    f"{metric.name}_sum",
-                    callbacks=[observe(metric.name, "value")],
-                    description=metric.description,
-                )
-            )
-    return instruments
-
-
-def _missing(module: str, extra: str) -> Exception:
-    from .._core.exceptions import PermanentError
-
-    return PermanentError(
-        f"{module} is not installed: pip install 'paios-reliability[{extra}]'",
-        code="DEPENDENCY_MISSING",
-        context={"module": module},
-    )

@@ -30,17 +30,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from .._core.exceptions import PermanentError, TimeoutExceeded
 from .._policies.timeout import remaining
+from .argv import Command, StrOrBytesPath, _program, _show, redact_argv
+from .process_result import (
+    ProcessError,
+    ProcessResult,
+    ProcessTimeoutError,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -58,8 +62,6 @@ __all__ = [
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
-StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
-Command = StrOrBytesPath | Sequence[StrOrBytesPath]
 File = int | IO[Any] | None
 Environment = Mapping[str, StrOrBytesPath] | Mapping[bytes, StrOrBytesPath]
 
@@ -73,318 +75,6 @@ _POLL_FIRST = 0.002
 _POLL_MAX = 0.05
 _READ_CHUNK = 1 << 16
 _WRITE_CHUNK = 1 << 20
-_TAIL = 2000
-_SHOWN = 200
-
-
-# -- secrets in argv ------------------------------------------------------------------
-
-# ``--password X`` / ``-token X``: the option names a secret, the next argument is it.
-_OPTION = re.compile(r"^-{1,2}([A-Za-z][A-Za-z0-9_.-]*)$")
-# ``--password=X`` in one argument, or ``--password X`` inside a shell script.
-_OPTION_VALUE = re.compile(
-    r"(?<![\w-])(-{1,2}([A-Za-z][A-Za-z0-9_.-]*))(=|[ \t]+)(\"[^\"]*\"|'[^']*'|[^\s\"']+)"
-)
-# ``GITHUB_TOKEN=X`` (``env``, ``docker run -e``, ``make VAR=...``).
-_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)=(.+)$", re.DOTALL)
-# Names that *mention* a secret but whose value is not one.
-_NOT_SECRET_TAIL = frozenset(
-    {
-        "file",
-        "files",
-        "path",
-        "dir",
-        "fd",
-        "stdin",
-        "env",
-        "var",
-        "cmd",
-        "command",
-        "name",
-        "id",
-        "type",
-        "length",
-        "ttl",
-        "prompt",
-        "url",
-    }
-)
-_WORDS = re.compile(r"[^A-Za-z0-9]+")
-# Token shapes that are secrets whatever option or name carries them.
-_USERINFO = re.compile(r"(?<=://)([^/\s:@]+):([^/\s@]+)@")
-_TOKEN_SHAPES = re.compile(
-    r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{16,}"
-    r"|\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}"
-    r"|\bgithub_pat_[A-Za-z0-9_]{20,}"
-    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}"
-    r"|\bAKIA[0-9A-Z]{16}\b"
-    r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
-)
-
-
-def _secret_name(name: str) -> bool:
-    from .._core.taxonomy import is_secret_key
-
-    words = [w.lower() for w in _WORDS.split(name) if w]
-    return bool(words) and words[-1] not in _NOT_SECRET_TAIL and is_secret_key(name)
-
-
-def _redact_arg(text: str) -> str:
-    from .._core.taxonomy import REDACTED, redact_text
-
-    def option(match: re.Match[str]) -> str:
-        if _secret_name(match.group(2)):
-            return f"{match.group(1)}{match.group(3)}{REDACTED}"
-        return match.group(0)
-
-    text = _OPTION_VALUE.sub(option, text)
-    assignment = _ASSIGNMENT.match(text)
-    if assignment and _secret_name(assignment.group(1)):
-        text = f"{assignment.group(1)}={REDACTED}"
-    text = _USERINFO.sub(lambda m: f"{m.group(1)}:{REDACTED}@", text)
-    text = _TOKEN_SHAPES.sub(REDACTED, text)
-    return redact_text(text)
-
-
-def redact_argv(argv: Command) -> list[str]:
-    """The command as text, with the secrets it carries replaced by ``[REDACTED]``.
-
-    Masks the value after an option that names a secret (``--password X``,
-    ``--token=X``, ``--api-key X``, also inside a ``sh -c`` script),
-    ``NAME=value`` assignments whose name is secret-looking
-    (``GITHUB_TOKEN=...``), passwords in URLs (``https://user:pass@host``),
-    well-known token shapes (``sk-...``, ``ghp_...``...) and whatever
-    :func:`redact_text` finds. Single-letter options (``-p X``) are too
-    ambiguous to mask. Pure function, safe from any thread.
-
-    Args:
-        argv: A program name or a sequence of arguments (str, bytes or paths).
-
-    Returns:
-        One string per argument, safe for logs, events and error messages.
-    """
-    from .._core.taxonomy import REDACTED
-
-    items = [argv] if isinstance(argv, (str, bytes, os.PathLike)) else list(argv)
-    shown: list[str] = []
-    value_follows = False
-    for item in items:
-        text = _text_of(item)
-        if value_follows and not text.startswith("-"):
-            shown.append(REDACTED)
-            value_follows = False
-            continue
-        option = _OPTION.match(text)
-        value_follows = bool(option and _secret_name(option.group(1)))
-        shown.append(text if value_follows else _redact_arg(text))
-    return shown
-
-
-def _text_of(item: object) -> str:
-    if isinstance(item, (str, bytes, os.PathLike)):
-        return os.fsdecode(item)
-    return repr(item)
-
-
-def _show(cmd: object) -> str:
-    import shlex
-
-    try:
-        text = shlex.join(redact_argv(cmd))  # type: ignore[arg-type]
-    except TypeError:
-        text = "<unprintable command>"
-    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
-
-
-def _program(cmd: object) -> str:
-    try:
-        shown = redact_argv(cmd)  # type: ignore[arg-type]
-    except TypeError:
-        return "?"
-    return shown[0] if shown else "?"
-
-
-def _tail(data: str | bytes | None, limit: int = _TAIL) -> str:
-    from .._core.taxonomy import redact_text
-
-    if not data:
-        return ""
-    text = data[-limit:]
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return redact_text(text.strip())
-
-
-# -- results and errors ---------------------------------------------------------------
-
-
-class ProcessResult(subprocess.CompletedProcess[_T]):
-    """What a finished :func:`run_process` call produced: a :class:`subprocess.CompletedProcess`.
-
-    ``args``, ``returncode``, ``stdout`` and ``stderr`` are exactly what
-    :func:`subprocess.run` gives for the same call (``stdout``/``stderr`` are
-    ``None`` when not captured, ``bytes``, or ``str`` in text mode).
-
-    Attributes:
-        duration: Wall-clock seconds from start until the child exited and
-            its process group was gone.
-    """
-
-    def __init__(
-        self,
-        args: Command,
-        returncode: int,
-        stdout: _T | None = None,
-        stderr: _T | None = None,
-        *,
-        duration: float = 0.0,
-    ) -> None:
-        super().__init__(args, returncode, stdout, stderr)
-        self.duration = duration
-
-    @property
-    def ok(self) -> bool:
-        """Whether the process exited with status 0."""
-        return self.returncode == 0
-
-    def check_returncode(self) -> None:
-        """Raise :class:`ProcessError` (a ``CalledProcessError``) if the status is not 0."""
-        if self.returncode:
-            raise ProcessError(self.returncode, self.args, self.stdout, self.stderr)
-
-    def __repr__(self) -> str:
-        # Never the raw argv or output: a repr ends up in logs.
-        parts = [f"args={redact_argv(self.args)!r}", f"returncode={self.returncode!r}"]
-        for name in ("stdout", "stderr"):
-            value = getattr(self, name)
-            if value is not None:
-                parts.append(f"{name}=<{len(value)} {type(value).__name__}>")
-        parts.append(f"duration={self.duration:.6f}")
-        return f"{type(self).__name__}({', '.join(parts)})"
-
-
-class ProcessError(subprocess.CalledProcessError, PermanentError):
-    """A process run with ``check=True`` exited with a non-zero status.
-
-    Both a :class:`subprocess.CalledProcessError` (same constructor and
-    attributes, so ``except subprocess.CalledProcessError`` catches it) and a
-    :class:`PermanentError` (code ``PROCESS_FAILED``; retry policies do not
-    retry it). ``cmd`` is the command as given; ``str()``, ``repr()``,
-    ``context`` and events show it with its secrets redacted.
-
-    Attributes:
-        returncode: Exit status (``-N``: killed by signal ``N``).
-        cmd: The command as passed to :func:`run_process`.
-        output: Captured stdout (alias ``stdout``), or ``None``.
-        stderr: Captured stderr, or ``None``.
-    """
-
-    default_code = "PROCESS_FAILED"
-
-    def __init__(
-        self,
-        returncode: int,
-        cmd: Command,
-        output: Any = None,
-        stderr: Any = None,
-        *,
-        message: str = "",
-        retryable: bool | None = None,
-    ) -> None:
-        subprocess.CalledProcessError.__init__(self, returncode, cmd, output, stderr)
-        if not message:
-            message = f"{_show(cmd)} {_status(returncode)}"
-            last = _tail(stderr, 300).splitlines()
-            if last:
-                message += f": {last[-1]}"
-        PermanentError.__init__(
-            self,
-            message,
-            retryable=retryable,
-            context={
-                "argv": _safe_argv(cmd),
-                "returncode": returncode,
-                "stderr_tail": _tail(stderr),
-            },
-        )
-
-    __str__ = PermanentError.__str__
-
-
-class ProcessTimeoutError(subprocess.TimeoutExpired, TimeoutExceeded):
-    """A process ran out of time; its whole process group was terminated.
-
-    Also a :class:`subprocess.TimeoutExpired` (``cmd``, ``timeout``,
-    ``output``/``stdout``, ``stderr``), a :class:`TimeoutExceeded` and a
-    builtin :class:`TimeoutError`: every ``except`` a caller already has
-    catches it.
-
-    Attributes:
-        cmd: The command as passed to :func:`run_process`.
-        timeout: The budget in seconds (the tighter of ``timeout`` and an
-            enclosing :func:`deadline`); also ``seconds``.
-        output: What it wrote to stdout before it was stopped (alias
-            ``stdout``): ``bytes`` even in text mode, as in
-            ``subprocess``; ``None`` when stdout was not captured.
-        stderr: The same for stderr.
-        killed: Whether ``SIGKILL`` was needed after the grace period.
-        started: False when the budget was spent before the process could
-            start (it never ran).
-    """
-
-    def __init__(
-        self,
-        cmd: Command,
-        timeout: float,
-        output: bytes | None = None,
-        stderr: bytes | None = None,
-        *,
-        message: str = "",
-        killed: bool = False,
-        started: bool = True,
-    ) -> None:
-        subprocess.TimeoutExpired.__init__(self, cmd, timeout, output, stderr)
-        self.killed = killed
-        self.started = started
-        if not message:
-            if started:
-                message = f"{_show(cmd)} did not finish within {timeout:g}s; its process group was terminated"
-            else:
-                message = f"{_show(cmd)} was not started: its time budget ({timeout:g}s) was already spent"
-        TimeoutExceeded.__init__(
-            self,
-            message,
-            seconds=timeout,
-            context={
-                "argv": _safe_argv(cmd),
-                "killed": killed,
-                "started": started,
-                "stdout_tail": _tail(output),
-                "stderr_tail": _tail(stderr),
-            },
-        )
-
-    __str__ = TimeoutExceeded.__str__
-
-
-for _cls in (ProcessError, ProcessResult, ProcessTimeoutError):
-    _cls.__module__ = "paios_reliability"
-
-
-def _status(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"was killed by signal {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"was killed by signal {-returncode}"
-    return f"exited with status {returncode}"
-
-
-def _safe_argv(cmd: object) -> list[str]:
-    try:
-        return redact_argv(cmd)  # type: ignore[arg-type]
-    except TypeError:
-        return ["<unprintable command>"]
 
 
 # -- the prepared call ----------------------------------------------------------------

@@ -52,6 +52,7 @@ from .._stores import (
     seconds_to_ns,
     ttl_seconds,
 )
+from .._stores.engine import report_lost_write, store_down
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -802,21 +803,12 @@ class CircuitBreaker:
         return exc
 
     def _store_down(self, exc: StoreUnavailableError) -> Ticket:
-        if not self.fail_open:
-            raise exc
-        emit(
-            _PRIMITIVE,
-            "store_unavailable",
-            level="error",
-            subject=self.name,
-            exc=exc,
-            fail_open=True,
-        )
+        store_down(_PRIMITIVE, self.name, exc, fail_open=self.fail_open)
         return _NO_TICKET
 
     def _record_lost(self, exc: StoreUnavailableError) -> None:
         # The call already ran; its result matters more than our bookkeeping.
-        emit(_PRIMITIVE, "record_lost", level="error", subject=self.name, exc=exc)
+        report_lost_write(_PRIMITIVE, "record_lost", self.name, exc)
 
     def _judge(self, exc: BaseException) -> int:
         if not isinstance(exc, Exception):
@@ -961,8 +953,8 @@ def doctor_check(tmp: Path) -> str:
     Five failures in one instance open it for a second instance on the same
     file; a rejection does not run the call; ``reset()`` closes it.
     """
+    from .._core.clock import FakeClock
     from .._stores._sqlite import SQLiteStore
-    from ..testing import FakeClock
 
     clock = FakeClock()
     store = SQLiteStore(tmp / "doctor-breaker.db")

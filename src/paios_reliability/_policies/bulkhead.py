@@ -50,6 +50,7 @@ from .._stores import (
     ttl_seconds,
 )
 from .._stores._renewal import Renewal, renew
+from .._stores.engine import report_lost_write, store_down
 
 if TYPE_CHECKING:
     import asyncio
@@ -607,13 +608,7 @@ class _StoreEngine:
                 ttl=self._ttl,
             )
         except Exception as exc:  # noqa: BLE001 - the renewer thread must survive
-            emit(
-                _PRIMITIVE,
-                "renew_failed",
-                level="error",
-                subject=self.bulkhead.name,
-                exc=exc,
-            )
+            report_lost_write(_PRIMITIVE, "renew_failed", self.bulkhead.name, exc)
 
     def stats(self) -> tuple[int, int]:
         leases, waiters, _, _ = _pruned(self._store.get(self._key), self._now())
@@ -731,21 +726,12 @@ class Bulkhead:
         emit(_PRIMITIVE, "queued", level="debug", subject=self.name)
 
     def _store_down(self, exc: StoreUnavailableError) -> object:
-        if not self.fail_open:
-            raise exc
-        emit(
-            _PRIMITIVE,
-            "store_unavailable",
-            level="error",
-            subject=self.name,
-            exc=exc,
-            fail_open=True,
-        )
+        store_down(_PRIMITIVE, self.name, exc, fail_open=self.fail_open)
         return _FAIL_OPEN
 
     def _release_lost(self, exc: StoreUnavailableError) -> None:
         # The lease will expire on its own after lease_ttl.
-        emit(_PRIMITIVE, "release_lost", level="error", subject=self.name, exc=exc)
+        report_lost_write(_PRIMITIVE, "release_lost", self.name, exc)
 
     # -- running calls --------------------------------------------------------
 
@@ -837,12 +823,7 @@ class Bulkhead:
             self._push(await self._engine.aenter())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         token = self._pop()
         if token is not _NOT_ENTERED:
             await self._engine.aexit(token)

@@ -78,7 +78,7 @@ class Outcome(Generic[T_co]):
 
         The error appears as its type name and redacted message.
         """
-        from .._core.taxonomy import json_safe, redact_text
+        from .._core.redaction import json_safe, redact_text
 
         failure = self.failure
         out: dict[str, Any] = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Generator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
@@ -38,6 +37,7 @@ from .._stores import (
     seconds_to_ns,
     ttl_seconds,
 )
+from .._stores.engine import store_down
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -103,16 +103,7 @@ class _Keyed:
         return await self._store.aupdate(key, step, ttl=ttl)
 
     def _store_down(self, primitive: str, exc: StoreUnavailableError) -> None:
-        if not self.fail_open:
-            raise exc
-        emit(
-            primitive,
-            "store_unavailable",
-            level="error",
-            subject=self.name,
-            exc=exc,
-            fail_open=True,
-        )
+        store_down(primitive, self.name, exc, fail_open=self.fail_open)
 
 
 class RateLimiter(_Keyed):
@@ -377,24 +368,14 @@ class RateLimiter(_Keyed):
         self.acquire()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         return None
 
     async def __aenter__(self) -> RateLimiter:
         await self.aacquire()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         return None
 
 
@@ -576,8 +557,8 @@ def doctor_check(tmp: Path) -> str:
     Two limiter instances on one SQLite file share one budget; a throttle
     allows once per interval; a threshold fires exactly once.
     """
+    from .._core.clock import FakeClock
     from .._stores._sqlite import SQLiteStore
-    from ..testing import FakeClock
 
     clock = FakeClock()
     store = SQLiteStore(tmp / "doctor-ratelimit.db")

@@ -37,16 +37,15 @@ from .._core.dispatch import (
     is_async_callable,
     through_method_descriptors,
 )
-from ..typing import CallPolicy
 from .timeout import _current as _deadline_var
 
 if TYPE_CHECKING:
-    from ..typing import ResilientDecorator
+    from ..typing import CallPolicy, ResilientDecorator
     from .boundary import error_boundary
     from .outcome import Outcome
     from .retry import _Retry
 
-__all__ = ["CallPolicy", "Layer", "StackPolicy", "resilient"]
+__all__ = ["Layer", "StackPolicy", "resilient"]
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -211,12 +211,7 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
         self._token = _current.set(at)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         token, self._token = self._token, None
         if token is not None:
             _current.reset(token)

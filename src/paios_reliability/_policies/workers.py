@@ -20,15 +20,14 @@ out. This module keeps that cheap and honest:
 - Work whose budget is already spent is never started.
 
 Events: ``timeout.abandoned`` (warning) when a caller gives up on a job,
-``timeout.abandoned_finished`` (info) when that job finally ends. The gauge
-``paios_reliability_timeout_abandoned_workers`` of the default metrics
-registry holds how many abandoned jobs run now.
+``timeout.abandoned_finished`` (info) when that job finally ends; both carry
+``running``, from which the metrics layer keeps the gauge
+``paios_reliability_timeout_abandoned_workers`` (policies never import it).
 """
 
 from __future__ import annotations
 
 import _thread
-import contextlib
 import contextvars
 import threading
 from collections.abc import Callable
@@ -53,7 +52,6 @@ T = TypeVar("T")
 DEFAULT_MAX_ABANDONED = 32
 MAX_IDLE = 8
 IDLE_SECONDS = 30.0
-_GAUGE = "paios_reliability_timeout_abandoned_workers"
 
 
 class Worker:
@@ -274,7 +272,6 @@ class _Pool:
         with self.lock:
             self.abandoned += 1
             running = self.abandoned
-        _publish(running)
         from .._core.events import emit
 
         emit(
@@ -292,19 +289,9 @@ class _Pool:
         with self.lock:
             self.abandoned -= 1
             running = self.abandoned
-        _publish(running)
         from .._core.events import emit
 
         emit("timeout", "abandoned_finished", subject=job.name, running=running)
-
-
-def _publish(running: int) -> None:
-    with contextlib.suppress(Exception):  # metrics must never break a call
-        from .._observe.metrics import get_metrics
-
-        get_metrics().gauge(
-            _GAUGE, "Timed-out sync calls still running in abandoned worker threads"
-        ).set(running)
 
 
 _POOL = _Pool()

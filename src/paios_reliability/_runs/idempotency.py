@@ -49,6 +49,7 @@ from .._stores import (
     ttl_seconds,
 )
 from .._stores._renewal import Renewal, renew
+from .._stores.engine import report_lost_write
 
 if TYPE_CHECKING:
     from ..typing import Clock, StateStore
@@ -429,7 +430,7 @@ class IdempotencyStore:
                     ttl=self._store_ttl,
                 )
             except StoreUnavailableError as exc:
-                emit(_PRIMITIVE, "renew_failed", level="error", subject=key, exc=exc)
+                report_lost_write(_PRIMITIVE, "renew_failed", key, exc)
                 return True
             if outcome == _RENEWED:
                 return True

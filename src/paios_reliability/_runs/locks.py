@@ -41,6 +41,7 @@ from .._stores import (
     seconds_to_ns,
 )
 from .._stores._renewal import Renewal, renew
+from .._stores.engine import report_lost_write
 
 if TYPE_CHECKING:
     from ..typing import Clock, StateStore
@@ -377,7 +378,7 @@ class Lease:
                 )
             return False
         except StoreUnavailableError as exc:
-            emit(_PRIMITIVE, "renew_failed", level="error", subject=self.key, exc=exc)
+            report_lost_write(_PRIMITIVE, "renew_failed", self.key, exc)
         return True
 
     def start_renewing(self) -> None:
@@ -417,7 +418,7 @@ class Lease:
 
     def _release_failed(self, exc: StoreUnavailableError) -> None:
         # The body's outcome matters more than ours: the lease expires by itself.
-        emit(_PRIMITIVE, "release_failed", level="error", subject=self.key, exc=exc)
+        report_lost_write(_PRIMITIVE, "release_failed", self.key, exc)
 
     def __enter__(self) -> Lease:
         return self

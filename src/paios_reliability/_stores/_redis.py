@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.aio import require_asyncio
 from .._core.events import emit
-from . import StoreUnavailableError, check_name
+from .._core.exceptions import StoreUnavailableError
+from .engine import check_name
 
 if TYPE_CHECKING:
     import redis
