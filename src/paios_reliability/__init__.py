@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         TransientError,
         UnsupportedEventLoopError,
     )
+    from ._core.otel import trace_opentelemetry
     from ._core.settings import Restorer, is_active, set_active
     from ._core.taxonomy import (
         CATALOG,
@@ -257,6 +258,7 @@ _LAZY: dict[str, str] = {
     "VOLATILE_KEYS": "_data.signed",
     "timeout": "_policies.timeout",
     "trace": "_core.trace",
+    "trace_opentelemetry": "_core.otel",
     "write_signed": "_data.signed",
     "write_transaction": "_data.database",
 }
@@ -387,6 +389,7 @@ __all__ = [
     "stable_hash",
     "timeout",
     "trace",
+    "trace_opentelemetry",
     "write_signed",
     "write_transaction",
 ]

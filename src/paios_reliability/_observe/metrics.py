@@ -28,7 +28,7 @@ import bisect
 import math
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -362,7 +362,7 @@ class Histogram(_Metric):
     """
 
     kind: MetricType = "histogram"
-    __slots__ = ("buckets",)
+    __slots__ = ("_mirrors", "buckets")
 
     def __init__(
         self,
@@ -383,6 +383,9 @@ class Histogram(_Metric):
                 f"{name}: buckets must be distinct numbers, got {list(buckets)!r}"
             )
         self.buckets: tuple[float, ...] = tuple(bounds)
+        # Exporters that need every observation (an OpenTelemetry histogram
+        # has no observable form, so it cannot be read at collection time).
+        self._mirrors: tuple[Callable[[float, dict[str, str]], None], ...] = ()
 
     def _initial(self) -> Any:
         return _HistogramSeries(len(self.buckets))
@@ -399,6 +402,8 @@ class Histogram(_Metric):
                 series.counts[index] += 1
             series.count += 1
             series.sum += value
+        for mirror in self._mirrors:
+            mirror(value, self._label_dict(key))
 
     def count(self, **labels: str) -> int:
         """Observations recorded in one series."""
@@ -457,6 +462,9 @@ class MetricsRegistry:
         self.max_series = max_series
         self._lock = threading.Lock()
         self._metrics: dict[str, _Any] = {}
+        # Called with each metric created from now on (exporters that must
+        # follow metrics made after they were set up).
+        self._on_create: tuple[Callable[[_Any], None], ...] = ()
 
     def _get_or_make(
         self,
@@ -497,7 +505,25 @@ class MetricsRegistry:
                 DEFAULT_BUCKETS if buckets is None else buckets,
             )
         with self._lock:
-            return self._metrics.setdefault(name, metric)
+            made = self._metrics.setdefault(name, metric)
+            listeners = self._on_create if made is metric else ()
+        for listener in listeners:
+            listener(made)
+        return made
+
+    def _follow(self, listener: Callable[[_Any], None]) -> Restorer:
+        """Call ``listener`` for every metric there is and every one made later."""
+        with self._lock:
+            self._on_create = (*self._on_create, listener)
+            existing = list(self._metrics.values())
+        for metric in existing:
+            listener(metric)
+
+        def undo() -> None:
+            with self._lock:
+                self._on_create = tuple(f for f in self._on_create if f is not listener)
+
+        return Restorer(undo)
 
     def counter(
         self, name: str, description: str = "", labelnames: Iterable[str] = ()
@@ -619,6 +645,23 @@ class _EventBridge:
         if not subject or subject.strip().lower() in _FORBIDDEN_VALUES:
             subject = NO_SUBJECT
         counter.inc(subject=subject)
+        state = _BREAKER_STATES.get(event.name)
+        if state is not None:
+            self._registry.gauge(
+                BREAKER_STATE_METRIC,
+                "circuit breaker state: 0 closed, 1 half open, 2 open",
+                ("subject",),
+            ).set(state, subject=subject)
+
+
+#: The gauge the event bridge keeps per breaker (label ``subject``).
+BREAKER_STATE_METRIC = "paios_reliability_circuit_breaker_state"
+# Ordered by severity, so "> 0" means "not fully healthy".
+_BREAKER_STATES = {
+    "paios_reliability.circuit_breaker.closed": 0.0,
+    "paios_reliability.circuit_breaker.half_opened": 1.0,
+    "paios_reliability.circuit_breaker.opened": 2.0,
+}
 
 
 def _escape_help(text: str) -> str:
@@ -793,14 +836,22 @@ def export_prometheus(
 
 def export_opentelemetry(
     registry: MetricsRegistry | None = None, *, meter: Any = None
-) -> list[Any]:
-    """Expose ``registry`` through OpenTelemetry observable instruments (extra ``otel``).
+) -> Restorer:
+    """Expose ``registry`` through OpenTelemetry instruments (extra ``otel``).
 
-    Counters become ``ObservableCounter``, gauges ``ObservableGauge``;
-    histograms (which have no observable form in the OpenTelemetry API) become
-    an ``ObservableCounter`` pair ``<name>_count`` and ``<name>_sum``. Metrics
-    created later are picked up at the next call only, so call it after your
-    metrics exist (the library's own event counters are created on first event).
+    Call it once at start-up: it follows the registry, so metrics created
+    later (the library's own event counters are created at their first
+    event) are exported too. Counters become ``ObservableCounter`` and gauges
+    ``ObservableGauge``, read at each collection. Histograms become real
+    OpenTelemetry ``Histogram`` instruments with the same bucket boundaries
+    (as the advisory boundaries, honoured by the SDK since 1.23): every
+    observation from the call on is recorded into them too, so the exported
+    buckets are real; earlier observations are not replayed. The circuit
+    breaker state is the gauge ``paios_reliability_circuit_breaker_state``
+    (0 closed, 1 half open, 2 open).
+
+    Thread-safe; calling it twice exports everything twice (keep the
+    :class:`Restorer` and call it before exporting again).
 
     Args:
         registry: Ours (default: :func:`get_metrics`).
@@ -808,7 +859,9 @@ def export_opentelemetry(
             ``get_meter("paios_reliability")``).
 
     Returns:
-        The instruments created.
+        A :class:`Restorer` that stops following the registry and stops the
+        histogram mirroring (OpenTelemetry has no way to delete instruments:
+        observable ones then report nothing).
 
     Raises:
         PermanentError: ``DEPENDENCY_MISSING`` if ``opentelemetry-api`` is not
@@ -823,55 +876,57 @@ def export_opentelemetry(
     the_meter = (
         meter if meter is not None else otel_metrics.get_meter("paios_reliability")
     )
+    active = [True]
+    mirrored: list[tuple[Histogram, Callable[[float, dict[str, str]], None]]] = []
 
-    def observe(name: str, pick: str) -> Any:
+    def observe(metric: Counter | Gauge) -> Any:
         def callback(_options: Any) -> list[Any]:
-            metric = ours.get(name)
-            if metric is None:
+            if not active[0]:
                 return []
-            family = metric.collect()
-            out = []
-            for s in family.samples:
-                value: float = s.value if pick == "value" else float(s.count)
-                out.append(otel_metrics.Observation(value, dict(s.labels)))
-            return out
+            return [
+                otel_metrics.Observation(s.value, dict(s.labels))
+                for s in metric.collect().samples
+            ]
 
         return callback
 
-    instruments: list[Any] = []
-    for metric in ours:
+    def export(metric: _Any) -> None:
         if isinstance(metric, Counter):
-            instruments.append(
-                the_meter.create_observable_counter(
-                    metric.name,
-                    callbacks=[observe(metric.name, "value")],
-                    description=metric.description,
-                )
+            the_meter.create_observable_counter(
+                metric.name, callbacks=[observe(metric)], description=metric.description
             )
         elif isinstance(metric, Gauge):
-            instruments.append(
-                the_meter.create_observable_gauge(
-                    metric.name,
-                    callbacks=[observe(metric.name, "value")],
-                    description=metric.description,
-                )
+            the_meter.create_observable_gauge(
+                metric.name, callbacks=[observe(metric)], description=metric.description
             )
         else:
-            instruments.append(
-                the_meter.create_observable_counter(
-                    f"{metric.name}_count",
-                    callbacks=[observe(metric.name, "count")],
-                    description=metric.description,
-                )
-            )
-            instruments.append(
-                the_meter.create_observable_counter(
-                    f"{metric.name}_sum",
-                    callbacks=[observe(metric.name, "value")],
-                    description=metric.description,
-                )
-            )
-    return instruments
+            instrument = _otel_histogram(the_meter, metric)
+            record: Callable[[float, dict[str, str]], None] = instrument.record
+            with ours._lock:
+                metric._mirrors = (*metric._mirrors, record)
+                mirrored.append((metric, record))
+
+    following = ours._follow(export)
+
+    def undo() -> None:
+        following()
+        active[0] = False
+        with ours._lock:
+            for metric, record in mirrored:
+                metric._mirrors = tuple(m for m in metric._mirrors if m is not record)
+
+    return Restorer(undo)
+
+
+def _otel_histogram(meter: Any, metric: Histogram) -> Any:
+    try:
+        return meter.create_histogram(
+            metric.name,
+            description=metric.description,
+            explicit_bucket_boundaries_advisory=list(metric.buckets),
+        )
+    except TypeError:  # opentelemetry-api < 1.23: no advisory; configure a View
+        return meter.create_histogram(metric.name, description=metric.description)
 
 
 def _missing(module: str, extra: str) -> Exception:
