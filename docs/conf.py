@@ -16,7 +16,8 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "README.md"]
+# _libraries.md is a section that docs/architecture.md includes.
+exclude_patterns = ["_build", "README.md", "_libraries.md"]
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence"]
 
