@@ -140,3 +140,33 @@ def test_finding_pictures_exist_and_are_svg() -> None:
             assert root.find("{http://www.w3.org/2000/svg}title") is not None, path
             found.append(path.name)
     assert {"breaker.svg", "retry-timeline.svg", "layers.svg"} <= set(found)
+
+
+def test_finding_docs_and_examples_import_only_public_names() -> None:
+    """Public pages imported private modules 9 times (`_events.emit` among them)."""
+    private = re.compile(r"\bpaios_reliability\._|\bfrom \._|\bimport _[a-z]")
+    sources = [
+        (page, block)
+        for page in DOCS.rglob("*.md")
+        for block in _fences(page.read_text("utf-8"), "python")
+    ]
+    sources += [(path, path.read_text("utf-8")) for path in ROOT.glob("examples/*.py")]
+    assert len(sources) > 50
+    offenders = [str(path) for path, text in sources if private.search(text)]
+    assert offenders == []
+
+
+def test_finding_the_names_the_docs_needed_are_public() -> None:
+    import paios_reliability as pr
+    import paios_reliability.testing as testing
+
+    for name in ("emit_event", "credential_status", "trace_opentelemetry"):
+        assert name in pr.__all__
+        assert callable(getattr(pr, name))
+    for name in ("get_clock", "is_testing", "testing_attempts"):
+        assert name in testing.__all__
+    with testing.set_testing(True, attempts=3):
+        assert testing.is_testing()
+        assert testing.testing_attempts() == 3
+    event = pr.emit_event("app", "started", subject="newcomer")
+    assert event.name == "paios_reliability.app.started"

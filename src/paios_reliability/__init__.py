@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._core.events import Event, add_event_hook, set_log_summary
+    from ._core.events import Event, add_event_hook, emit_event, set_log_summary
     from ._core.exceptions import (
         ApprovalRequiredError,
         BulkheadFullError,
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from ._core.trace import configure_logging, current_trace, trace
     from ._data.atomic import atomic_open, atomic_write
     from ._data.config_file import ConfigFile, SaveResult
-    from ._data.credentials import Credential, CredentialStore
+    from ._data.credentials import Credential, CredentialStore, credential_status
     from ._data.database import (
         DatabaseReport,
         check_database,
@@ -227,9 +227,11 @@ _LAZY: dict[str, str] = {
     "compare_and_set": "_runs.cas",
     "configure_logging": "_core.trace",
     "counter": "_observe.metrics",
+    "credential_status": "_data.credentials",
     "current_trace": "_core.trace",
     "daily_report": "_observe.alerts",
     "deadline": "_policies.timeout",
+    "emit_event": "_core.events",
     "error_boundary": "_policies.boundary",
     "exit_code_for": "_core.taxonomy",
     "export_opentelemetry": "_observe.metrics",
@@ -360,9 +362,11 @@ __all__ = [
     "compare_and_set",
     "configure_logging",
     "counter",
+    "credential_status",
     "current_trace",
     "daily_report",
     "deadline",
+    "emit_event",
     "error_boundary",
     "exit_code_for",
     "export_opentelemetry",

@@ -636,3 +636,8 @@ def isolate_log_summary() -> Restorer:
         _swap_summary(_LogSummary(*settings) if settings is not None else None)
 
     return Restorer(undo)
+
+
+#: The public name of :func:`emit`: an application's own events go through
+#: the same hooks, logs, event stores and metrics as the library's.
+emit_event = emit
