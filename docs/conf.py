@@ -16,12 +16,16 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "README.md"]
+# _libraries.md is a section that docs/architecture.md includes.
+exclude_patterns = ["_build", "README.md", "_libraries.md"]
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+# Show `Counter`, not `paios_reliability._observe.metrics.Counter`: readers
+# use the public names only.
+python_use_unqualified_type_names = True
 autodoc_default_options = {"members": True, "show-inheritance": True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False

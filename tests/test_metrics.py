@@ -259,10 +259,11 @@ def test_export_opentelemetry_with_a_real_sdk_reader() -> None:
     reg = MetricsRegistry()
     reg.counter("paios_reliability_calls_total", labelnames=["tool"]).inc(4, tool="x")
     reg.gauge("paios_reliability_depth").set(7)
-    reg.histogram("paios_reliability_d_seconds").observe(0.3)
-    instruments = export_opentelemetry(reg, meter=provider.get_meter("test"))
-    assert len(instruments) == 4
+    hist = reg.histogram("paios_reliability_d_seconds")
+    stop = export_opentelemetry(reg, meter=provider.get_meter("test"))
+    hist.observe(0.3)
     data = reader.get_metrics_data()
+    stop()
     points = {
         m.name: m.data.data_points[0]
         for rm in data.resource_metrics
@@ -273,5 +274,5 @@ def test_export_opentelemetry_with_a_real_sdk_reader() -> None:
     assert points["paios_reliability_calls_total"].value == 4
     assert dict(points["paios_reliability_calls_total"].attributes) == {"tool": "x"}
     assert points["paios_reliability_depth"].value == 7
-    assert points["paios_reliability_d_seconds_count"].value == 1
-    assert points["paios_reliability_d_seconds_sum"].value == pytest.approx(0.3)
+    assert points["paios_reliability_d_seconds"].count == 1
+    assert points["paios_reliability_d_seconds"].sum == pytest.approx(0.3)

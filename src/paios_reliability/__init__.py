@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._core.catalog import CATALOG, Catalog, CatalogEntry
-    from ._core.events import Event, add_event_hook, set_log_summary
+    from ._core.events import Event, add_event_hook, emit_event, set_log_summary
     from ._core.exceptions import (
         ApprovalRequiredError,
         BulkheadFullError,
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         UnsupportedEventLoopError,
     )
     from ._core.logging import configure_logging
+    from ._core.otel import trace_opentelemetry
     from ._core.settings import Restorer, is_active, set_active
     from ._core.taxonomy import (
         Failure,
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from ._core.trace import current_trace, trace
     from ._data.atomic import atomic_open, atomic_write
     from ._data.config_file import ConfigFile, SaveResult
-    from ._data.credentials import Credential, CredentialStore
+    from ._data.credentials import Credential, CredentialStore, credential_status
     from ._data.database import (
         DatabaseReport,
         check_database,
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
         Alert,
         AlertDispatcher,
         AlertLevel,
+        AppriseChannel,
         DesktopChannel,
         EventStoreChannel,
         LogChannel,
@@ -130,6 +132,7 @@ _LAZY: dict[str, str] = {
     "AlertDispatcher": "_observe.alerts",
     "AlertLevel": "_observe.alerts",
     "AllocationSite": "_observe.leaks",
+    "AppriseChannel": "_observe.alerts",
     "ApprovalRequiredError": "_core.exceptions",
     "Bulkhead": "_policies.bulkhead",
     "BulkheadFullError": "_core.exceptions",
@@ -216,9 +219,11 @@ _LAZY: dict[str, str] = {
     "compare_and_set": "_runs.cas",
     "configure_logging": "_core.logging",
     "counter": "_observe.metrics",
+    "credential_status": "_data.credentials",
     "current_trace": "_core.trace",
     "daily_report": "_observe.alerts",
     "deadline": "_policies.timeout",
+    "emit_event": "_core.events",
     "error_boundary": "_policies.boundary",
     "exit_code_for": "_core.taxonomy",
     "export_opentelemetry": "_observe.exporters",
@@ -249,6 +254,7 @@ _LAZY: dict[str, str] = {
     "VOLATILE_KEYS": "_data.signed",
     "timeout": "_policies.timeout",
     "trace": "_core.trace",
+    "trace_opentelemetry": "_core.otel",
     "write_signed": "_data.signed",
     "write_transaction": "_data.database",
 }
@@ -259,6 +265,7 @@ __all__ = [
     "AlertDispatcher",
     "AlertLevel",
     "AllocationSite",
+    "AppriseChannel",
     "ApprovalRequiredError",
     "Bulkhead",
     "BulkheadFullError",
@@ -347,9 +354,11 @@ __all__ = [
     "compare_and_set",
     "configure_logging",
     "counter",
+    "credential_status",
     "current_trace",
     "daily_report",
     "deadline",
+    "emit_event",
     "error_boundary",
     "exit_code_for",
     "export_opentelemetry",
@@ -379,6 +388,7 @@ __all__ = [
     "stable_hash",
     "timeout",
     "trace",
+    "trace_opentelemetry",
     "write_signed",
     "write_transaction",
 ]

@@ -4,6 +4,8 @@
 - :func:`set_testing`: no primitive waits for real (backoff, rate limits).
 - :func:`capture_events`: collect every event emitted inside a block.
 - :func:`flaky`: fault injection, fail the first N calls.
+- :func:`get_clock`, :func:`is_testing`, :func:`testing_attempts`: what the
+  primitives will use right now (the default clock, the testing switch).
 
 With pytest, the fixtures ``fake_clock`` and ``reliability_events`` are
 available without imports (the package registers a pytest plugin), and global
@@ -19,9 +21,9 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast
 
-from ._core.clock import FakeClock
+from ._core.clock import FakeClock, get_clock
 from ._core.events import Event, add_event_hook
-from ._core.settings import set_testing
+from ._core.settings import is_testing, set_testing, testing_attempts
 
 __all__ = [
     "CapturedEvents",
@@ -29,7 +31,10 @@ __all__ = [
     "Flaky",
     "capture_events",
     "flaky",
+    "get_clock",
+    "is_testing",
     "set_testing",
+    "testing_attempts",
 ]
 
 # Lives with the other clocks so the doctor checks of the policies can use it

@@ -278,6 +278,8 @@ def log_redacted(
         if "exception" in fields:  # a field may not hide the traceback
             fields["field_exception"] = fields.pop("exception")
         fields["exception"] = exc_text
+    if _log_via_structlog(logger.name, levelno, fields, redact_text(message)):
+        return
     record = logger.makeRecord(
         logger.name,
         levelno,
@@ -291,6 +293,42 @@ def log_redacted(
     )
     record.exc_text = exc_text
     logger.handle(record)
+
+
+def _log_via_structlog(
+    name: str, levelno: int, fields: Mapping[str, Any], message: str
+) -> bool:
+    """Log through the application's own structlog configuration, if it has one.
+
+    An application that called ``structlog.configure()`` gets the library's
+    events rendered by its processors, as real key/value pairs (JSON, logfmt,
+    the stdlib ``ProcessorFormatter`` recipe): never one flattened string.
+    structlog is only looked up in ``sys.modules``: an application that never
+    imported it pays nothing, and the library itself never configures it.
+    The level gate stays the stdlib ``paios_reliability`` logger's, the one
+    knob for both routes.
+
+    Returns:
+        Whether the event was handed to structlog; ``False`` (use stdlib
+        logging) when structlog is not configured or its processors raised,
+        so a broken log pipeline never loses the event nor breaks the caller.
+    """
+    import sys
+
+    structlog: Any = sys.modules.get("structlog")
+    if structlog is None or not structlog.is_configured():
+        return False
+    data = dict(fields)
+    event = data.pop("event", message)
+    # BoundLogger.log() takes these two itself; keep the values under new keys.
+    for reserved in ("level", "event"):
+        if reserved in data:
+            data[f"field_{reserved}"] = data.pop(reserved)
+    try:
+        structlog.get_logger(name).log(levelno, event, **data)
+    except Exception:  # noqa: BLE001 - fall back to stdlib logging
+        return False
+    return True
 
 
 def _message(name: str, data: Mapping[str, Any]) -> str:
@@ -599,3 +637,8 @@ def isolate_log_summary() -> Restorer:
         _swap_summary(_LogSummary(*settings) if settings is not None else None)
 
     return Restorer(undo)
+
+
+#: The public name of :func:`emit`: an application's own events go through
+#: the same hooks, logs, event stores and metrics as the library's.
+emit_event = emit

@@ -107,6 +107,7 @@ def configure_logging(
         json = not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
 
     previous_config = structlog.get_config()
+    was_configured = structlog.is_configured()
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         _add_trace,
@@ -169,6 +170,11 @@ def configure_logging(
         for old in removed:
             root.addHandler(old)
         root.setLevel(previous_level)
-        structlog.configure(**previous_config)
+        if was_configured:
+            structlog.configure(**previous_config)
+        else:
+            # configure() would mark structlog as configured, and the
+            # library's events would keep following a pipeline nobody set up.
+            structlog.reset_defaults()
 
     return Restorer(undo)

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -265,6 +265,110 @@ def _flush_all_at_exit() -> None:
 atexit.register(_flush_all_at_exit)
 
 
+_KEYRING_PREFIX = "keyring:"
+_SECRET_FIELDS = ("token", "refresh_token")
+
+
+class _KeyringSecrets:
+    """Tokens in the OS keychain; the store file keeps references to them."""
+
+    def __init__(self, service: str, path: Path) -> None:
+        try:
+            import keyring
+        except ImportError as exc:
+            from .._core.exceptions import PermanentError
+
+            raise PermanentError(
+                "keyring is not installed: pip install 'paios-reliability[keyring]'",
+                code="DEPENDENCY_MISSING",
+                context={"module": "keyring"},
+            ) from exc
+        if not service or ":" in service:
+            raise ValueError(
+                f"keyring_service must be non-empty without ':', got {service!r}"
+            )
+        self._keyring: Any = keyring
+        self.service = service
+        self._prefix = f"{os.path.abspath(path)}#"
+
+    def _username(self, name: str, field_name: str) -> str:
+        return f"{self._prefix}{name}/{field_name}"
+
+    def _reference(self, name: str, field_name: str) -> str:
+        return f"{_KEYRING_PREFIX}{self.service}:{self._username(name, field_name)}"
+
+    def _failed(self, doing: str, name: str, exc: Exception) -> CredentialError:
+        # The backend's own message may quote what it was given: not kept.
+        return CredentialError(
+            f"keyring could not {doing} the secrets of profile {name!r} "
+            f"({type(exc).__name__})",
+            code="CREDENTIAL_ERROR",
+            context={"name": name, "service": self.service},
+        )
+
+    def store(self, profiles: dict[str, Credential]) -> dict[str, Credential]:
+        """Put every secret into the keychain; the profiles with references."""
+        out: dict[str, Credential] = {}
+        for name, cred in profiles.items():
+            update: dict[str, Any] = {}
+            for field_name in _SECRET_FIELDS:
+                secret = getattr(cred, field_name)
+                if secret is None:
+                    continue
+                try:
+                    self._keyring.set_password(
+                        self.service,
+                        self._username(name, field_name),
+                        secret.get_secret_value(),
+                    )
+                except Exception as exc:  # noqa: BLE001 - any backend failure
+                    raise self._failed("store", name, exc) from None
+                update[field_name] = SecretStr(self._reference(name, field_name))
+            out[name] = cred.model_copy(update=update)
+        return out
+
+    def resolve(self, profiles: dict[str, Credential]) -> dict[str, Credential]:
+        """The profiles with their references replaced by the secrets.
+
+        Raises:
+            CredentialMissingError: A reference whose secret is not in the
+                keychain (deleted by hand, another machine's store).
+        """
+        out: dict[str, Credential] = {}
+        for name, cred in profiles.items():
+            update: dict[str, Any] = {}
+            for field_name in _SECRET_FIELDS:
+                secret = getattr(cred, field_name)
+                if secret is None:
+                    continue
+                value = secret.get_secret_value()
+                if not value.startswith(_KEYRING_PREFIX):
+                    continue  # a plain token: moved at the next write
+                _, service, username = value.split(":", 2)
+                try:
+                    found = self._keyring.get_password(service, username)
+                except Exception as exc:  # noqa: BLE001 - any backend failure
+                    raise self._failed("read", name, exc) from None
+                if found is None:
+                    raise CredentialMissingError(
+                        f"the {field_name} of profile {name!r} is not in the keyring "
+                        f"(service {service!r})",
+                        context={"name": name, "service": service},
+                    )
+                update[field_name] = SecretStr(found)
+            out[name] = cred.model_copy(update=update) if update else cred
+        return out
+
+    def forget(self, names: set[str]) -> None:
+        """Delete the secrets of profiles that are gone (best effort)."""
+        for name in names:
+            for field_name in _SECRET_FIELDS:
+                with contextlib.suppress(Exception):
+                    self._keyring.delete_password(
+                        self.service, self._username(name, field_name)
+                    )
+
+
 class CredentialStore:
     """Named credentials in one JSON file shared by many processes.
 
@@ -277,6 +381,14 @@ class CredentialStore:
         create: Create an empty store if the file does not exist.
         lock_timeout: Seconds to wait for the inter-process lock.
         max_bytes: The largest store file read (default 16 MiB).
+        secrets: ``"file"`` keeps tokens in the JSON file (mode 0600);
+            ``"keyring"`` keeps them in the operating system's keychain
+            through ``keyring`` (extra ``keyring``) and the file holds only
+            references ``keyring:<service>:<path>#<profile>/<field>``. A store
+            that still has plain tokens is moved into the keychain at its
+            next write. The keychain is written before the file, so the file
+            never refers to a secret that is not there.
+        keyring_service: The keychain service name the secrets are kept under.
 
     Raises:
         ConfigError: ``CONFIG_MISSING`` / ``CONFIG_INVALID`` for a missing or
@@ -301,7 +413,14 @@ class CredentialStore:
         create: bool = False,
         lock_timeout: float = 30.0,
         max_bytes: int = MAX_READ_BYTES,
+        secrets: Literal["file", "keyring"] = "file",
+        keyring_service: str = "paios-reliability",
     ) -> None:
+        if secrets not in ("file", "keyring"):
+            raise ValueError(f"secrets must be 'file' or 'keyring', got {secrets!r}")
+        self._keyring: _KeyringSecrets | None = None
+        if secrets == "keyring":
+            self._keyring = _KeyringSecrets(keyring_service, Path(path))
         if usage_interval < 0:
             raise ValueError(f"usage_interval must be >= 0, got {usage_interval!r}")
         if max_bytes < 1:
@@ -387,6 +506,8 @@ class CredentialStore:
             except OSError as exc:
                 raise self._os_error("read", exc) from exc
             profiles = _parse(raw, name)
+            if self._keyring is not None:
+                profiles = self._keyring.resolve(profiles)
             self._cache_key, self._cache = key, profiles
             return profiles
 
@@ -480,14 +601,22 @@ class CredentialStore:
 
     def _write(self, profiles: dict[str, Credential], reason: str) -> None:
         """Write ``profiles``; the caller holds the file lock."""
+        on_disk = profiles
+        if self._keyring is not None:
+            on_disk = self._keyring.store(profiles)
         try:
-            atomic_write(self.path, _render(profiles), mode=_FILE_MODE)
+            atomic_write(self.path, _render(on_disk), mode=_FILE_MODE)
             st = os.stat(self.path)
         except OSError as exc:
             raise self._os_error("write", exc) from exc
         with self._lock:
+            previous = self._cache
             self._cache_key = (st.st_ino, st.st_size, st.st_mtime_ns)
             self._cache = profiles
+        if self._keyring is not None:
+            # After the file: a crash in between leaves an unused secret in
+            # the keychain, never a reference to a missing one.
+            self._keyring.forget(set(previous) - set(profiles))
         emit(
             "credentials",
             "written",

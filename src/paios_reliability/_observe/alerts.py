@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Alert",
+    "AlertChannel",
+    "AppriseChannel",
     "AlertDispatcher",
     "AlertLevel",
     "DesktopChannel",
@@ -361,6 +363,86 @@ class WebhookChannel:
 # -- the dispatcher --------------------------------------------------------------------
 
 _STOP = object()
+
+
+class AppriseChannel:
+    """Send alerts through apprise: Slack, Telegram, Discord, ntfy, e-mail and
+    a hundred more services, each given as a URL (extra ``apprise``).
+
+    apprise does the per-service work (formats, endpoints, its own retries);
+    this channel maps the alert level to apprise's notify type (info, warning,
+    failure for critical) and reports a delivery that failed for any URL as
+    an error, so the dispatcher's stats count it.
+
+    The URLs carry tokens (``tgram://BOT_TOKEN/CHAT``): they are never shown
+    in the repr, in errors or in events; only their schemes are.
+
+    Args:
+        urls: One apprise URL or several (every one is notified).
+        name: The channel's name in the dispatcher's stats.
+
+    Raises:
+        PermanentError: ``DEPENDENCY_MISSING`` without apprise installed
+            (``pip install 'paios-reliability[apprise]'``).
+        ConfigError: ``USAGE_ERROR`` for no URLs; ``CONFIG_INVALID`` for a
+            URL apprise cannot use (named by position and scheme only).
+    """
+
+    blocking = True
+
+    def __init__(self, urls: str | Sequence[str], *, name: str = "apprise") -> None:
+        try:
+            import apprise
+        except ImportError as exc:
+            from .._core.exceptions import PermanentError
+
+            raise PermanentError(
+                "apprise is not installed: pip install 'paios-reliability[apprise]'",
+                code="DEPENDENCY_MISSING",
+                context={"module": "apprise"},
+            ) from exc
+        items = [urls] if isinstance(urls, str) else list(urls)
+        if not items:
+            raise ConfigError(
+                "AppriseChannel needs at least one URL", code="USAGE_ERROR"
+            )
+        self.name = name
+        self._apprise: Any = apprise.Apprise()
+        self._types = {
+            AlertLevel.INFO: apprise.NotifyType.INFO,
+            AlertLevel.WARNING: apprise.NotifyType.WARNING,
+            AlertLevel.CRITICAL: apprise.NotifyType.FAILURE,
+        }
+        self.schemes: tuple[str, ...] = tuple(
+            u.split("://", 1)[0] if "://" in u else "?" for u in items
+        )
+        for position, (url, scheme) in enumerate(
+            zip(items, self.schemes, strict=True), 1
+        ):
+            if not self._apprise.add(url):
+                raise ConfigError(
+                    f"apprise cannot use URL #{position} (scheme {scheme!r}); "
+                    "check it against the apprise URL list",
+                    code="CONFIG_INVALID",
+                )
+
+    def send(self, alert: Alert, /) -> None:
+        body = alert.message or alert.title
+        if not self._apprise.notify(
+            title=f"[{alert.level.value.upper()}] {alert.title}",
+            body=body,
+            notify_type=self._types[alert.level],
+        ):
+            from .._core.exceptions import TransientError
+
+            raise TransientError(
+                f"apprise could not deliver the alert to every URL "
+                f"(schemes: {', '.join(self.schemes)})",
+                code="SERVICE_UNAVAILABLE",
+            )
+
+    def __repr__(self) -> str:
+        return f"AppriseChannel(name={self.name!r}, schemes={list(self.schemes)!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,11 @@ and ``opentelemetry`` are imported only here, only when called.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._core.settings import Restorer
-from .metrics import Counter, Gauge, MetricsRegistry, get_metrics
+from .metrics import Counter, Gauge, Histogram, MetricsRegistry, _Any, get_metrics
 
 __all__ = ["export_opentelemetry", "export_prometheus"]
 
@@ -93,14 +93,22 @@ def export_prometheus(
 
 def export_opentelemetry(
     registry: MetricsRegistry | None = None, *, meter: Any = None
-) -> list[Any]:
-    """Expose ``registry`` through OpenTelemetry observable instruments (extra ``otel``).
+) -> Restorer:
+    """Expose ``registry`` through OpenTelemetry instruments (extra ``otel``).
 
-    Counters become ``ObservableCounter``, gauges ``ObservableGauge``;
-    histograms (which have no observable form in the OpenTelemetry API) become
-    an ``ObservableCounter`` pair ``<name>_count`` and ``<name>_sum``. Metrics
-    created later are picked up at the next call only, so call it after your
-    metrics exist (the library's own event counters are created on first event).
+    Call it once at start-up: it follows the registry, so metrics created
+    later (the library's own event counters are created at their first
+    event) are exported too. Counters become ``ObservableCounter`` and gauges
+    ``ObservableGauge``, read at each collection. Histograms become real
+    OpenTelemetry ``Histogram`` instruments with the same bucket boundaries
+    (as the advisory boundaries, honoured by the SDK since 1.23): every
+    observation from the call on is recorded into them too, so the exported
+    buckets are real; earlier observations are not replayed. The circuit
+    breaker state is the gauge ``paios_reliability_circuit_breaker_state``
+    (0 closed, 1 half open, 2 open).
+
+    Thread-safe; calling it twice exports everything twice (keep the
+    :class:`Restorer` and call it before exporting again).
 
     Args:
         registry: Ours (default: :func:`get_metrics`).
@@ -108,7 +116,9 @@ def export_opentelemetry(
             ``get_meter("paios_reliability")``).
 
     Returns:
-        The instruments created.
+        A :class:`Restorer` that stops following the registry and stops the
+        histogram mirroring (OpenTelemetry has no way to delete instruments:
+        observable ones then report nothing).
 
     Raises:
         PermanentError: ``DEPENDENCY_MISSING`` if ``opentelemetry-api`` is not
@@ -123,55 +133,57 @@ def export_opentelemetry(
     the_meter = (
         meter if meter is not None else otel_metrics.get_meter("paios_reliability")
     )
+    active = [True]
+    mirrored: list[tuple[Histogram, Callable[[float, dict[str, str]], None]]] = []
 
-    def observe(name: str, pick: str) -> Any:
+    def observe(metric: Counter | Gauge) -> Any:
         def callback(_options: Any) -> list[Any]:
-            metric = ours.get(name)
-            if metric is None:
+            if not active[0]:
                 return []
-            family = metric.collect()
-            out = []
-            for s in family.samples:
-                value: float = s.value if pick == "value" else float(s.count)
-                out.append(otel_metrics.Observation(value, dict(s.labels)))
-            return out
+            return [
+                otel_metrics.Observation(s.value, dict(s.labels))
+                for s in metric.collect().samples
+            ]
 
         return callback
 
-    instruments: list[Any] = []
-    for metric in ours:
+    def export(metric: _Any) -> None:
         if isinstance(metric, Counter):
-            instruments.append(
-                the_meter.create_observable_counter(
-                    metric.name,
-                    callbacks=[observe(metric.name, "value")],
-                    description=metric.description,
-                )
+            the_meter.create_observable_counter(
+                metric.name, callbacks=[observe(metric)], description=metric.description
             )
         elif isinstance(metric, Gauge):
-            instruments.append(
-                the_meter.create_observable_gauge(
-                    metric.name,
-                    callbacks=[observe(metric.name, "value")],
-                    description=metric.description,
-                )
+            the_meter.create_observable_gauge(
+                metric.name, callbacks=[observe(metric)], description=metric.description
             )
         else:
-            instruments.append(
-                the_meter.create_observable_counter(
-                    f"{metric.name}_count",
-                    callbacks=[observe(metric.name, "count")],
-                    description=metric.description,
-                )
-            )
-            instruments.append(
-                the_meter.create_observable_counter(
-                    f"{metric.name}_sum",
-                    callbacks=[observe(metric.name, "value")],
-                    description=metric.description,
-                )
-            )
-    return instruments
+            instrument = _otel_histogram(the_meter, metric)
+            record: Callable[[float, dict[str, str]], None] = instrument.record
+            with ours._lock:
+                metric._mirrors = (*metric._mirrors, record)
+                mirrored.append((metric, record))
+
+    following = ours._follow(export)
+
+    def undo() -> None:
+        following()
+        active[0] = False
+        with ours._lock:
+            for metric, record in mirrored:
+                metric._mirrors = tuple(m for m in metric._mirrors if m is not record)
+
+    return Restorer(undo)
+
+
+def _otel_histogram(meter: Any, metric: Histogram) -> Any:
+    try:
+        return meter.create_histogram(
+            metric.name,
+            description=metric.description,
+            explicit_bucket_boundaries_advisory=list(metric.buckets),
+        )
+    except TypeError:  # opentelemetry-api < 1.23: no advisory; configure a View
+        return meter.create_histogram(metric.name, description=metric.description)
 
 
 def _missing(module: str, extra: str) -> Exception:

@@ -71,7 +71,9 @@ __all__ = [
     "LeakReport",
     "ResourceTracker",
     "TrackedResource",
+    "read_open_fds",
     "read_rss",
+    "read_threads",
     "sampling_times",
     "theil_sen",
 ]
@@ -95,11 +97,30 @@ def _page_size() -> int:
     return _PAGE_SIZE
 
 
+def _psutil_process(pid: int | None) -> Any:
+    """A ``psutil.Process``, or ``None`` without psutil or without the process."""
+    import importlib
+
+    try:
+        # Through importlib: psutil ships no type information of its own.
+        psutil: Any = importlib.import_module("psutil")
+    except ImportError:
+        return None
+    try:
+        return psutil.Process(pid)
+    except (psutil.Error, ValueError):
+        return _GONE
+
+
+_GONE: Any = object()
+
+
 def read_rss(pid: int | None = None) -> int | None:
     """Resident set size of ``pid`` (default: this process) in bytes.
 
-    Linux reads ``/proc/<pid>/statm`` (a few microseconds); other platforms
-    ask ``ps`` (milliseconds: fine at one sample a minute). Returns ``None``
+    Linux reads ``/proc/<pid>/statm`` (a few microseconds). Elsewhere psutil
+    answers when it is installed (extra ``psutil``); without it, ``ps`` is
+    spawned (milliseconds: fine at one sample a minute). Returns ``None``
     when the process does not exist or the size cannot be read.
     """
     if _LINUX:
@@ -109,6 +130,14 @@ def read_rss(pid: int | None = None) -> int | None:
                 fields = fh.read().split()
             return int(fields[1]) * _page_size()
         except (OSError, IndexError, ValueError):
+            return None
+    process = _psutil_process(pid)
+    if process is _GONE:
+        return None
+    if process is not None:
+        try:
+            return int(process.memory_info().rss)
+        except Exception:  # noqa: BLE001 - psutil.Error: gone or not permitted
             return None
     try:
         out = subprocess.run(  # noqa: S603 - fixed program, numeric argument
@@ -120,6 +149,56 @@ def read_rss(pid: int | None = None) -> int | None:
         ).stdout.strip()
         return int(out) * 1024 if out else None
     except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def read_open_fds(pid: int | None = None) -> int | None:
+    """Open file descriptors (handles on Windows) of ``pid`` (default: this process).
+
+    Linux counts ``/proc/<pid>/fd``; elsewhere psutil answers when it is
+    installed. ``None`` when it cannot be known (no psutil, no process, not
+    permitted): a resource watch must tell "unknown" from "zero".
+    """
+    if _LINUX:
+        target = "self" if pid is None else str(int(pid))
+        try:
+            return len(os.listdir(f"/proc/{target}/fd"))
+        except OSError:
+            return None
+    process = _psutil_process(pid)
+    if process is None or process is _GONE:
+        return None
+    try:
+        count = process.num_handles() if os.name == "nt" else process.num_fds()
+        return int(count)
+    except Exception:  # noqa: BLE001 - psutil.Error: gone or not permitted
+        return None
+
+
+def read_threads(pid: int | None = None) -> int | None:
+    """Operating-system threads of ``pid`` (default: this process).
+
+    Counts every native thread, including those Python does not know about
+    (``threading.active_count()`` does not). Linux reads
+    ``/proc/<pid>/status``; elsewhere psutil answers when it is installed.
+    ``None`` when it cannot be known.
+    """
+    if _LINUX:
+        target = "self" if pid is None else str(int(pid))
+        try:
+            with open(f"/proc/{target}/status", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"Threads:"):
+                        return int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            return None
+        return None
+    process = _psutil_process(pid)
+    if process is None or process is _GONE:
+        return None
+    try:
+        return int(process.num_threads())
+    except Exception:  # noqa: BLE001 - psutil.Error: gone or not permitted
         return None
 
 

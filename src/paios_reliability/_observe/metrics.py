@@ -28,7 +28,7 @@ import bisect
 import math
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -350,7 +350,7 @@ class Histogram(_Metric):
     """
 
     kind: MetricType = "histogram"
-    __slots__ = ("buckets",)
+    __slots__ = ("_mirrors", "buckets")
 
     def __init__(
         self,
@@ -371,6 +371,9 @@ class Histogram(_Metric):
                 f"{name}: buckets must be distinct numbers, got {list(buckets)!r}"
             )
         self.buckets: tuple[float, ...] = tuple(bounds)
+        # Exporters that need every observation (an OpenTelemetry histogram
+        # has no observable form, so it cannot be read at collection time).
+        self._mirrors: tuple[Callable[[float, dict[str, str]], None], ...] = ()
 
     def _initial(self) -> Any:
         return _HistogramSeries(len(self.buckets))
@@ -387,6 +390,8 @@ class Histogram(_Metric):
                 series.counts[index] += 1
             series.count += 1
             series.sum += value
+        for mirror in self._mirrors:
+            mirror(value, self._label_dict(key))
 
     def count(self, **labels: str) -> int:
         """Observations recorded in one series."""
@@ -445,6 +450,9 @@ class MetricsRegistry:
         self.max_series = max_series
         self._lock = threading.Lock()
         self._metrics: dict[str, _Any] = {}
+        # Called with each metric created from now on (exporters that must
+        # follow metrics made after they were set up).
+        self._on_create: tuple[Callable[[_Any], None], ...] = ()
 
     def _get_or_make(
         self,
@@ -485,7 +493,25 @@ class MetricsRegistry:
                 DEFAULT_BUCKETS if buckets is None else buckets,
             )
         with self._lock:
-            return self._metrics.setdefault(name, metric)
+            made = self._metrics.setdefault(name, metric)
+            listeners = self._on_create if made is metric else ()
+        for listener in listeners:
+            listener(made)
+        return made
+
+    def _follow(self, listener: Callable[[_Any], None]) -> Restorer:
+        """Call ``listener`` for every metric there is and every one made later."""
+        with self._lock:
+            self._on_create = (*self._on_create, listener)
+            existing = list(self._metrics.values())
+        for metric in existing:
+            listener(metric)
+
+        def undo() -> None:
+            with self._lock:
+                self._on_create = tuple(f for f in self._on_create if f is not listener)
+
+        return Restorer(undo)
 
     def counter(
         self, name: str, description: str = "", labelnames: Iterable[str] = ()
@@ -615,6 +641,23 @@ class _EventBridge:
             running = event.fields.get("running")
             if isinstance(running, int):
                 _abandoned_gauge(self._registry).set(running)
+        state = _BREAKER_STATES.get(event.name)
+        if state is not None:
+            self._registry.gauge(
+                BREAKER_STATE_METRIC,
+                "circuit breaker state: 0 closed, 1 half open, 2 open",
+                ("subject",),
+            ).set(state, subject=subject)
+
+
+#: The gauge the event bridge keeps per breaker (label ``subject``).
+BREAKER_STATE_METRIC = "paios_reliability_circuit_breaker_state"
+# Ordered by severity, so "> 0" means "not fully healthy".
+_BREAKER_STATES = {
+    "paios_reliability.circuit_breaker.closed": 0.0,
+    "paios_reliability.circuit_breaker.half_opened": 1.0,
+    "paios_reliability.circuit_breaker.opened": 2.0,
+}
 
 
 # The timeout policy reports its abandoned workers in events (it sits below

@@ -37,6 +37,7 @@ from .._core.dispatch import (
     is_async_callable,
     through_method_descriptors,
 )
+from .._core.otel import TRACING, async_span, sync_span
 from .timeout import _current as _deadline_var
 
 if TYPE_CHECKING:
@@ -741,16 +742,21 @@ def _async_entry(
             if token is not None:
                 var.reset(token)
 
+    name, tracing = stack.name, TRACING
     if check is None and stack.deadline is None:
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            if tracing.tracer is not None:
+                return await async_span(tracing.tracer, name, run, top, args, kwargs)
             return await top(*args, **kwargs)
 
     else:
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            if tracing.tracer is not None:
+                return await async_span(tracing.tracer, name, run, top, args, kwargs)
             # run() inlined: one coroutine less on every call.
             if check is not None:
                 check()
@@ -794,16 +800,21 @@ def _sync_entry(
             if token is not None:
                 var.reset(token)
 
+    name, tracing = stack.name, TRACING
     if stack.deadline is None:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if tracing.tracer is not None:
+                return sync_span(tracing.tracer, name, srun, top, args, kwargs)
             return top(*args, **kwargs)
 
     else:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if tracing.tracer is not None:
+                return sync_span(tracing.tracer, name, srun, top, args, kwargs)
             return srun(top, args, kwargs)
 
     def outcome(*args: Any, **kwargs: Any) -> Outcome[Any]:

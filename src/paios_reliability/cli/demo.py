@@ -10,6 +10,9 @@ whole run takes a second or two - that is what the test suite uses.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import shlex
 import tempfile
 import time
 from collections import Counter
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from .._observe.eventstore import EventStore
     from ..testing import FakeClock
 
-__all__ = ["run_demo"]
+__all__ = ["register", "run_demo"]
 
 #: Seconds the demo breaker stays open before it lets a probe through.
 RESET_TIMEOUT = 2.0
@@ -86,16 +89,49 @@ class _Demo:
         self.out.flush()
 
 
-def run_demo(out: TextIO, *, fast: bool = False) -> int:
+def run_demo(out: TextIO, *, fast: bool = False, keep: str | Path | None = None) -> int:
     """Run the guided demo, writing a readable transcript to ``out``.
 
     Args:
         out: Where the transcript goes (``sys.stdout`` from the CLI).
         fast: Skip every real wait (fake time); used by the test suite.
+        keep: Work in this directory (created; it must be empty) and leave
+            the files there, so the event store can be queried afterwards.
+            ``None``: a temporary directory, deleted at the end.
 
     Returns:
         0 when every step behaved as shown, 1 otherwise.
+
+    Raises:
+        ConfigError: ``USAGE_ERROR`` when ``keep`` is a file or a directory
+            that is not empty (the demo's counts assume a fresh store).
     """
+    if keep is not None:
+        kept = _prepare_keep(Path(keep))
+        return _run_quietly(out, fast, contextlib.nullcontext(str(kept)), kept=True)
+    return _run_quietly(
+        out, fast, tempfile.TemporaryDirectory(prefix="paios-demo-"), kept=False
+    )
+
+
+def _prepare_keep(path: Path) -> Path:
+    from .._core.exceptions import ConfigError
+
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(
+            f"--keep {str(path)!r} must be a new or empty directory", code="USAGE_ERROR"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def _run_quietly(
+    out: TextIO,
+    fast: bool,
+    workdir: contextlib.AbstractContextManager[str],
+    *,
+    kept: bool,
+) -> int:
     import logging
 
     from ..testing import FakeClock, set_testing
@@ -108,22 +144,25 @@ def run_demo(out: TextIO, *, fast: bool = False) -> int:
     if not logging.getLogger().handlers and not logger.handlers:
         logger.addHandler(quiet)
     try:
-        with tempfile.TemporaryDirectory(prefix="paios-demo-") as tmp:
+        with workdir as tmp:
             if not fast:
-                return _run(out, Path(tmp), None)
+                return _run(out, Path(tmp), None, kept)
             clock = FakeClock(wall=time.time())
             with clock.install(), set_testing(True):
-                return _run(out, Path(tmp), clock)
+                return _run(out, Path(tmp), clock, kept)
     finally:
         logger.removeHandler(quiet)
 
 
-def _run(out: TextIO, tmp: Path, clock: FakeClock | None) -> int:
+def _run(out: TextIO, tmp: Path, clock: FakeClock | None, kept: bool) -> int:
     from .. import EventStore
 
     demo = _Demo(out, clock)
     demo.say("paios-reliability demo")
-    demo.say(f"working directory: {tmp}  (deleted at the end)")
+    demo.say(
+        f"working directory: {tmp}  "
+        + ("(kept)" if kept else "(deleted at the end; --keep DIR keeps it)")
+    )
     demo.say("mode: " + ("fast (fake time, no real waits)" if clock else "real time"))
 
     store = EventStore(tmp / "observability.sqlite", service="demo")
@@ -138,7 +177,7 @@ def _run(out: TextIO, tmp: Path, clock: FakeClock | None) -> int:
         _credentials_section(demo, tmp)
 
         demo.heading()
-        _events_section(demo, store)
+        _events_section(demo, store, tmp if kept else None)
     finally:
         restore_hook()
         store.close()
@@ -297,7 +336,7 @@ def _credentials_section(demo: _Demo, tmp: Path) -> None:
     creds.close()
 
 
-def _events_section(demo: _Demo, store: EventStore) -> None:
+def _events_section(demo: _Demo, store: EventStore, kept: Path | None) -> None:
     events = store.query(limit=10_000)
     counts = Counter(f"{e.category}.{e.action}" for e in events)
     demo.say(f"    {len(events)} events in observability.sqlite; by kind:")
@@ -317,6 +356,52 @@ def _events_section(demo: _Demo, store: EventStore) -> None:
     )
     demo.expect(counts["retry.scheduled"] >= 2, "the retries were recorded")
     demo.expect(counts["config_file.rolled_back"] == 1, "the rollback was recorded")
-    demo.say(
-        "    from a shell: paios-reliability events query observability.sqlite --since 1h"
+    if kept is not None:
+        demo.say(
+            "    from a shell: paios-reliability events query "
+            f"{shlex.quote(str(kept / 'observability.sqlite'))} --since 1h"
+        )
+    else:
+        demo.say(
+            "    the store was in a temporary directory; to query it from a shell, run"
+        )
+        demo.say("      paios-reliability demo --keep paios-demo")
+        demo.say(
+            "      paios-reliability events query paios-demo/observability.sqlite --since 1h"
+        )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import sys
+
+    return run_demo(sys.stdout, fast=args.fast, keep=args.keep)
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add the ``demo`` command."""
+    from ._common import add_command
+
+    demo = add_command(
+        sub,
+        "demo",
+        help="guided run on embedded defaults (temp dir, no Redis)",
+        description=(
+            "A short guided tour: a circuit breaker opens and recovers, a bad "
+            "config write rolls back, a credential is throttled, and the event "
+            "store tells the story. Everything lives in a temporary directory "
+            "(deleted at the end unless --keep is given); no Redis, no network. "
+            "Takes about 3 seconds (one real 2-second wait; --fast skips it)."
+        ),
+        examples=[
+            "paios-reliability demo",
+            "paios-reliability demo --fast",
+            "paios-reliability demo --keep paios-demo",
+        ],
+        handler=_cmd_demo,
+    )
+    demo.add_argument("--fast", action="store_true", help="skip the real waits")
+    demo.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="work in DIR (new or empty) and keep its files for querying",
     )

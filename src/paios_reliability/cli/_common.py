@@ -1,0 +1,163 @@
+"""What every command group of the CLI shares.
+
+One exit code per kind of failure, across all commands: a command never picks
+a number itself, it names a catalog code (``FILE_NOT_FOUND``, ``DB_CORRUPT``,
+...) and :func:`exit_for` turns it into that code's exit code. So a missing
+file is the same number whichever command was given it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._core.exceptions import ReliabilityError
+
+__all__ = [
+    "EXIT_CODES_HELP",
+    "Handler",
+    "add_command",
+    "emit",
+    "exit_for",
+    "hint_for",
+    "problem_exit",
+    "require_file",
+]
+
+Handler = Callable[[argparse.Namespace], int]
+
+#: The exit-code families, as every ``--help`` shows them.
+EXIT_CODES_HELP = (
+    "exit codes: 0 ok; 10-19 input or configuration (10 usage, 12 invalid config, "
+    "15 file not found); 20-29 transient; 30-39 credentials or policy; "
+    "40-49 integrity or internal (43 corrupt database). "
+    "Every code: paios-reliability catalog"
+)
+
+# One next step per recovery mode, so that every error line says what to do.
+_HINTS = {
+    "fix_input": "check the arguments (--help)",
+    "fix_config": "check the path and the file's contents",
+    "fix_code": "this is a bug in the calling code; see the traceback with python -X dev",
+    "restore_backup": "restore the file from a backup (docs/runbooks/)",
+    "refresh_credentials": "refresh or re-enter the credential",
+    "wait_for_lock": "another process holds it; try again later",
+    "free_resources": "free disk space, memory or file descriptors, then retry",
+    "escalate": "check permissions and the environment, then retry",
+    "retry": "a transient failure; try again",
+    "retry_after": "a transient failure; try again later",
+    "reduce_load": "too much concurrent work; try again later",
+    "fail_fast": "the request itself was refused; check its arguments",
+    "request_approval": "the operation needs an approval first",
+    "abort": "the command was interrupted",
+}
+
+
+def exit_for(code: str) -> int:
+    """The exit code of the catalog ``code`` (unknown codes: 41)."""
+    from .._core.taxonomy import CATALOG
+
+    try:
+        return CATALOG[code].exit_code
+    except KeyError:
+        return CATALOG["RELIABILITY_ERROR"].exit_code
+
+
+def hint_for(code: str) -> str:
+    """A short next step for the catalog ``code``, for the one-line error."""
+    from .._core.taxonomy import CATALOG
+
+    try:
+        recovery = CATALOG[code].recovery
+    except KeyError:
+        return f"see: paios-reliability catalog {code}"
+    return f"{_HINTS.get(recovery, 'see the catalog')}; see: paios-reliability catalog {code}"
+
+
+def require_file(path: str | os.PathLike[str], *, what: str = "file") -> str:
+    """Fail with the same code in every command when nothing is at ``path``.
+
+    Anything that is there (a directory, a FIFO, a device) is left to the
+    command's report, which says what it is; :func:`problem_exit` then gives
+    its code.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        ReliabilityError: ``FILE_NOT_FOUND`` (exit 15) when nothing is there,
+            ``PERMISSION_DENIED`` (34) when it cannot be looked at.
+    """
+    name = os.fspath(path)
+    try:
+        os.stat(name)
+    except FileNotFoundError:
+        raise ReliabilityError(
+            f"{what} {name!r} does not exist", code="FILE_NOT_FOUND"
+        ) from None
+    except PermissionError:
+        raise ReliabilityError(
+            f"{what} {name!r} cannot be read: permission denied",
+            code="PERMISSION_DENIED",
+        ) from None
+    except OSError as exc:
+        raise ReliabilityError(
+            f"{what} {name!r} cannot be read: {exc.strerror or exc}",
+            code="OS_ERROR",
+        ) from None
+    return name
+
+
+def problem_exit(path: str, code: str) -> int:
+    """The exit code of a report that found a problem with the file at ``path``.
+
+    A directory is ``IS_A_DIRECTORY`` in every command; anything else is the
+    command's own ``code``.
+    """
+    if os.path.isdir(path):
+        return exit_for("IS_A_DIRECTORY")
+    return exit_for(code)
+
+
+def emit(result: tuple[str, int]) -> int:
+    """Print a ``(text, status)`` pair of the library's command helpers."""
+    text, status = result
+    if text:
+        print(text.rstrip("\n"))
+    return status
+
+
+def add_command(
+    sub: argparse._SubParsersAction[Any],
+    name: str,
+    *,
+    help: str,
+    description: str,
+    examples: Sequence[str],
+    handler: Handler | None = None,
+) -> argparse.ArgumentParser:
+    """Add a subcommand whose ``--help`` has a description, examples and exit codes.
+
+    Args:
+        sub: The subparsers of the group.
+        name: The command's name.
+        help: One line for the parent's command list.
+        description: What the command does, a paragraph.
+        examples: Command lines, shown under ``examples:``.
+        handler: Called with the parsed arguments; returns the exit code.
+    """
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
+    epilog += "\n\n" + textwrap.fill(EXIT_CODES_HELP, width=78)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=textwrap.fill(description, width=78),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if handler is not None:
+        parser.set_defaults(handler=handler)
+    return parser

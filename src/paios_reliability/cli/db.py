@@ -1,0 +1,67 @@
+"""``paios-reliability db``: SQLite database checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ._common import add_command, exit_for
+
+__all__ = ["register"]
+
+
+def _cmd_db_check(args: argparse.Namespace) -> int:
+    from .._data.database import check_database
+
+    reports = [check_database(path, full=args.full) for path in args.paths]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2, default=str))
+    else:
+        print("\n\n".join(r.to_text().rstrip("\n") for r in reports))
+    for report in reports:
+        if report.ok:
+            continue
+        # A missing file is FILE_NOT_FOUND in every command; only a file that
+        # is there and damaged is DB_CORRUPT.
+        if not report.exists:
+            return exit_for("FILE_NOT_FOUND")
+        if "is a directory" in report.problems:
+            return exit_for("IS_A_DIRECTORY")
+        return exit_for("DB_CORRUPT")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add the ``db`` command group (``db check``)."""
+    db = add_command(
+        sub,
+        "db",
+        help="SQLite database checks",
+        description="Inspect SQLite databases without changing them.",
+        examples=["paios-reliability db check state.sqlite"],
+    )
+    db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    check = add_command(
+        db_sub,
+        "check",
+        help="inspect databases without changing them",
+        description=(
+            "Open each database read-only and report its size, journal mode, "
+            "page counts, WAL size and the result of quick_check (or "
+            "integrity_check with --full). A 0-byte placeholder, a file that is "
+            "not SQLite and a damaged image are problems. The first failing "
+            "path sets the exit code."
+        ),
+        examples=[
+            "paios-reliability db check state.sqlite",
+            "paios-reliability db check --full a.sqlite b.sqlite",
+            "paios-reliability db check --json state.sqlite",
+        ],
+        handler=_cmd_db_check,
+    )
+    check.add_argument("paths", nargs="+", metavar="PATH", help="database files")
+    check.add_argument(
+        "--full", action="store_true", help="integrity_check instead of quick_check"
+    )
+    check.add_argument("--json", action="store_true", help="print JSON")

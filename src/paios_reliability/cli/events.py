@@ -1,0 +1,71 @@
+"""``paios-reliability events``: read an event store."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._common import add_command, emit
+
+__all__ = ["register"]
+
+
+def _cmd_events_query(args: argparse.Namespace) -> int:
+    from .._observe.eventstore import query_command
+
+    return emit(
+        query_command(
+            args.db,
+            trace=args.trace,
+            category=args.category,
+            action=args.action,
+            since=args.since,
+            until=args.until,
+            level=args.level,
+            service=args.service,
+            limit=args.limit or None,
+            as_json=args.json,
+        )
+    )
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add the ``events`` command group (``events query``)."""
+    events = add_command(
+        sub,
+        "events",
+        help="query an event store (observability.sqlite)",
+        description="Read the events an EventStore recorded; never writes.",
+        examples=["paios-reliability events query observability.sqlite --since 1h"],
+    )
+    events_sub = events.add_subparsers(
+        dest="events_command", metavar="COMMAND", required=True
+    )
+    query = add_command(
+        events_sub,
+        "query",
+        help="list stored events, oldest first",
+        description=(
+            "Print the stored events that match every filter given, oldest "
+            "first, one line each (or a JSON array). The store is opened "
+            "read-only; a missing file is an error, never created."
+        ),
+        examples=[
+            "paios-reliability events query observability.sqlite --since 1h",
+            "paios-reliability events query observability.sqlite --category circuit_breaker --level warning",
+            "paios-reliability events query observability.sqlite --trace 4bf92f3577b34da6 --json",
+        ],
+        handler=_cmd_events_query,
+    )
+    query.add_argument("db", help="path of the event store database")
+    query.add_argument("--trace", help="only this trace id")
+    query.add_argument("--category", help="only this category (primitive)")
+    query.add_argument("--action", help="only this action")
+    query.add_argument("--since", help="age (30m, 1h, 2d) or ISO time")
+    query.add_argument("--until", help="age or ISO time")
+    query.add_argument("--level", help="this level or worse")
+    query.add_argument("--service", help="only this service")
+    query.add_argument(
+        "--limit", type=int, default=100, help="at most N events (0: all)"
+    )
+    query.add_argument("--json", action="store_true", help="print JSON")
