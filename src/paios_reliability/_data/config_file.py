@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .._core.clock import get_clock
 from .._core.events import emit
-from .._core.exceptions import ConfigError
+from .._core.exceptions import ConfigError, ConfigIOError
 from .atomic import (
     MAX_READ_BYTES,
     _resolve,
@@ -592,13 +592,15 @@ class ConfigFile(Generic[M]):
             raise self._error([("<root>", "nested too deeply")]) from None
 
     def _io_error(self, doing: str, exc: OSError) -> ConfigError:
-        """A :class:`ConfigError` for an operating-system failure, naming the cause."""
+        """A :class:`ConfigIOError` for an operating-system failure, naming the cause."""
         cause = describe_os_error(exc, self.path)
         fallback = "CONFIG_INVALID" if doing == "read" else "OS_ERROR"
-        return self._error(
-            [("<file>", f"cannot {doing}: {cause}")],
+        return ConfigIOError(
+            f"cannot {doing} configuration file {self.path}: {cause}",
+            path=str(self.path),
+            errors=[("<file>", f"cannot {doing}: {cause}")],
             code=os_error_code(exc) or fallback,
-            message=f"cannot {doing} configuration file {self.path}: {cause}",
+            cause=exc,
         )
 
     def _read_bytes(self) -> bytes | None:

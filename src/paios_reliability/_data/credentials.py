@@ -45,6 +45,7 @@ from .._core.exceptions import (
     ConfigError,
     CredentialError,
     CredentialExpiredError,
+    CredentialIOError,
     CredentialMissingError,
 )
 from .._core.taxonomy import is_secret_key, redact_text
@@ -341,11 +342,11 @@ class CredentialStore:
         self.close()
 
     def _os_error(self, doing: str, exc: OSError) -> CredentialError:
-        """A :class:`CredentialError` for an operating-system failure on the file."""
+        """A :class:`CredentialIOError` for an operating-system failure on the file."""
         name = str(self.path)
         cause = describe_os_error(exc, self.path)
         fallback = "CREDENTIAL_ERROR" if doing == "read" else "OS_ERROR"
-        return CredentialError(
+        return CredentialIOError(
             f"cannot {doing} credential store {name}: {cause}",
             code=os_error_code(exc) or fallback,
             context={
@@ -353,6 +354,8 @@ class CredentialStore:
                 "errno": errno.errorcode.get(exc.errno or 0),
                 "cause": cause,
             },
+            cause=exc,
+            path=name,
         )
 
     # -- reading -------------------------------------------------------------
