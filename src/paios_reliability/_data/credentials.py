@@ -326,7 +326,12 @@ class CredentialStore:
                     with file_lock(self.path, timeout=lock_timeout):
                         if not self.path.exists():
                             atomic_write(self.path, _render({}), mode=_FILE_MODE)
-                            emit("credentials", "created", subject=str(self.path))
+                            emit(
+                                "credentials",
+                                "created",
+                                level="debug",
+                                subject=str(self.path),
+                            )
             except OSError as exc:
                 raise self._os_error("create", exc) from exc
         self._profiles()
@@ -565,6 +570,7 @@ class CredentialStore:
         emit(
             "credentials",
             "set",
+            level="debug",
             subject=name,
             provider=credential.provider,
             expires_at=_iso(credential.expires_at),
@@ -629,6 +635,7 @@ class CredentialStore:
         emit(
             "credentials",
             "updated",
+            level="debug",
             subject=name,
             provider=new.provider,
             expires_at=_iso(new.expires_at),
@@ -644,7 +651,7 @@ class CredentialStore:
             with self._lock:
                 self._pending.pop(name, None)
             self._write(profiles, "delete")
-        emit("credentials", "deleted", subject=name)
+        emit("credentials", "deleted", level="debug", subject=name)
         return True
 
     def record_usage(self, name: str, when: _dt.datetime | None = None) -> None:
@@ -797,6 +804,7 @@ class CredentialStore:
         emit(
             "credentials",
             "refreshed",
+            level="debug",
             subject=name,
             provider=new.provider,
             expires_at=_iso(new.expires_at),
