@@ -104,6 +104,7 @@ if TYPE_CHECKING:
         histogram,
         set_metrics,
     )
+    from ._ops.hook import hook
     from ._ops.process import (
         ProcessError,
         ProcessResult,
@@ -233,6 +234,7 @@ _LAZY: dict[str, str] = {
     "classify": "_core.taxonomy",
     "compare_and_set": "_runs.cas",
     "configure_logging": "_core.trace",
+    "hook": "_ops.hook",
     "counter": "_observe.metrics",
     "current_trace": "_core.trace",
     "daily_report": "_observe.alerts",
@@ -381,6 +383,7 @@ __all__ = [
     "get_metrics",
     "get_versioned",
     "histogram",
+    "hook",
     "idempotency_key",
     "idempotent",
     "install_crash_handler",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from pydantic import BaseModel
 from typing_extensions import assert_type
@@ -33,3 +34,17 @@ async def edit_async() -> None:
 
 
 pr.ConfigFile("app.json", App, mode="600")  # type: ignore[call-overload]
+
+
+@pr.hook(budget=2.0)
+def entry(flag: bool) -> None:
+    del flag
+
+
+@pr.hook
+def bare() -> int:
+    return 1
+
+
+runner: Callable[[bool], NoReturn] = entry
+pr.hook(budget="5")  # type: ignore[call-overload]

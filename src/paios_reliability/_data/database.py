@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from .._core.budget import cap_wait
 from .._core.clock import get_clock
 from .._core.events import emit
 from .._core.exceptions import PermanentError, ReliabilityError, TransientError
@@ -719,7 +720,11 @@ class _WriteTransaction:
             if not _is_busy(exc):
                 raise
             _begin_retry(
-                conn, "BEGIN IMMEDIATE", self.budget, self.max_attempts, started
+                conn,
+                "BEGIN IMMEDIATE",
+                cap_wait(self.budget),  # inside a @hook: what is left of it
+                self.max_attempts,
+                started,
             )
         return conn
 
