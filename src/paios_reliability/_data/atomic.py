@@ -35,7 +35,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 import threading
 import time
@@ -368,7 +367,7 @@ class _AtomicFile:
         )
         fd = -1
         for _ in range(100):
-            candidate = f"{prefix}{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
+            candidate = f"{prefix}{os.getpid()}.{os.urandom(4).hex()}{_TMP_SUFFIX}"
             try:
                 fd = os.open(candidate, flags, create_mode)
             except FileExistsError:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import difflib
 import json
 import math
 import os
@@ -113,6 +112,8 @@ class SaveResult:
 
 def _unified_diff(path: str, old: bytes | None, new: bytes) -> str:
     old_text = "" if old is None else old.decode("utf-8", "replace")
+    import difflib  # 10 ms at import; only a diff someone reads needs it
+
     lines = difflib.unified_diff(
         old_text.splitlines(keepends=True),
         new.decode("utf-8", "replace").splitlines(keepends=True),
@@ -887,9 +888,7 @@ class ConfigFile(Generic[M]):
         if existing:
             match = _BACKUP_NAME.match(existing[0].name)
             assert match is not None
-            last = _dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%f").replace(
-                tzinfo=_dt.timezone.utc
-            )
+            last = _backup_time(match.group(1))
             # Names sort in save order even if the clock stands still or steps back.
             now = max(now, last + _dt.timedelta(microseconds=1))
         stamp = now.strftime("%Y%m%dT%H%M%S%f") + "Z"
@@ -949,6 +948,24 @@ class ConfigFile(Generic[M]):
             code="CONFIG_MISSING",
             message=f"cannot roll back {self.path}: only {found} valid backup(s)",
         )
+
+
+def _backup_time(stamp: str) -> _dt.datetime:
+    """``20240102T030405123456`` -> that UTC datetime.
+
+    By hand: ``strptime`` imports ``_strptime`` and ``locale`` (~10 ms), a
+    cost every short-lived hook that saves a config would pay.
+    """
+    return _dt.datetime(
+        int(stamp[0:4]),
+        int(stamp[4:6]),
+        int(stamp[6:8]),
+        int(stamp[9:11]),
+        int(stamp[11:13]),
+        int(stamp[13:15]),
+        int(stamp[15:21]),
+        tzinfo=_dt.timezone.utc,
+    )
 
 
 def _copy_private(source: str, backup: Path) -> None:

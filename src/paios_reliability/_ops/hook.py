@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import os
 import sys
 import threading
@@ -193,7 +192,6 @@ def hook(
 
     def decorate(func: Callable[P, Any]) -> Callable[P, NoReturn]:
         label: str = name or str(getattr(func, "__qualname__", repr(func)))
-        is_async = inspect.iscoroutinefunction(func)
 
         @functools.wraps(func)
         def run(*args: P.args, **kwargs: P.kwargs) -> NoReturn:
@@ -205,12 +203,13 @@ def hook(
             set_budget_deadline(started + budget - 2 * margin)
             restore = _sigterm_raises()
             try:
-                if is_async:
+                result = func(*args, **kwargs)
+                # An async def's coroutine; told apart without importing
+                # inspect or asyncio (tens of ms a sync hook need not pay).
+                if type(result).__name__ == "coroutine" and hasattr(result, "send"):
                     import asyncio
 
-                    asyncio.run(func(*args, **kwargs))
-                else:
-                    func(*args, **kwargs)
+                    asyncio.run(result)
             except SystemExit as exc:
                 if exc.code not in (None, 0):
                     _report_failure(label, exc, exit_code)
