@@ -202,6 +202,17 @@ def config_edit_plain(path: str, count: str, go: str) -> dict[str, object]:
     return {"pid": me, "done": int(count), "pydantic": "pydantic" in sys.modules}
 
 
+def cred_use(path: str, count: str, interval: str, go: str) -> dict[str, object]:
+    from paios_reliability import CredentialStore
+
+    store = CredentialStore(path, usage_interval=float(interval))
+    _wait_for_go(go)
+    for _ in range(int(count)):
+        store.record_usage("anthropic:default")
+    store.close()
+    return {"pid": os.getpid(), "done": int(count)}
+
+
 def cred_writer(path: str, index: str, count: str, go: str) -> dict[str, object]:
     import datetime as dt
 
@@ -405,6 +416,7 @@ COMMANDS = {
     "config_update": config_update,
     "config_edit_plain": config_edit_plain,
     "cred_writer": cred_writer,
+    "cred_use": cred_use,
     "cred_refresh": cred_refresh,
     "hold_lock": hold_lock,
     "cred_update": cred_update,

@@ -53,7 +53,13 @@ if TYPE_CHECKING:
     from ._core.trace import configure_logging, current_trace, trace
     from ._data.atomic import atomic_open, atomic_write
     from ._data.config_file import ConfigFile, SaveResult
-    from ._data.credentials import Credential, CredentialStore
+    from ._data.credentials import (
+        AuthProfilesFormat,
+        Credential,
+        CredentialFormat,
+        CredentialStore,
+        PaiosFormat,
+    )
     from ._data.database import (
         DatabaseError,
         DatabaseLockedError,
@@ -165,11 +171,14 @@ _LAZY: dict[str, str] = {
     "Counter": "_observe.metrics",
     "CrashHandler": "_observe.crash",
     "Credential": "_data.credentials",
+    "CredentialFormat": "_data.credentials",
     "CredentialError": "_core.exceptions",
     "CredentialExpiredError": "_core.exceptions",
     "CredentialIOError": "_core.exceptions",
     "CredentialMissingError": "_core.exceptions",
     "CredentialStore": "_data.credentials",
+    "PaiosFormat": "_data.credentials",
+    "AuthProfilesFormat": "_data.credentials",
     "DatabaseError": "_data.database",
     "DatabaseLockedError": "_data.database",
     "DatabaseOpenError": "_data.database",
@@ -280,6 +289,7 @@ __all__ = [
     "AlertLevel",
     "AllocationSite",
     "ApprovalRequiredError",
+    "AuthProfilesFormat",
     "Bulkhead",
     "BulkheadFullError",
     "BulkheadStats",
@@ -302,6 +312,7 @@ __all__ = [
     "Credential",
     "CredentialError",
     "CredentialExpiredError",
+    "CredentialFormat",
     "CredentialIOError",
     "CredentialMissingError",
     "CredentialStore",
@@ -331,6 +342,7 @@ __all__ = [
     "MetricsRegistry",
     "OccurrenceThreshold",
     "Outcome",
+    "PaiosFormat",
     "PermanentError",
     "PolicyDeniedError",
     "ProcessError",

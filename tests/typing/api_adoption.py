@@ -48,3 +48,8 @@ def bare() -> int:
 
 runner: Callable[[bool], NoReturn] = entry
 pr.hook(budget="5")  # type: ignore[call-overload]
+
+store = pr.CredentialStore("auth-profiles.json", format="auth-profiles")
+pr.CredentialStore("x.json", format=pr.AuthProfilesFormat())
+fmt: pr.CredentialFormat = pr.PaiosFormat()
+assert_type(store.get("a").use_count, int)
