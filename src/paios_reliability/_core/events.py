@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -336,10 +335,6 @@ def log_event(event: Event) -> None:
     summarised (:func:`set_log_summary`): only the log output; hooks and
     stores still get every event.
     """
-    if "logging" not in sys.modules:
-        # Nothing imported logging, so nothing configured a handler: there
-        # is no one to log to, and a hook need not pay 8 ms to find out.
-        return
     import logging
 
     _install_null_handler()
