@@ -187,6 +187,32 @@ def config_update(path: str, count: str, go: str) -> dict[str, object]:
     return {"pid": me, "done": int(count)}
 
 
+def config_edit_plain(path: str, count: str, go: str) -> dict[str, object]:
+    import sys
+
+    from paios_reliability import ConfigFile
+
+    me = str(os.getpid())
+    config = ConfigFile(path, backups=2, default={})
+    _wait_for_go(go)
+    for _ in range(int(count)):
+        with config.edit() as data:
+            data["n"] = data.get("n", 0) + 1
+            data.setdefault("by", {})[me] = data.get("by", {}).get(me, 0) + 1
+    return {"pid": me, "done": int(count), "pydantic": "pydantic" in sys.modules}
+
+
+def cred_use(path: str, count: str, interval: str, go: str) -> dict[str, object]:
+    from paios_reliability import CredentialStore
+
+    store = CredentialStore(path, usage_interval=float(interval))
+    _wait_for_go(go)
+    for _ in range(int(count)):
+        store.record_usage("anthropic:default")
+    store.close()
+    return {"pid": os.getpid(), "done": int(count)}
+
+
 def cred_writer(path: str, index: str, count: str, go: str) -> dict[str, object]:
     import datetime as dt
 
@@ -388,7 +414,9 @@ COMMANDS = {
     "sqlite_writer_forever": sqlite_writer_forever,
     "kill_loop": kill_loop,
     "config_update": config_update,
+    "config_edit_plain": config_edit_plain,
     "cred_writer": cred_writer,
+    "cred_use": cred_use,
     "cred_refresh": cred_refresh,
     "hold_lock": hold_lock,
     "cred_update": cred_update,

@@ -827,3 +827,347 @@ async def test_save_and_update_from_sync_and_async_code(
     assert second.changed
     assert cf.load() == App(name="renamed")
     assert len(cf.backups()) == 1
+
+
+# -- issue 16: plain JSON, edit(), strict update, mode ---------------------------------
+
+
+def test_finding_16_plain_json_needs_no_model_and_keeps_every_key(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.json"
+    original = {
+        "mcpServers": {"fs": {"command": "npx", "args": ["-y", "fs"]}},
+        "theme": "dark",
+        "limits": {"tokens": 4096, "ratio": 0.5, "off": None, "on": True},
+    }
+    path.write_text(json.dumps(original))
+    cfg = ConfigFile(path)
+    assert repr(cfg) == f"ConfigFile({str(path)!r}, dict)"
+    assert cfg.load() == original
+    with cfg.edit() as data:
+        data["mcpServers"]["git"] = {"command": "uvx", "args": ["git"]}
+    saved = json.loads(path.read_text())
+    assert saved == {
+        **original,
+        "mcpServers": {
+            **original["mcpServers"],
+            "git": {"command": "uvx", "args": ["git"]},
+        },
+    }
+    assert list(saved) == list(original)  # key order kept
+    assert len(cfg.backups()) == 1
+
+
+def test_finding_16_plain_config_file_never_imports_pydantic(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    go = tmp_path / "go"
+    go.touch()
+    out = subprocess.run(
+        [sys.executable, WORKERS, "config_edit_plain", str(path), "3", str(go)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(out.stdout)["pydantic"] is False
+    assert json.loads(path.read_text())["n"] == 3
+
+
+def test_finding_16_plain_edits_from_several_processes_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "counter.json"
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, WORKERS, "config_edit_plain", str(path), "25", str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    go.touch()
+    pids = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-3000:]
+        pids.append(json.loads(out)["pid"])
+    data = json.loads(path.read_text())
+    assert data["n"] == 200
+    assert data["by"] == dict.fromkeys(pids, 25)
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "needle"),
+    [
+        ({1: "a"}, "<root>", "JSON keys are strings"),
+        ({"a": {"b": float("nan")}}, "a.b", "not valid JSON"),
+        ({"a": [1, {2, 3}]}, "a[1]", "set cannot be written"),
+        ({"a.b": {"c": float("inf")}}, '["a.b"].c', "not valid JSON"),
+    ],
+)
+def test_finding_16_plain_values_json_cannot_hold_are_refused(
+    tmp_path: Path, value: dict[Any, Any], where: str, needle: str
+) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"keep": 1}')
+    before = _state(path)
+    cfg = ConfigFile(path)
+    with pytest.raises(ConfigError) as info:
+        cfg.save(value)
+    assert info.value.errors == ((where, info.value.errors[0][1]),)
+    assert needle in info.value.errors[0][1]
+    assert _state(path) == before
+
+
+def test_finding_16_plain_file_must_hold_an_object(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError) as info:
+        ConfigFile(path).load()
+    assert "must be a JSON object, got list" in str(info.value)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is 3.11+")
+def test_finding_16_plain_toml_is_read_by_suffix(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('name = "x"\n[server]\nport = 8080\nwhen = 2024-01-02\n')
+    data = ConfigFile(path).load()
+    assert data == {"name": "x", "server": {"port": 8080, "when": dt.date(2024, 1, 2)}}
+    with pytest.raises(ConfigError, match="read-only"):
+        ConfigFile(path).save({"name": "y"})
+
+
+class Nested(BaseModel):
+    port: int = 1
+
+
+class Declared(BaseModel):
+    name: str
+    server: Nested = Nested()
+    maybe: Nested | None = None
+    tags: dict[str, int] = {}
+
+
+def test_finding_16_keys_a_model_does_not_declare_survive_a_round_trip(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "a",
+                "theirs": {"x": [1, 2]},
+                "server": {"port": 2, "tls": True},
+                "maybe": {"port": 3, "note": "kept"},
+                "tags": {"a": 1, "b": 2},
+            }
+        )
+    )
+    cfg = ConfigFile(path, Declared)
+    with cfg.edit() as value:
+        value.name = "b"
+        del value.tags["b"]  # removing a key of a dict field stays removed
+    assert json.loads(path.read_text()) == {
+        "name": "b",
+        "server": {"port": 2, "tls": True},
+        "maybe": {"port": 3, "note": "kept"},
+        "tags": {"a": 1},
+        "theirs": {"x": [1, 2]},
+    }
+    # save() of a fresh instance keeps them too; a second save changes nothing.
+    assert cfg.save(Declared(name="c", server=Nested(port=2))).changed
+    assert json.loads(path.read_text())["theirs"] == {"x": [1, 2]}
+    assert cfg.save(cfg.load()).changed is False
+
+
+def test_finding_16_a_model_that_forbids_extras_still_refuses_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"name": "a", "theirs": 1}')
+    with pytest.raises(ConfigError) as info:
+        ConfigFile(path, App).load()
+    assert [f for f, _ in info.value.errors] == ["theirs"]
+
+
+def test_finding_16_edit_writes_on_normal_exit_only(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    cfg = ConfigFile(path, default={})
+    with cfg.edit() as data:
+        data["a"] = 1
+    before = _state(path)
+
+    def failing_block() -> None:
+        with cfg.edit() as data:
+            data["a"] = 2
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        failing_block()
+    assert _state(path) == before
+    with cfg.edit() as data:
+        data["a"] = 1  # the same content: nothing written
+    assert _state(path) == before
+    with capture_events() as events, cfg.edit() as data:
+        data["b"] = [1]
+    assert json.loads(path.read_text()) == {"a": 1, "b": [1]}
+    assert [(e.name, e.level) for e in events if ".config_file." in e.name] == [
+        ("paios_reliability.config_file.updated", "debug")
+    ]
+
+
+def test_finding_16_invalid_edit_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"name": "a"}')
+    before = _state(path)
+    with pytest.raises(ConfigError), ConfigFile(path, App).edit() as app:
+        app.debug = "not a bool"  # type: ignore[assignment]
+    assert _state(path) == before
+
+
+async def test_finding_16_aedit_from_many_tasks_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    cfg = ConfigFile(path, default={"n": 0})
+    loop_ticks = 0
+
+    async def bump() -> None:
+        async with cfg.aedit() as data:
+            data["n"] += 1
+
+    async def ticker() -> None:
+        nonlocal loop_ticks
+        while True:
+            loop_ticks += 1
+            await asyncio.sleep(0)
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.gather(*(bump() for _ in range(8)))
+    tick.cancel()
+    assert json.loads(path.read_text()) == {"n": 8}
+    assert loop_ticks > 0  # the loop kept running while edits waited
+    before = _state(path)
+
+    async def failing_block() -> None:
+        async with cfg.aedit() as data:
+            data["n"] = 99
+            raise ValueError("inside")
+
+    with pytest.raises(ValueError, match="inside"):
+        await failing_block()
+    assert _state(path) == before
+    with cfg.edit() as data:  # the lock was let go
+        data["n"] += 1
+    assert json.loads(path.read_text()) == {"n": 9}
+
+
+async def test_finding_16_aedit_cancelled_while_waiting_lets_the_lock_go(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"n": 0}')
+    cfg = ConfigFile(path, lock_timeout=30)
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with cfg.aedit() as data:
+            entered.set()
+            await release.wait()
+            data["n"] = 1
+
+    async def waiter() -> None:
+        async with cfg.aedit() as data:
+            data["n"] = 2
+
+    first = asyncio.create_task(holder())
+    await entered.wait()
+    second = asyncio.create_task(waiter())
+    await asyncio.sleep(0.05)
+    second.cancel()
+    release.set()
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert json.loads(path.read_text()) == {"n": 1}
+    with cfg.edit() as data:
+        data["n"] = 3
+    assert json.loads(path.read_text()) == {"n": 3}
+
+
+def test_finding_16_update_returning_a_part_is_a_type_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"other": 1}')
+    before = _state(path)
+    cfg = ConfigFile(path)
+    with pytest.raises(TypeError, match="returned a part of the config"):
+        cfg.update(lambda c: c.setdefault("mcpServers", {}))
+    with pytest.raises(TypeError, match="returned a str"):
+        cfg.update(lambda c: "oops")  # type: ignore[arg-type,return-value]
+    assert _state(path) == before
+    assert cfg.update(lambda c: {**c, "n": 1}).changed
+    assert json.loads(path.read_text()) == {"other": 1, "n": 1}
+
+
+def test_finding_16_update_with_a_model_accepts_only_the_model(
+    config: ConfigFile[App],
+) -> None:
+    before = _state(config.path)
+    with pytest.raises(TypeError, match="returned a dict"):
+        config.update(lambda app: {"name": "x"})  # type: ignore[arg-type,return-value]
+    assert _state(config.path) == before
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_finding_16_mode_applies_to_the_file_and_its_backups(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    path.write_text('{"token": "a"}')
+    path.chmod(0o644)
+    cfg = ConfigFile(path, mode=0o600, backups=3)
+    for token in ("b", "c"):
+        with cfg.edit() as data:
+            data["token"] = token
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(cfg.backups()) == 2
+    assert {stat.S_IMODE(b.stat().st_mode) for b in cfg.backups()} == {0o600}
+    fresh = ConfigFile(tmp_path / "new.json", mode=0o600, default={})
+    with fresh.edit() as data:
+        data["token"] = "x"
+    assert stat.S_IMODE(fresh.path.stat().st_mode) == 0o600
+
+
+def test_finding_16_backups_zero_keeps_none(tmp_path: Path) -> None:
+    cfg = ConfigFile(tmp_path / "c.json", backups=0, default={})
+    for n in range(3):
+        with cfg.edit() as data:
+            data["n"] = n
+    assert cfg.backups() == []
+    assert not cfg.backup_dir.exists()
+
+
+finite_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=st.dictionaries(st.text(max_size=8), finite_json, max_size=5))
+def test_finding_16_any_json_object_round_trips_exactly(
+    value: dict[str, Any],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = ConfigFile(Path(tmp) / "c.json", backups=1)
+        cfg.save(value)
+        assert cfg.load() == value
+        assert cfg.save(value).changed is False

@@ -1117,3 +1117,214 @@ async def test_set_and_get_from_sync_and_async_code(
         got = await asyncio.to_thread(store.get, "gh")
     assert got.token.get_secret_value() == SECRET
     assert _mode(store.path) == 0o600
+
+
+# -- issue 16: auth-profiles files, usage counter -------------------------------------
+
+AUTH_PROFILES = {
+    "version": 1,
+    "profiles": {
+        "anthropic:default": {
+            "type": "api_key",
+            "provider": "anthropic",
+            "key": "sk-ant-AUTHPROFILE-SECRET",
+            "email": "me@example.com",
+        },
+        "github:work": {
+            "type": "oauth",
+            "provider": "github",
+            "access": "gho-ACCESS-SECRET",
+            "refresh": "ghr-REFRESH-SECRET",
+            "expires": 1893456000000,
+            "accountId": "acct-1",
+        },
+    },
+    "usageStats": {
+        "anthropic:default": {"count": 12, "lastUsed": 1700000000000, "errors": 1}
+    },
+    "order": ["anthropic:default", "github:work"],
+}
+
+
+def _auth_file(tmp_path: Path) -> Path:
+    path = tmp_path / "auth-profiles.json"
+    path.write_text(json.dumps(AUTH_PROFILES, indent=2))
+    path.chmod(0o600)
+    return path
+
+
+def test_finding_16_an_existing_auth_profiles_file_opens(tmp_path: Path) -> None:
+    store = CredentialStore(_auth_file(tmp_path))
+    key = store.get("anthropic:default")
+    assert key.provider == "anthropic"
+    assert key.token.get_secret_value() == "sk-ant-AUTHPROFILE-SECRET"
+    assert key.use_count == 12
+    assert key.last_used == dt.datetime(
+        2023, 11, 14, 22, 13, 20, tzinfo=dt.timezone.utc
+    )
+    assert key.metadata == {"type": "api_key", "email": "me@example.com"}
+    oauth = store.get("github:work")
+    assert oauth.token.get_secret_value() == "gho-ACCESS-SECRET"
+    assert oauth.refresh_token is not None
+    assert oauth.refresh_token.get_secret_value() == "ghr-REFRESH-SECRET"
+    assert oauth.expires_at == dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    assert "SECRET" not in repr(store.get("github:work"))
+
+
+def test_finding_16_auth_profiles_are_written_back_in_their_shape(
+    tmp_path: Path,
+) -> None:
+    path = _auth_file(tmp_path)
+    store = CredentialStore(path, usage_interval=0)
+    store.update(
+        "github:work",
+        lambda c: None if c is None else c.model_copy(update={"token": "gho-NEW"}),
+    )
+    store.record_usage("anthropic:default")
+    store.set(
+        "openai:default",
+        Credential(provider="openai", token="sk-OPENAI"),  # type: ignore[arg-type]
+    )
+    doc = json.loads(path.read_text())
+    expected = json.loads(json.dumps(AUTH_PROFILES))
+    expected["profiles"]["github:work"]["access"] = "gho-NEW"
+    expected["profiles"]["openai:default"] = {
+        "type": "api_key",
+        "provider": "openai",
+        "key": "sk-OPENAI",
+    }
+    used = doc["usageStats"]["anthropic:default"]
+    assert used["count"] == 13
+    assert used["errors"] == 1  # a usage field it does not own is kept
+    expected["usageStats"]["anthropic:default"] = used
+    assert doc == expected
+    assert list(doc["profiles"]["github:work"]) == list(
+        AUTH_PROFILES["profiles"]["github:work"]  # type: ignore[index]
+    )
+    if os.name == "posix":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    store.delete("anthropic:default")
+    doc = json.loads(path.read_text())
+    assert "anthropic:default" not in doc["profiles"]
+    assert "anthropic:default" not in doc["usageStats"]
+
+
+def test_finding_16_usage_counts_from_several_processes_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    path = _auth_file(tmp_path)
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, WORKERS, "cred_use", str(path), "30", interval, str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # Writes at every use, and throttled ones flushed at close().
+        for interval in ("0", "0", "300", "300")
+    ]
+    go.touch()
+    for proc in procs:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-3000:]
+    doc = json.loads(path.read_text())
+    assert doc["usageStats"]["anthropic:default"]["count"] == 12 + 4 * 30
+    assert CredentialStore(path).get("anthropic:default").use_count == 132
+
+
+def test_finding_16_format_choice(tmp_path: Path) -> None:
+    plain = CredentialStore(tmp_path / "new.json", create=True)
+    plain.set("a", _cred())
+    assert json.loads((tmp_path / "new.json").read_text())["version"] == 1
+    assert "usageStats" not in json.loads((tmp_path / "new.json").read_text())
+    made = CredentialStore(tmp_path / "ap.json", create=True, format="auth-profiles")
+    made.set("a", _cred())
+    entry = json.loads((tmp_path / "ap.json").read_text())["profiles"]["a"]
+    cred = _cred()
+    assert entry["provider"] == cred.provider
+    secret_field = "access" if entry["type"] == "oauth" else "key"
+    assert entry[secret_field] == cred.token.get_secret_value()
+    with pytest.raises(ValueError, match="format must be"):
+        CredentialStore(tmp_path / "x.json", format="yaml")
+
+
+def test_finding_16_a_bad_auth_profile_names_the_profile_not_the_secret(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "auth-profiles.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "profiles": {
+                    "x": {"type": "api_key", "provider": "p", "kee": "sk-TYPO"}
+                },
+                "usageStats": {},
+            }
+        )
+    )
+    before = path.read_bytes()
+    with pytest.raises(ConfigError) as info:
+        CredentialStore(path)
+    assert "profiles.x" in str(info.value)
+    assert "sk-TYPO" not in str(info.value)
+    assert path.read_bytes() == before
+
+
+_json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+)
+_auth_entry = st.dictionaries(
+    st.sampled_from(
+        ["type", "provider", "key", "token", "access", "refresh", "expires", "x"]
+    ),
+    _json_leaf,
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    profiles=st.dictionaries(st.text(max_size=6), _auth_entry | _json_leaf, max_size=3),
+    stats=st.dictionaries(
+        st.text(max_size=6),
+        st.dictionaries(st.sampled_from(["count", "lastUsed", "y"]), _json_leaf)
+        | _json_leaf,
+        max_size=3,
+    )
+    | _json_leaf,
+)
+def test_finding_16_any_auth_profiles_document_loads_or_is_a_config_error(
+    profiles: dict[str, object], stats: object
+) -> None:
+    doc = {"version": 1, "profiles": profiles, "usageStats": stats}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "auth-profiles.json"
+        raw = json.dumps(doc).encode()
+        path.write_bytes(raw)
+        error: ConfigError | None = None
+        try:
+            store = CredentialStore(path, usage_interval=0)
+        except ConfigError as exc:
+            error = exc
+        if error is not None:
+            secrets = [
+                value
+                for entry in profiles.values()
+                if isinstance(entry, dict)
+                for value in entry.values()
+                if isinstance(value, str) and len(value) > 3
+            ]
+            assert not any(repr(value) in str(error) for value in secrets)
+            assert path.read_bytes() == raw
+            return
+        for name in store.names():
+            cred = store.get(name, allow_expired=True)
+            assert cred.use_count >= 0
+            store.record_usage(name)
+        assert sorted(json.loads(path.read_text())["profiles"]) == sorted(store.names())

@@ -303,9 +303,10 @@ def test_default_hook_never_fails_whatever_the_field_names(
 
 
 def test_default_hook_never_writes_to_stdout() -> None:
-    # No logging configured at all: stdlib's last-resort handler may print
-    # warnings to stderr, but stdout (an MCP stdio server's protocol channel)
-    # must stay empty.
+    # No logging configured at all: stdout (an MCP stdio server's protocol
+    # channel) stays empty, and so does stderr (issue 16: a host that did
+    # not ask hears nothing; the NullHandler keeps the last-resort handler
+    # from printing warnings).
     script = textwrap.dedent(
         """
         import paios_reliability._core.events as ev
@@ -330,8 +331,38 @@ def test_default_hook_never_writes_to_stdout() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
-    assert "paios_reliability.probe.fired" in result.stderr  # warnings+ reach stderr
-    assert "paios_reliability.probe.after_hook" in result.stderr
+    assert result.stderr == ""
+
+
+def test_finding_16_a_host_logging_info_hears_no_routine_events(
+    tmp_path: Path,
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import logging, sys
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+        import paios_reliability as pr
+        from paios_reliability._core.events import emit
+        cfg = pr.ConfigFile({str(tmp_path / "c.json")!r}, default={{}})
+        for n in range(3):
+            with cfg.edit() as data:
+                data["n"] = n
+        store = pr.CredentialStore({str(tmp_path / "auth.json")!r}, create=True)
+        store.set("a", pr.Credential(provider="p", token="t"))
+        emit("probe", "worth_hearing", level="warning")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "config_file" not in result.stderr
+    assert "credentials" not in result.stderr
+    assert "paios_reliability.probe.worth_hearing" in result.stderr
 
 
 def test_default_hook_output_with_logging_configured_is_json_on_stderr() -> None:

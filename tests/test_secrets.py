@@ -417,9 +417,15 @@ def test_secrets_in_logs_retry_notes_are_redacted() -> None:
 
 
 def test_secrets_in_logs_stdlib_last_resort_prints_only_redacted_text() -> None:
-    """No logging configured: warnings and errors reach stderr through lastResort."""
+    """The plainest logging a host can ask for prints only redacted text.
+
+    (Without any logging set up nothing is printed at all: the library's
+    logger has a NullHandler, so lastResort stays silent; issue 16.)
+    """
     script = textwrap.dedent(
         f"""
+        import logging
+        logging.basicConfig()
         import paios_reliability as pr
 
         @pr.error_boundary(fallback=None)

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
         CapabilityDeniedError,
         CircuitOpenError,
         ConfigError,
+        ConfigIOError,
         CredentialError,
         CredentialExpiredError,
+        CredentialIOError,
         CredentialMissingError,
         IntegrityError,
         LockConflictError,
@@ -51,8 +53,18 @@ if TYPE_CHECKING:
     from ._core.trace import current_trace, trace
     from ._data.atomic import atomic_open, atomic_write
     from ._data.config_file import ConfigFile, SaveResult
-    from ._data.credentials import Credential, CredentialStore, credential_status
+    from ._data.credentials import (
+        AuthProfilesFormat,
+        Credential,
+        CredentialFormat,
+        CredentialStore,
+        PaiosFormat,
+        credential_status,
+    )
     from ._data.database import (
+        DatabaseError,
+        DatabaseLockedError,
+        DatabaseOpenError,
         DatabaseReport,
         check_database,
         checkpoint,
@@ -97,7 +109,14 @@ if TYPE_CHECKING:
         set_metrics,
     )
     from ._observe.resources import ResourceTracker, TrackedResource
-    from ._ops.process import arun_process, run_process
+    from ._ops.hook import hook
+    from ._ops.process import (
+        ProcessError,
+        ProcessResult,
+        ProcessTimeoutError,
+        arun_process,
+        run_process,
+    )
     from ._ops.process_result import ProcessError, ProcessResult, ProcessTimeoutError
     from ._ops.recycle import Recycler, RecyclingWorker
     from ._ops.service import render_launchd, render_systemd
@@ -150,13 +169,21 @@ _LAZY: dict[str, str] = {
     "CircuitOpenError": "_core.exceptions",
     "ConfigError": "_core.exceptions",
     "ConfigFile": "_data.config_file",
+    "ConfigIOError": "_core.exceptions",
     "Counter": "_observe.metrics",
     "CrashHandler": "_observe.crash",
     "Credential": "_data.credentials",
+    "CredentialFormat": "_data.credentials",
     "CredentialError": "_core.exceptions",
     "CredentialExpiredError": "_core.exceptions",
+    "CredentialIOError": "_core.exceptions",
     "CredentialMissingError": "_core.exceptions",
     "CredentialStore": "_data.credentials",
+    "PaiosFormat": "_data.credentials",
+    "AuthProfilesFormat": "_data.credentials",
+    "DatabaseError": "_data.database",
+    "DatabaseLockedError": "_data.database",
+    "DatabaseOpenError": "_data.database",
     "DatabaseReport": "_data.database",
     "DesktopChannel": "_observe.alerts",
     "Event": "_core.events",
@@ -218,6 +245,7 @@ _LAZY: dict[str, str] = {
     "classify": "_core.taxonomy",
     "compare_and_set": "_runs.cas",
     "configure_logging": "_core.logging",
+    "hook": "_ops.hook",
     "counter": "_observe.metrics",
     "credential_status": "_data.credentials",
     "current_trace": "_core.trace",
@@ -267,6 +295,7 @@ __all__ = [
     "AllocationSite",
     "AppriseChannel",
     "ApprovalRequiredError",
+    "AuthProfilesFormat",
     "Bulkhead",
     "BulkheadFullError",
     "BulkheadStats",
@@ -283,13 +312,19 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "ConfigFile",
+    "ConfigIOError",
     "Counter",
     "CrashHandler",
     "Credential",
     "CredentialError",
     "CredentialExpiredError",
+    "CredentialFormat",
+    "CredentialIOError",
     "CredentialMissingError",
     "CredentialStore",
+    "DatabaseError",
+    "DatabaseLockedError",
+    "DatabaseOpenError",
     "DatabaseReport",
     "DesktopChannel",
     "Event",
@@ -313,6 +348,7 @@ __all__ = [
     "MetricsRegistry",
     "OccurrenceThreshold",
     "Outcome",
+    "PaiosFormat",
     "PermanentError",
     "PolicyDeniedError",
     "ProcessError",
@@ -367,6 +403,7 @@ __all__ = [
     "get_metrics",
     "get_versioned",
     "histogram",
+    "hook",
     "idempotency_key",
     "idempotent",
     "install_crash_handler",

@@ -82,7 +82,7 @@ assert_type(
 assert_type(config.rollback(steps=2), pr.SaveResult)
 assert_type(config.backups(), list[Path])
 pr.ConfigFile("app.json", App, default=App(name="d"))
-pr.ConfigFile("app.json", App, backups="ten")  # type: ignore[arg-type]
+pr.ConfigFile("app.json", App, backups="ten")  # type: ignore[call-overload]
 config.save(42)  # type: ignore[arg-type]
 
 

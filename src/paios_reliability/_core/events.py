@@ -4,8 +4,11 @@ Every primitive reports what it does (a retry scheduled, a breaker opening, a
 boundary catching an error) as an :class:`Event` named
 ``paios_reliability.<primitive>.<action>``. Hooks receive them synchronously on
 the emitting thread. The default hook logs them into the stdlib logger
-``paios_reliability`` (so nothing is printed unless logging is set up, and
-nothing ever goes to stdout, which MCP stdio servers need for the protocol).
+``paios_reliability``, which has a ``NullHandler``: nothing is printed unless
+the host set up logging (not even warnings, which the stdlib's last-resort
+handler would otherwise print to stderr), routine events are DEBUG so a host
+logging INFO hears only what matters, and nothing ever goes to stdout, which
+MCP stdio servers need for the protocol.
 
 Nothing the default hook writes carries a secret: the message is built from
 the redacted :meth:`Event.to_dict`, and a traceback travels as an already
@@ -248,6 +251,27 @@ def valid_name_part(part: str) -> bool:
 
 # -- logging without secrets ------------------------------------------------------
 
+_quiet = False
+
+
+def _install_null_handler() -> None:
+    """Give the ``paios_reliability`` logger a ``NullHandler``, once.
+
+    Without any handler on the way up, the stdlib's last-resort handler
+    prints WARNING and above to stderr: a host that never configured logging
+    would get library lines it did not ask for. Done on the first log, not at
+    import, so ``import paios_reliability`` does not import ``logging``.
+    """
+    global _quiet  # noqa: PLW0603 - set once; a race only adds a second NullHandler
+    if _quiet:
+        return
+    import logging
+
+    logger = logging.getLogger("paios_reliability")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    _quiet = True
+
 
 def log_redacted(
     logger: logging.Logger,
@@ -267,6 +291,7 @@ def log_redacted(
     fields, lifted by :func:`configure_logging`); the traceback is added to it
     as ``exception``.
     """
+    _install_null_handler()
     if not logger.isEnabledFor(levelno):
         return
     from .redaction import redact_text, redacted_traceback
@@ -351,6 +376,7 @@ def log_event(event: Event) -> None:
     """
     import logging
 
+    _install_null_handler()
     logger = logging.getLogger("paios_reliability")
     levelno = _LEVELNO[event.level]
     if not logger.isEnabledFor(levelno):

@@ -18,17 +18,24 @@ where callers already catch it (``except TimeoutError``, ``except ValueError``):
         └── PermanentError               retrying cannot help
             ├── UnsupportedEventLoopError  also a builtin RuntimeError; .library
             ├── ConfigError              also a builtin ValueError; .path, .errors
+            │   └── ConfigIOError        a file operation failed: also an OSError
             ├── CredentialError
+            │   ├── CredentialIOError    a file operation failed: also an OSError
             │   ├── CredentialMissingError
             │   └── CredentialExpiredError
             ├── PolicyDeniedError
             │   ├── ApprovalRequiredError
             │   └── CapabilityDeniedError
             ├── IntegrityError           signature or checksum mismatch
-            └── ProcessError             a child process failed; .returncode
+            ├── ProcessError             also subprocess.CalledProcessError
+            └── DatabaseError            also sqlite3.DatabaseError
+                └── DatabaseOpenError    also sqlite3.OperationalError
+        (TransientError)
+            └── DatabaseLockedError      also sqlite3.OperationalError
 
 (``ProcessError`` and ``ProcessTimeoutError`` live with ``run_process`` in
-``_ops/process_result.py``, as they carry its result.)
+``_ops/process_result.py``, as they carry its result; the database errors live in
+``_data/database.py``, so importing this module never imports ``sqlite3``.)
 
 All of them pickle (they cross process boundaries in worker pools) and carry a
 stable ``code`` from :data:`paios_reliability.CATALOG`.
@@ -48,7 +55,9 @@ __all__ = [
     "CapabilityDeniedError",
     "CircuitOpenError",
     "ConfigError",
+    "ConfigIOError",
     "CredentialError",
+    "CredentialIOError",
     "CredentialExpiredError",
     "CredentialMissingError",
     "IntegrityError",
@@ -70,10 +79,15 @@ _EMPTY: Mapping[str, object] = MappingProxyType({})
 def _rebuild(
     cls: type[ReliabilityError], args: tuple[Any, ...], state: dict[str, Any]
 ) -> ReliabilityError:
-    exc = cls.__new__(cls)
+    # An OSError subclass must be made by OSError.__new__ (its C struct).
+    exc = OSError.__new__(cls) if issubclass(cls, OSError) else cls.__new__(cls)
     Exception.__init__(exc, *args)
     exc.__setstate__(state)
     return exc
+
+
+def _restore_os_fields(exc: OSError, fields: tuple[Any, Any, Any]) -> None:
+    exc.errno, exc.strerror, exc.filename = fields
 
 
 class ReliabilityError(Exception):
@@ -134,11 +148,17 @@ class ReliabilityError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         state = dict(self.__dict__)
         state["context"] = dict(self.context)
+        if isinstance(self, OSError):
+            # errno and filename live in the C struct, not in __dict__.
+            state["__oserror__"] = (self.errno, self.strerror, self.filename)
         return (_rebuild, (type(self), self.args, state))
 
     def __setstate__(self, state: dict[str, Any] | None) -> None:
         if not state:
             return
+        os_fields = state.pop("__oserror__", None)
+        if os_fields is not None and isinstance(self, OSError):
+            _restore_os_fields(self, os_fields)
         context = state.get("context")
         if isinstance(context, dict):
             state["context"] = MappingProxyType(context) if context else _EMPTY
@@ -386,10 +406,62 @@ class ConfigError(PermanentError, ValueError):
         super().__init__(message, code=code, context=context)
 
 
+def _copy_os_fields(exc: OSError, cause: OSError | None, path: str | None) -> None:
+    if cause is not None:
+        exc.errno = cause.errno
+        exc.strerror = cause.strerror
+        exc.filename = cause.filename if cause.filename is not None else path
+    else:
+        exc.filename = path
+
+
+class ConfigIOError(ConfigError, OSError):
+    """A configuration file could not be read, written or locked.
+
+    Also a builtin :class:`OSError` (code that already has ``except
+    OSError`` around its file handling keeps catching it), with the
+    ``errno``, ``strerror`` and ``filename`` of the failed call, and still a
+    :class:`ConfigError` (so also a :class:`ValueError`).
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        path: str | None = None,
+        errors: Sequence[tuple[str, str]] = (),
+        code: str | None = None,
+        context: Mapping[str, object] | None = None,
+        cause: OSError | None = None,
+    ) -> None:
+        super().__init__(message, path=path, errors=errors, code=code, context=context)
+        _copy_os_fields(self, cause, path)
+
+
 class CredentialError(PermanentError):
     """A credential is unusable."""
 
     default_code = "CREDENTIAL_ERROR"
+
+
+class CredentialIOError(CredentialError, OSError):
+    """The credential store's file could not be read, written or locked.
+
+    Also a builtin :class:`OSError` with the ``errno``, ``strerror`` and
+    ``filename`` of the failed call.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        context: Mapping[str, object] | None = None,
+        cause: OSError | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, context=context)
+        _copy_os_fields(self, cause, path)
 
 
 class CredentialMissingError(CredentialError):

@@ -35,7 +35,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 import threading
 import time
@@ -43,6 +42,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, TextIO, overload
 
+from .._core.budget import cap_wait
 from .._core.clock import get_clock
 from .._core.events import emit
 from .._core.exceptions import LockConflictError
@@ -367,7 +367,7 @@ class _AtomicFile:
         )
         fd = -1
         for _ in range(100):
-            candidate = f"{prefix}{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
+            candidate = f"{prefix}{os.getpid()}.{os.urandom(4).hex()}{_TMP_SUFFIX}"
             try:
                 fd = os.open(candidate, flags, create_mode)
             except FileExistsError:
@@ -658,7 +658,8 @@ def file_lock(path: str | os.PathLike[str], *, timeout: float = 30.0) -> Iterato
 
     Other threads of this process wait on an in-process lock; other
     processes on ``flock`` (POSIX) or ``msvcrt.locking`` (Windows) of the
-    sidecar file. Waits are bounded by ``timeout``.
+    sidecar file. Waits are bounded by ``timeout``, and inside a ``@hook``
+    by what is left of its budget.
 
     Yields:
         The lock file's path.
@@ -667,6 +668,7 @@ def file_lock(path: str | os.PathLike[str], *, timeout: float = 30.0) -> Iterato
         LockConflictError: If the lock could not be had within ``timeout``.
     """
     lock_file = lock_path_for(path)
+    timeout = cap_wait(timeout)
     with _held_lock:
         held = _held.setdefault(lock_file, _Held())
     if not held.rlock.acquire(timeout=max(0.0, timeout)):

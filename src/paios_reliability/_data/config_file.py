@@ -1,6 +1,7 @@
-"""Validated configuration files with backups, rollback and locked updates.
+"""Configuration files with backups, rollback and locked updates.
 
-A :class:`ConfigFile` ties a file to a pydantic model. Loading fails fast with
+A :class:`ConfigFile` holds a plain JSON object, or a file validated by a
+pydantic model (pydantic is imported only then). Loading fails fast with
 a :class:`ConfigError` that lists *every* bad field; saving validates first,
 writes nothing when the content would not change, keeps the replaced version
 as a timestamped backup (a hard link: free), writes atomically and reads the
@@ -13,19 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import difflib
 import json
+import math
 import os
 import re
 import stat
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .._core.clock import get_clock
 from .._core.events import emit
-from .._core.exceptions import ConfigError
+from .._core.exceptions import ConfigError, ConfigIOError
 from .atomic import (
     MAX_READ_BYTES,
     _resolve,
@@ -47,7 +48,8 @@ __all__ = [
     "validation_errors",
 ]
 
-M = TypeVar("M", bound="BaseModel")
+# The config's value type: a pydantic model, or dict[str, Any] without one.
+M = TypeVar("M")
 
 _BACKUP_NAME = re.compile(r"^(\d{8}T\d{12})Z(?:\.[^/]*)?$")
 _MAX_DIFF_LINES = 2000
@@ -110,6 +112,8 @@ class SaveResult:
 
 def _unified_diff(path: str, old: bytes | None, new: bytes) -> str:
     old_text = "" if old is None else old.decode("utf-8", "replace")
+    import difflib  # 10 ms at import; only a diff someone reads needs it
+
     lines = difflib.unified_diff(
         old_text.splitlines(keepends=True),
         new.decode("utf-8", "replace").splitlines(keepends=True),
@@ -170,6 +174,188 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+class _TomlData:
+    """A parsed TOML document (read-only; may hold dates JSON cannot)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        self.value = value
+
+
+class _NotJson(Exception):
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(why)
+        self.where = where
+        self.why = why
+
+
+def _json_copy(value: object, where: str) -> Any:
+    """A deep copy of ``value`` if JSON can hold it exactly, else :class:`_NotJson`."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _NotJson(where, f"{value!r} is not valid JSON")
+        return float(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                # json.dumps would quietly turn 1 into "1": a different file.
+                raise _NotJson(
+                    where or "<root>",
+                    f"key {key!r} is a {type(key).__name__}; JSON keys are strings",
+                )
+            out[key] = _json_copy(item, _child(where, key))
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_json_copy(item, _child(where, i)) for i, item in enumerate(value)]
+    raise _NotJson(
+        where or "<root>", f"a {type(value).__name__} cannot be written as JSON"
+    )
+
+
+def _child(where: str, part: str | int) -> str:
+    if not where:
+        return _loc_to_path([part])
+    return where + _loc_to_path(["x", part])[1:]
+
+
+def _dump_json(value: Any, indent: int | None) -> bytes:
+    return (json.dumps(value, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _is_part_of(candidate: object, whole: object, depth: int = 0) -> bool:
+    """Whether ``candidate`` is (by identity) a container nested inside ``whole``."""
+    if depth > 200:
+        return False
+    children: Any
+    if isinstance(whole, dict):
+        children = whole.values()
+    elif isinstance(whole, list):
+        children = whole
+    else:
+        return False
+    return any(
+        child is candidate or _is_part_of(candidate, child, depth + 1)
+        for child in children
+    )
+
+
+def _declared_keys(model: Any) -> set[str]:
+    keys: set[str] = set()
+    for name, field in model.model_fields.items():
+        keys.add(name)
+        for alias in (field.alias, field.validation_alias, field.serialization_alias):
+            if isinstance(alias, str):
+                keys.add(alias)
+    return keys
+
+
+def _nested_model(annotation: Any) -> Any:
+    """The model class a field holds directly or as ``X | None``, else None."""
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return args[0]
+    return None
+
+
+def _ignores_extras(model: Any) -> bool:
+    return model.model_config.get("extra") in (None, "ignore")
+
+
+def _restore_undeclared(model: Any, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    changed = False
+    if _ignores_extras(model):
+        declared = _declared_keys(model)
+        for key, value in old.items():
+            if key not in declared and key not in new:
+                new[key] = value
+                changed = True
+    for name, field in model.model_fields.items():
+        sub = _nested_model(field.annotation)
+        key = field.serialization_alias or field.alias or name
+        if (
+            sub is not None
+            and isinstance(old.get(key), dict)
+            and isinstance(new.get(key), dict)
+        ):
+            changed = _restore_undeclared(sub, old[key], new[key]) or changed
+    return changed
+
+
+def _keep_undeclared(
+    model: Any, new: bytes, current: bytes, indent: int | None
+) -> bytes:
+    """``new`` plus the keys of ``current`` the model does not declare.
+
+    A model with the default ``extra="ignore"`` never sees keys another
+    program wrote; writing back only what it declares would delete them.
+    """
+    try:
+        old = json.loads(current.decode("utf-8-sig"))
+        fresh = json.loads(new)
+    except ValueError:
+        return new
+    if not (isinstance(old, dict) and isinstance(fresh, dict)):
+        return new
+    if not _restore_undeclared(model, old, fresh):
+        return new
+    return _dump_json(fresh, indent)
+
+
+@contextlib.asynccontextmanager
+async def _held_in_thread(
+    locked: Callable[[], contextlib.AbstractContextManager[None]],
+) -> AsyncIterator[None]:
+    """Hold ``locked()`` in one worker thread for the duration of the block.
+
+    The thread and inter-process locks belong to the thread that took them,
+    and asyncio's worker threads change between calls; so one thread takes
+    the lock, waits for the block to end and lets the lock go itself.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    acquired: asyncio.Future[None] = loop.create_future()
+    release = threading.Event()
+
+    def settle(error: BaseException | None) -> None:
+        if acquired.done():
+            return
+        if error is None:
+            acquired.set_result(None)
+        else:
+            acquired.set_exception(error)
+
+    def hold() -> None:
+        try:
+            with locked():
+                loop.call_soon_threadsafe(settle, None)
+                release.wait()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting task
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(settle, exc)
+
+    holder = threading.Thread(target=hold, name="config-file-lock", daemon=True)
+    holder.start()
+    try:
+        await acquired
+        yield
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join)
+
+
 class _JsonText:
     """Checked JSON text, to be validated by the model in JSON mode."""
 
@@ -180,20 +366,30 @@ class _JsonText:
 
 
 class ConfigFile(Generic[M]):
-    """A configuration file validated by a pydantic model.
+    """A configuration file: a plain JSON object, or validated by a pydantic model.
 
     Args:
         path: The file (``.json``; ``.toml`` is read-only and needs Python
             3.11+). A symlink is followed for writes and kept.
-        model: The pydantic model class. Strict or passthrough comes from
-            its config: ``extra="forbid"`` rejects unknown keys,
-            ``extra="allow"`` keeps them, ``extra="ignore"`` drops them on the
-            next save.
+        model: The pydantic model class, or ``None`` (the default) for a
+            plain JSON object: every key is kept, values are checked to be
+            JSON (string keys, finite numbers) and pydantic is never
+            imported. With a model, strict or passthrough comes from its
+            config: ``extra="forbid"`` rejects unknown keys, ``extra="allow"``
+            keeps them on the model, and with the default ``extra="ignore"``
+            the model does not see them but they stay in the file: a save
+            writes back every key the model does not declare.
+        mode: Permission bits of the file, set on every write (``0o600``
+            for secrets; the temp file has them from its creation).
+            Default: those of the file being replaced, or ``0o666`` minus the
+            umask for a new file. Backups keep the file's mode.
         backups: How many replaced versions to keep (0: none).
-        default: Returned by :meth:`load` when the file does not exist;
-            without it a missing file is a :class:`ConfigError`.
-        lock_timeout: Seconds :meth:`update` and :meth:`save` wait for the
-            inter-process lock.
+        default: Returned by :meth:`load` when the file does not exist
+            (``{}`` is the usual one without a model); without it a missing
+            file is a :class:`ConfigError`.
+        lock_timeout: Seconds :meth:`update`, :meth:`edit` and :meth:`save`
+            wait for the inter-process lock. Inside a :func:`hook` the wait
+            is also capped by the hook's remaining budget.
         indent: JSON indentation of saved files.
         max_bytes: The largest file :meth:`load` reads (default 16 MiB);
             a larger one is a :class:`ConfigError`, never a memory blow-up.
@@ -213,23 +409,59 @@ class ConfigFile(Generic[M]):
     unchanged.
     """
 
+    @overload
+    def __init__(
+        self: ConfigFile[dict[str, Any]],
+        path: str | os.PathLike[str],
+        model: None = None,
+        *,
+        mode: int | None = None,
+        backups: int = 10,
+        default: Mapping[str, Any] | None = None,
+        lock_timeout: float = 30.0,
+        indent: int | None = 2,
+        max_bytes: int = MAX_READ_BYTES,
+    ) -> None: ...
+
+    @overload
     def __init__(
         self,
         path: str | os.PathLike[str],
         model: type[M],
         *,
+        mode: int | None = None,
         backups: int = 10,
         default: M | None = None,
         lock_timeout: float = 30.0,
         indent: int | None = 2,
         max_bytes: int = MAX_READ_BYTES,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        model: type[Any] | None = None,
+        *,
+        mode: int | None = None,
+        backups: int = 10,
+        default: Any = None,
+        lock_timeout: float = 30.0,
+        indent: int | None = 2,
+        max_bytes: int = MAX_READ_BYTES,
     ) -> None:
         if backups < 0:
-            raise ValueError(f"backups must be >= 0, got {backups!r}")
+            raise ValueError(f"backups must be an int >= 0, got {backups!r}")
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes!r}")
+        if mode is not None and not 0 <= mode <= 0o7777:
+            raise ValueError(f"mode must be permission bits like 0o600, got {mode!r}")
+        if model is not None and not isinstance(model, type):
+            raise TypeError(
+                f"model must be a pydantic model class or None, got {model!r}"
+            )
         self.path = Path(path)
         self.model = model
+        self.mode = mode
         self.max_backups = backups
         self._default = default
         self.lock_timeout = lock_timeout
@@ -239,7 +471,8 @@ class ConfigFile(Generic[M]):
         self._thread_lock = threading.RLock()
 
     def __repr__(self) -> str:
-        return f"ConfigFile({str(self.path)!r}, {self.model.__name__})"
+        kind = "dict" if self.model is None else self.model.__name__
+        return f"ConfigFile({str(self.path)!r}, {kind})"
 
     @property
     def backup_dir(self) -> Path:
@@ -273,18 +506,17 @@ class ConfigFile(Generic[M]):
                     [("<file>", "reading TOML needs Python 3.11+ (tomllib)")]
                 ) from exc
             try:
-                return tomllib.loads(text)
+                return _TomlData(tomllib.loads(text))
             except Exception as exc:
                 raise self._error([("<file>", f"invalid TOML: {exc}")]) from exc
         try:
-            # Parsed here only to reject what pydantic's JSON parser would let
-            # through (duplicate keys, NaN); the model validates the text.
-            json.loads(
+            # Duplicate keys and NaN are refused here, where pydantic's JSON
+            # parser would let them through; a model validates the text.
+            parsed = json.loads(
                 text,
                 parse_constant=_reject_constant,
                 object_pairs_hook=_no_duplicates,
             )
-            return _JsonText(text)
         except json.JSONDecodeError as exc:
             raise self._error(
                 [
@@ -296,21 +528,33 @@ class ConfigFile(Generic[M]):
             ) from exc
         except (ValueError, RecursionError) as exc:
             raise self._error([("<file>", f"invalid JSON: {exc}")]) from exc
+        return _JsonText(text) if self.model is not None else parsed
 
     def validate(self, data: object) -> M:
-        """Validate ``data`` against the model without touching the disk.
+        """Validate ``data`` without touching the disk.
 
         Args:
             data: A mapping, a model instance (re-validated), or the raw text
                 or bytes of a file.
 
-        Raises:
-            ConfigError: Listing every bad field with its path and message.
-        """
-        from pydantic import ValidationError
+        Returns:
+            A new value: the model instance, or without a model a deep copy
+            of the JSON object (tuples become lists).
 
+        Raises:
+            ConfigError: Listing every bad field with its path and message
+                (without a model: the first value JSON cannot hold, or a
+                top level that is not an object).
+        """
         if isinstance(data, (bytes, bytearray, str)):
             data = self._parse(bytes(data) if isinstance(data, bytearray) else data)
+        if self.model is None:
+            plain: Any = self._validate_plain(data)
+            return plain  # type: ignore[no-any-return]
+        from pydantic import ValidationError
+
+        if isinstance(data, _TomlData):
+            data = data.value
         try:
             if isinstance(data, self.model):
                 # Re-validated: an instance may have been built with
@@ -320,8 +564,8 @@ class ConfigFile(Generic[M]):
             if isinstance(data, _JsonText):
                 # JSON mode, so strict models accept what JSON can express
                 # (datetimes, UUIDs and enums as strings).
-                return self.model.model_validate_json(data.text)
-            return self.model.model_validate(data)
+                return self.model.model_validate_json(data.text)  # type: ignore[no-any-return]
+            return self.model.model_validate(data)  # type: ignore[no-any-return]
         except ValidationError as exc:
             raise self._error(validation_errors(exc)) from exc
         except RecursionError as exc:
@@ -333,14 +577,31 @@ class ConfigFile(Generic[M]):
                 [("<root>", f"validation failed: {type(exc).__name__}: {exc}")]
             ) from exc
 
+    def _validate_plain(self, data: object) -> dict[str, Any]:
+        if isinstance(data, _TomlData):
+            # TOML's dates and times are not JSON; read-only, so kept as parsed.
+            return data.value
+        if not isinstance(data, Mapping):
+            raise self._error(
+                [("<root>", f"must be a JSON object, got {type(data).__name__}")]
+            )
+        try:
+            return _json_copy(data, "")  # type: ignore[no-any-return]
+        except _NotJson as exc:
+            raise self._error([(exc.where or "<root>", exc.why)]) from None
+        except RecursionError:
+            raise self._error([("<root>", "nested too deeply")]) from None
+
     def _io_error(self, doing: str, exc: OSError) -> ConfigError:
-        """A :class:`ConfigError` for an operating-system failure, naming the cause."""
+        """A :class:`ConfigIOError` for an operating-system failure, naming the cause."""
         cause = describe_os_error(exc, self.path)
         fallback = "CONFIG_INVALID" if doing == "read" else "OS_ERROR"
-        return self._error(
-            [("<file>", f"cannot {doing}: {cause}")],
+        return ConfigIOError(
+            f"cannot {doing} configuration file {self.path}: {cause}",
+            path=str(self.path),
+            errors=[("<file>", f"cannot {doing}: {cause}")],
             code=os_error_code(exc) or fallback,
-            message=f"cannot {doing} configuration file {self.path}: {cause}",
+            cause=exc,
         )
 
     def _read_bytes(self) -> bytes | None:
@@ -355,8 +616,8 @@ class ConfigFile(Generic[M]):
         """Read, parse and validate the file.
 
         Returns:
-            The validated model instance (or the ``default`` for a missing
-            file, when one was given).
+            The validated value (a new one on every call), or the
+            ``default`` for a missing file, when one was given.
 
         Raises:
             ConfigError: ``CONFIG_MISSING`` if the file does not exist (and no
@@ -379,22 +640,36 @@ class ConfigFile(Generic[M]):
     # -- writing -------------------------------------------------------------------
 
     def render(self, value: M | Mapping[str, Any]) -> bytes:
-        """The canonical bytes :meth:`save` would write for ``value`` (validated)."""
+        """The canonical bytes for ``value`` (validated), before kept keys.
+
+        :meth:`save` writes these, plus, with a model that ignores extras,
+        the keys of the current file the model does not declare.
+        """
         if self._toml:
             raise self._error(
                 [("<file>", "TOML files are read-only here; save as .json")],
                 code="CONFIG_INVALID",
             )
-        model = self.validate(value)
+        checked: Any = self.validate(value)
+        if self.model is None:
+            return _dump_json(checked, self.indent)
         try:
             # pydantic's serializer (Rust) is ~10x faster than json.dumps with
             # indent (pure Python); the output is deterministic for a value.
-            text = model.model_dump_json(indent=self.indent, by_alias=True)
+            text: str = checked.model_dump_json(indent=self.indent, by_alias=True)
         except Exception as exc:
             raise self._error(
                 [("<root>", f"cannot be written as JSON: {type(exc).__name__}: {exc}")]
             ) from exc
         return text.encode("utf-8") + b"\n"
+
+    def _render_keeping(
+        self, value: M | Mapping[str, Any], current: bytes | None
+    ) -> bytes:
+        new = self.render(value)
+        if self.model is None or current is None:
+            return new
+        return _keep_undeclared(self.model, new, current, self.indent)
 
     def save(
         self, value: M | Mapping[str, Any], *, dry_run: bool = False
@@ -407,7 +682,8 @@ class ConfigFile(Generic[M]):
         back and :class:`ConfigError` raised.
 
         Args:
-            value: A model instance or a mapping to validate.
+            value: The config's value (a model instance, or a dict without
+                a model) or a mapping to validate.
             dry_run: Only compute what would change; write nothing.
 
         Returns:
@@ -417,41 +693,111 @@ class ConfigFile(Generic[M]):
             ConfigError: If ``value`` is invalid (nothing is written).
             LockConflictError: If the lock stayed busy for ``lock_timeout``.
         """
-        new = self.render(value)
-        current = self._read_bytes()
-        if current == new:
-            return SaveResult(changed=False, backup=None, diff="", dry_run=dry_run)
         if dry_run:
+            current = self._read_bytes()
+            new = self._render_keeping(value, current)
+            if current == new:
+                return SaveResult(changed=False, backup=None, diff="", dry_run=True)
             return SaveResult(
                 changed=True,
                 backup=None,
                 dry_run=True,
                 source=(str(self.path), current, new),
             )
+        self.render(value)  # invalid: fail before waiting for the lock
         with self._locked():
+            new = self._render_keeping(value, self._read_bytes())
             return self._write_locked(new, action="saved")
 
     def update(self, fn: Callable[[M], M | None]) -> SaveResult:
         """Read-modify-write under the inter-process lock.
 
-        ``fn`` gets the current value (or the default, for a missing file) and
-        returns the new one, or ``None`` after changing it in place. No other
-        :meth:`update`, :meth:`save` or :meth:`rollback` in any process runs
-        in between, so no update is lost.
+        ``fn`` gets the current value (or the default, for a missing file)
+        and either changes it in place and returns ``None``, or returns a new
+        value of the config's own type (the model class; without a model a
+        ``dict`` that is not a part of the value it got). No other
+        :meth:`update`, :meth:`edit`, :meth:`save` or :meth:`rollback` in
+        any process runs in between, so no update is lost.
 
         Raises:
+            TypeError: If ``fn`` returned anything else (say the sub-dict of
+                ``data.setdefault("servers", {})``); nothing is written.
             ConfigError: If the current file or the result is invalid (nothing
                 is written).
             LockConflictError: If the lock stayed busy for ``lock_timeout``.
         """
         with self._locked():
-            current = self.load()
+            current = self._load_for_edit()
             result = fn(current)
-            new = self.render(current if result is None else result)
-            return self._write_locked(new, action="updated")
+            if result is not None:
+                self._check_result(result, current, fn)
+            return self._commit(current if result is None else result)
 
     @contextlib.contextmanager
-    def _locked(self) -> Any:
+    def edit(self) -> Iterator[M]:
+        """The locked read-modify-write as a block: ``with cfg.edit() as data:``.
+
+        Yields the current value (or the default, for a missing file) to be
+        changed in place. On a normal exit the value is validated and saved
+        if it changed; on an exception nothing is written and the exception
+        propagates. The inter-process lock is held for the whole block, so
+        keep it short.
+
+        Raises:
+            ConfigError: If the current file or the edited value is invalid
+                (nothing is written).
+            LockConflictError: If the lock stayed busy for ``lock_timeout``.
+        """
+        with self._locked():
+            data = self._load_for_edit()
+            yield data
+            self._commit(data)
+
+    @contextlib.asynccontextmanager
+    async def aedit(self) -> AsyncIterator[M]:
+        """:meth:`edit` for asyncio: ``async with cfg.aedit() as data:``.
+
+        The lock wait, the read and the write run in worker threads; the
+        event loop never blocks. Cancelled while waiting for the lock, the
+        lock is let go as soon as it is had and nothing is written.
+        """
+        import asyncio
+
+        async with _held_in_thread(self._locked):
+            data = await asyncio.to_thread(self._load_for_edit)
+            yield data
+            await asyncio.to_thread(self._commit, data)
+
+    def _load_for_edit(self) -> M:
+        raw = self._read_bytes()
+        return self._missing() if raw is None else self.validate(raw)
+
+    def _check_result(self, result: object, current: object, fn: object) -> None:
+        expected: type[Any] = dict if self.model is None else self.model
+        name = getattr(fn, "__qualname__", repr(fn))
+        if not isinstance(result, expected):
+            raise TypeError(
+                f"the update function {name} returned a {type(result).__name__}; "
+                f"it must return None (after changing the value in place) or a "
+                f"{expected.__name__}. Nothing was written to {self.path}"
+            )
+        if (
+            self.model is None
+            and result is not current
+            and _is_part_of(result, current)
+        ):
+            raise TypeError(
+                f"the update function {name} returned a part of the config (as "
+                "setdefault() or get() do), not the whole of it; return None "
+                f"after changing it in place. Nothing was written to {self.path}"
+            )
+
+    def _commit(self, value: M) -> SaveResult:
+        new = self._render_keeping(value, self._read_bytes())
+        return self._write_locked(new, action="updated")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
         with self._thread_lock, contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(file_lock(self.path, timeout=self.lock_timeout))
@@ -466,7 +812,7 @@ class ConfigFile(Generic[M]):
         backup: Path | None = None
         try:
             backup = self._make_backup() if current is not None else None
-            atomic_write(self.path, new)
+            atomic_write(self.path, new, mode=self.mode)
         except BaseException as exc:
             if backup is not None:
                 # The version it kept is still the current one: no history.
@@ -497,7 +843,8 @@ class ConfigFile(Generic[M]):
         emit(
             "config_file",
             action,
-            level="warning" if action == "rolled_back" else "info",
+            # Routine writes are DEBUG: a host logging INFO hears nothing.
+            level="warning" if action == "rolled_back" else "debug",
             subject=str(self.path),
             backup=None if backup is None else str(backup),
             size=len(new),
@@ -541,9 +888,7 @@ class ConfigFile(Generic[M]):
         if existing:
             match = _BACKUP_NAME.match(existing[0].name)
             assert match is not None
-            last = _dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%f").replace(
-                tzinfo=_dt.timezone.utc
-            )
+            last = _backup_time(match.group(1))
             # Names sort in save order even if the clock stands still or steps back.
             now = max(now, last + _dt.timedelta(microseconds=1))
         stamp = now.strftime("%Y%m%dT%H%M%S%f") + "Z"
@@ -555,6 +900,10 @@ class ConfigFile(Generic[M]):
             os.link(source, backup)
         except OSError:
             _copy_private(source, backup)
+        if self.mode is not None and os.name == "posix":
+            # A linked backup shares the inode about to be replaced; the
+            # history of a 0600 file is never more readable than it.
+            os.chmod(backup, self.mode)
         return backup
 
     def _rotate_backups(self) -> None:
@@ -599,6 +948,24 @@ class ConfigFile(Generic[M]):
             code="CONFIG_MISSING",
             message=f"cannot roll back {self.path}: only {found} valid backup(s)",
         )
+
+
+def _backup_time(stamp: str) -> _dt.datetime:
+    """``20240102T030405123456`` -> that UTC datetime.
+
+    By hand: ``strptime`` imports ``_strptime`` and ``locale`` (~10 ms), a
+    cost every short-lived hook that saves a config would pay.
+    """
+    return _dt.datetime(
+        int(stamp[0:4]),
+        int(stamp[4:6]),
+        int(stamp[6:8]),
+        int(stamp[9:11]),
+        int(stamp[11:13]),
+        int(stamp[13:15]),
+        int(stamp[15:21]),
+        tzinfo=_dt.timezone.utc,
+    )
 
 
 def _copy_private(source: str, backup: Path) -> None:

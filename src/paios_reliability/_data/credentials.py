@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -45,6 +45,7 @@ from .._core.exceptions import (
     ConfigError,
     CredentialError,
     CredentialExpiredError,
+    CredentialIOError,
     CredentialMissingError,
 )
 from .._core.redaction import is_secret_key, redact_text
@@ -61,9 +62,12 @@ from .atomic import (
 from .config_file import validation_errors
 
 __all__ = [
+    "AuthProfilesFormat",
     "Credential",
+    "CredentialFormat",
     "CredentialReport",
     "CredentialStore",
+    "PaiosFormat",
     "credential_status",
 ]
 
@@ -116,6 +120,7 @@ class Credential(BaseModel):
     refresh_token: SecretStr | None = None
     expires_at: _dt.datetime | None = None
     last_used: _dt.datetime | None = None
+    use_count: int = 0
     metadata: dict[str, Any] = {}
 
     @field_validator("expires_at", "last_used")
@@ -148,6 +153,9 @@ class Credential(BaseModel):
             else self.refresh_token.get_secret_value(),
             "expires_at": _iso(self.expires_at),
             "last_used": _iso(self.last_used),
+            # Only when counted: stores written before the counter stay
+            # byte-identical until a use is recorded.
+            **({"use_count": self.use_count} if self.use_count else {}),
             "metadata": self.metadata,
         }
 
@@ -196,43 +204,233 @@ def _later(a: _dt.datetime | None, b: _dt.datetime | None) -> _dt.datetime | Non
 # -- the file format ---------------------------------------------------------------
 
 
-def _parse(raw: bytes, path: str) -> dict[str, Credential]:
+def _decode(raw: bytes) -> tuple[Any, list[tuple[str, str]]]:
+    try:
+        return json.loads(raw.decode("utf-8")), []
+    except UnicodeDecodeError:
+        return None, [("<file>", "not UTF-8 text")]
+    except json.JSONDecodeError as exc:
+        return None, [
+            ("<file>", f"invalid JSON at line {exc.lineno} column {exc.colno}")
+        ]
+    except (ValueError, RecursionError):
+        return None, [("<file>", "invalid JSON")]
+
+
+def _validated_profile(
+    name: str, value: Any, errors: list[tuple[str, str]]
+) -> Credential | None:
+    try:
+        return Credential.model_validate(value)
+    except ValidationError as exc:
+        errors.extend(
+            (f"profiles.{name}.{where}", msg) for where, msg in validation_errors(exc)
+        )
+    except (RecursionError, ValueError, TypeError):
+        errors.append((f"profiles.{name}", "invalid profile"))
+    return None
+
+
+class CredentialFormat(Protocol):
+    """How a store file's JSON document maps to named :class:`Credential` s.
+
+    ``parse`` reads a decoded document (appending ``(field, message)`` pairs
+    that never quote a value to ``errors``); ``render`` builds the document
+    to write from the profiles and the document read last (``None`` for a
+    new file), keeping whatever in it the format does not own.
+    """
+
+    name: str
+
+    def parse(
+        self, doc: Any, errors: list[tuple[str, str]]
+    ) -> dict[str, Credential]: ...
+
+    def render(self, profiles: Mapping[str, Credential], previous: Any) -> Any: ...
+
+
+class PaiosFormat:
+    """This library's layout: ``{"version": 1, "profiles": {name: {...}}}``."""
+
+    name = "paios"
+
+    def parse(self, doc: Any, errors: list[tuple[str, str]]) -> dict[str, Credential]:
+        profiles: dict[str, Credential] = {}
+        if not isinstance(doc, dict):
+            errors.append(("<root>", "must be an object"))
+        elif doc.get("version") != _FORMAT_VERSION:
+            errors.append(("version", f"must be {_FORMAT_VERSION}"))
+        elif not isinstance(doc.get("profiles"), dict):
+            errors.append(("profiles", "must be an object of named profiles"))
+        else:
+            for name, value in doc["profiles"].items():
+                cred = _validated_profile(name, value, errors)
+                if cred is not None:
+                    profiles[name] = cred
+        return profiles
+
+    def render(self, profiles: Mapping[str, Credential], previous: Any) -> Any:
+        return {
+            "version": _FORMAT_VERSION,
+            "profiles": {name: profiles[name]._to_file() for name in sorted(profiles)},
+        }
+
+
+def _from_ms(value: Any) -> _dt.datetime | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return _dt.datetime.fromtimestamp(value / 1000, _UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _to_ms(value: _dt.datetime | None) -> int | None:
+    return None if value is None else round(value.timestamp() * 1000)
+
+
+_SECRET_FIELDS = ("key", "token", "access")
+_OWNED_FIELDS = frozenset({"provider", "key", "token", "access", "refresh", "expires"})
+
+
+class AuthProfilesFormat:
+    """The ``auth-profiles.json`` layout agent gateways write.
+
+    ``{"version": 1, "profiles": {"anthropic:default": {"type": "api_key",
+    "provider": "anthropic", "key": "sk-..."}, "github:work": {"type":
+    "oauth", "provider": "github", "access": "...", "refresh": "...",
+    "expires": <epoch ms>}}, "usageStats": {name: {"count": 12, "lastUsed":
+    <epoch ms>}}}``
+
+    The secret is ``key``, ``token`` or ``access`` (whichever the profile
+    has) and becomes ``Credential.token``; ``refresh`` and ``expires``
+    become ``refresh_token`` and ``expires_at``; ``usageStats`` gives
+    ``use_count`` and ``last_used``. Every other field of a profile
+    (``type``, ``email``...) is in ``metadata`` and written back as it was;
+    every other top-level key and usage field is kept.
+    """
+
+    name = "auth-profiles"
+
+    def parse(self, doc: Any, errors: list[tuple[str, str]]) -> dict[str, Credential]:
+        profiles: dict[str, Credential] = {}
+        if not isinstance(doc, dict):
+            errors.append(("<root>", "must be an object"))
+            return profiles
+        raw_profiles = doc.get("profiles", {})
+        stats = doc.get("usageStats", {})
+        if not isinstance(raw_profiles, dict):
+            errors.append(("profiles", "must be an object of named profiles"))
+            return profiles
+        if not isinstance(stats, dict):
+            stats = {}
+        for name, entry in raw_profiles.items():
+            if not isinstance(entry, dict):
+                errors.append((f"profiles.{name}", "must be an object"))
+                continue
+            secret = next(
+                (entry[f] for f in _SECRET_FIELDS if isinstance(entry.get(f), str)),
+                None,
+            )
+            if secret is None:
+                errors.append(
+                    (f"profiles.{name}", "has no key, token or access string")
+                )
+                continue
+            found = stats.get(name)
+            usage: dict[str, Any] = found if isinstance(found, dict) else {}
+            count = usage.get("count", 0)
+            value = {
+                "provider": entry.get("provider", name.partition(":")[0]),
+                "token": secret,
+                "refresh_token": entry.get("refresh"),
+                "expires_at": _from_ms(entry.get("expires")),
+                "last_used": _from_ms(usage.get("lastUsed")),
+                "use_count": count if isinstance(count, int) and count >= 0 else 0,
+                "metadata": {k: v for k, v in entry.items() if k not in _OWNED_FIELDS},
+            }
+            cred = _validated_profile(name, value, errors)
+            if cred is not None:
+                profiles[name] = cred
+        return profiles
+
+    def render(self, profiles: Mapping[str, Credential], previous: Any) -> Any:
+        doc: dict[str, Any] = dict(previous) if isinstance(previous, dict) else {}
+        doc.setdefault("version", _FORMAT_VERSION)
+        found = doc.get("profiles")
+        old_entries: dict[str, Any] = found if isinstance(found, dict) else {}
+        old_stats = doc.get("usageStats")
+        stats: dict[str, Any] = dict(old_stats) if isinstance(old_stats, dict) else {}
+        entries: dict[str, Any] = {}
+        for name, cred in profiles.items():
+            was = old_entries.get(name)
+            old: dict[str, Any] = was if isinstance(was, dict) else {}
+            entry: dict[str, Any] = {}
+            # Known fields in their old places and order, new ones after.
+            for key in old:
+                if key not in _OWNED_FIELDS and key in cred.metadata:
+                    entry[key] = cred.metadata[key]
+                elif key in _OWNED_FIELDS:
+                    entry[key] = None  # placeholder, set below
+            for key, value in cred.metadata.items():
+                entry.setdefault(key, value)
+            entry.setdefault("type", "oauth" if cred.refresh_token else "api_key")
+            entry["provider"] = cred.provider
+            secret_field = next((f for f in _SECRET_FIELDS if f in old), None) or (
+                "access" if entry.get("type") == "oauth" else "key"
+            )
+            entry[secret_field] = cred.token.get_secret_value()
+            if cred.refresh_token is not None:
+                entry["refresh"] = cred.refresh_token.get_secret_value()
+            if cred.expires_at is not None:
+                entry["expires"] = _to_ms(cred.expires_at)
+            entries[name] = {k: v for k, v in entry.items() if v is not None}
+            if cred.use_count or cred.last_used is not None or name in stats:
+                usage = dict(stats.get(name) or {})
+                usage["count"] = cred.use_count
+                if cred.last_used is not None:
+                    usage["lastUsed"] = _to_ms(cred.last_used)
+                stats[name] = usage
+        doc["profiles"] = entries
+        stats = {name: value for name, value in stats.items() if name in profiles}
+        if stats or "usageStats" in doc:
+            doc["usageStats"] = stats
+        return doc
+
+
+_FORMATS: dict[str, CredentialFormat] = {
+    "paios": PaiosFormat(),
+    "auth-profiles": AuthProfilesFormat(),
+}
+
+
+def _detect(doc: Any) -> CredentialFormat:
+    """The format of a decoded document (``auto``): auth-profiles by its marks."""
+    if isinstance(doc, dict):
+        if "usageStats" in doc:
+            return _FORMATS["auth-profiles"]
+        profiles = doc.get("profiles")
+        if isinstance(profiles, dict) and any(
+            isinstance(p, dict) and "token" not in p and "type" in p
+            for p in profiles.values()
+        ):
+            return _FORMATS["auth-profiles"]
+    return _FORMATS["paios"]
+
+
+def _parse(
+    raw: bytes, path: str, fmt: CredentialFormat | None = None
+) -> tuple[dict[str, Credential], Any, CredentialFormat]:
     """Parse a store file; any problem is a ConfigError that carries no secret.
 
     The error is raised *outside* the ``except`` blocks, so it has no
     ``__context__`` either: pydantic and JSON errors may quote input values.
     """
-    errors: list[tuple[str, str]] = []
-    data: Any = None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        errors.append(("<file>", "not UTF-8 text"))
-    except json.JSONDecodeError as exc:
-        errors.append(
-            ("<file>", f"invalid JSON at line {exc.lineno} column {exc.colno}")
-        )
-    except (ValueError, RecursionError):
-        errors.append(("<file>", "invalid JSON"))
+    doc, errors = _decode(raw)
+    chosen = fmt or _detect(doc)
     profiles: dict[str, Credential] = {}
     if not errors:
-        if not isinstance(data, dict):
-            errors.append(("<root>", "must be an object"))
-        elif data.get("version") != _FORMAT_VERSION:
-            errors.append(("version", f"must be {_FORMAT_VERSION}"))
-        elif not isinstance(data.get("profiles"), dict):
-            errors.append(("profiles", "must be an object of named profiles"))
-        else:
-            for name, value in data["profiles"].items():
-                try:
-                    profiles[name] = Credential.model_validate(value)
-                except ValidationError as exc:
-                    errors.extend(
-                        (f"profiles.{name}.{where}", msg)
-                        for where, msg in validation_errors(exc)
-                    )
-                except (RecursionError, ValueError, TypeError):
-                    errors.append((f"profiles.{name}", "invalid profile"))
+        profiles = chosen.parse(doc, errors)
     if errors:
         raise ConfigError(
             f"invalid credential store {path}: "
@@ -240,14 +438,15 @@ def _parse(raw: bytes, path: str) -> dict[str, Credential]:
             path=path,
             errors=errors,
         )
-    return profiles
+    return profiles, doc, chosen
 
 
-def _render(profiles: dict[str, Credential]) -> bytes:
-    doc = {
-        "version": _FORMAT_VERSION,
-        "profiles": {name: profiles[name]._to_file() for name in sorted(profiles)},
-    }
+def _render(
+    profiles: Mapping[str, Credential],
+    fmt: CredentialFormat | None = None,
+    previous: Any = None,
+) -> bytes:
+    doc = (fmt or _FORMATS["paios"]).render(profiles, previous)
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
@@ -266,7 +465,7 @@ atexit.register(_flush_all_at_exit)
 
 
 _KEYRING_PREFIX = "keyring:"
-_SECRET_FIELDS = ("token", "refresh_token")
+_KEYRING_FIELDS = ("token", "refresh_token")
 
 
 class _KeyringSecrets:
@@ -311,7 +510,7 @@ class _KeyringSecrets:
         out: dict[str, Credential] = {}
         for name, cred in profiles.items():
             update: dict[str, Any] = {}
-            for field_name in _SECRET_FIELDS:
+            for field_name in _KEYRING_FIELDS:
                 secret = getattr(cred, field_name)
                 if secret is None:
                     continue
@@ -337,7 +536,7 @@ class _KeyringSecrets:
         out: dict[str, Credential] = {}
         for name, cred in profiles.items():
             update: dict[str, Any] = {}
-            for field_name in _SECRET_FIELDS:
+            for field_name in _KEYRING_FIELDS:
                 secret = getattr(cred, field_name)
                 if secret is None:
                     continue
@@ -362,7 +561,7 @@ class _KeyringSecrets:
     def forget(self, names: set[str]) -> None:
         """Delete the secrets of profiles that are gone (best effort)."""
         for name in names:
-            for field_name in _SECRET_FIELDS:
+            for field_name in _KEYRING_FIELDS:
                 with contextlib.suppress(Exception):
                     self._keyring.delete_password(
                         self.service, self._username(name, field_name)
@@ -379,7 +578,8 @@ class CredentialStore:
         expiry_warning: How long before ``expires_at`` a profile counts as
             expiring (``expiring()``, warning events).
         create: Create an empty store if the file does not exist.
-        lock_timeout: Seconds to wait for the inter-process lock.
+        lock_timeout: Seconds to wait for the inter-process lock (inside a
+            ``@hook``, at most what is left of its budget).
         max_bytes: The largest store file read (default 16 MiB).
         secrets: ``"file"`` keeps tokens in the JSON file (mode 0600);
             ``"keyring"`` keeps them in the operating system's keychain
@@ -389,6 +589,12 @@ class CredentialStore:
             next write. The keychain is written before the file, so the file
             never refers to a secret that is not there.
         keyring_service: The keychain service name the secrets are kept under.
+        format: The file's layout: ``"auto"`` (the default: an
+            ``auth-profiles.json`` as agent gateways write it is recognised
+            by its ``usageStats`` or typed profiles, anything else and a new
+            file are this library's own), ``"paios"``, ``"auth-profiles"``
+            (:class:`AuthProfilesFormat`), or any :class:`CredentialFormat`.
+            Fields and keys a format does not own are written back as read.
 
     Raises:
         ConfigError: ``CONFIG_MISSING`` / ``CONFIG_INVALID`` for a missing or
@@ -415,12 +621,23 @@ class CredentialStore:
         max_bytes: int = MAX_READ_BYTES,
         secrets: Literal["file", "keyring"] = "file",
         keyring_service: str = "paios-reliability",
+        format: str | CredentialFormat = "auto",
     ) -> None:
         if secrets not in ("file", "keyring"):
             raise ValueError(f"secrets must be 'file' or 'keyring', got {secrets!r}")
         self._keyring: _KeyringSecrets | None = None
         if secrets == "keyring":
             self._keyring = _KeyringSecrets(keyring_service, Path(path))
+        if isinstance(format, str):
+            if format != "auto" and format not in _FORMATS:
+                raise ValueError(
+                    f"format must be 'auto', {', '.join(map(repr, _FORMATS))} or "
+                    f"a CredentialFormat, got {format!r}"
+                )
+            self._format: CredentialFormat | None = _FORMATS.get(format)
+        else:
+            self._format = format
+        self._doc: Any = None
         if usage_interval < 0:
             raise ValueError(f"usage_interval must be >= 0, got {usage_interval!r}")
         if max_bytes < 1:
@@ -434,6 +651,7 @@ class CredentialStore:
         self._cache_key: tuple[int, int, int] | None = None
         self._cache: dict[str, Credential] = {}
         self._pending: dict[str, _dt.datetime] = {}
+        self._pending_counts: dict[str, int] = {}
         self._last_usage_write: float | None = None
         self._refreshers: dict[str, Refresher] = {}
         self._warned: set[tuple[str, _dt.datetime | None]] = set()
@@ -443,8 +661,17 @@ class CredentialStore:
                 if not self.path.exists():  # a dangling symlink gets its target
                     with file_lock(self.path, timeout=lock_timeout):
                         if not self.path.exists():
-                            atomic_write(self.path, _render({}), mode=_FILE_MODE)
-                            emit("credentials", "created", subject=str(self.path))
+                            atomic_write(
+                                self.path,
+                                _render({}, self._format),
+                                mode=_FILE_MODE,
+                            )
+                            emit(
+                                "credentials",
+                                "created",
+                                level="debug",
+                                subject=str(self.path),
+                            )
             except OSError as exc:
                 raise self._os_error("create", exc) from exc
         self._profiles()
@@ -460,11 +687,11 @@ class CredentialStore:
         self.close()
 
     def _os_error(self, doing: str, exc: OSError) -> CredentialError:
-        """A :class:`CredentialError` for an operating-system failure on the file."""
+        """A :class:`CredentialIOError` for an operating-system failure on the file."""
         name = str(self.path)
         cause = describe_os_error(exc, self.path)
         fallback = "CREDENTIAL_ERROR" if doing == "read" else "OS_ERROR"
-        return CredentialError(
+        return CredentialIOError(
             f"cannot {doing} credential store {name}: {cause}",
             code=os_error_code(exc) or fallback,
             context={
@@ -472,6 +699,8 @@ class CredentialStore:
                 "errno": errno.errorcode.get(exc.errno or 0),
                 "cause": cause,
             },
+            cause=exc,
+            path=name,
         )
 
     # -- reading -------------------------------------------------------------
@@ -505,10 +734,11 @@ class CredentialStore:
                 raw = read_regular_file(self.path, max_bytes=self.max_bytes)
             except OSError as exc:
                 raise self._os_error("read", exc) from exc
-            profiles = _parse(raw, name)
+            profiles, doc, fmt = _parse(raw, name, self._format)
+            self._format = fmt  # "auto" settles on the first file read
             if self._keyring is not None:
                 profiles = self._keyring.resolve(profiles)
-            self._cache_key, self._cache = key, profiles
+            self._cache_key, self._cache, self._doc = key, profiles, doc
             return profiles
 
     def _fix_permissions(self, st: os.stat_result) -> None:
@@ -604,8 +834,11 @@ class CredentialStore:
         on_disk = profiles
         if self._keyring is not None:
             on_disk = self._keyring.store(profiles)
+        fmt = self._format or _FORMATS["paios"]
+        doc = fmt.render(on_disk, self._doc)
+        data = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            atomic_write(self.path, _render(on_disk), mode=_FILE_MODE)
+            atomic_write(self.path, data, mode=_FILE_MODE)
             st = os.stat(self.path)
         except OSError as exc:
             raise self._os_error("write", exc) from exc
@@ -613,6 +846,7 @@ class CredentialStore:
             previous = self._cache
             self._cache_key = (st.st_ino, st.st_size, st.st_mtime_ns)
             self._cache = profiles
+            self._doc = doc
         if self._keyring is not None:
             # After the file: a crash in between leaves an unused secret in
             # the keychain, never a reference to a missing one.
@@ -644,20 +878,29 @@ class CredentialStore:
 
     def _merged_usage(
         self, name: str, new: Credential, old: Credential | None
-    ) -> Credential:
-        """``new`` with ``last_used`` never behind the stored or pending one."""
+    ) -> tuple[Credential, int]:
+        """``new`` with ``last_used`` and ``use_count`` never behind the stored ones."""
         with self._lock:
             pending = self._pending.get(name)
+            uses = self._pending_counts.get(name, 0)
         last = _later(new.last_used, pending)
+        count = new.use_count
         if old is not None:
             last = _later(last, old.last_used)
-        if last != new.last_used:
-            new = new.model_copy(update={"last_used": last})
-        return new
+            count = max(count, old.use_count)
+        count += uses  # pending uses go out with this write
+        if last != new.last_used or count != new.use_count:
+            new = new.model_copy(update={"last_used": last, "use_count": count})
+        return new, uses
 
-    def _usage_written(self, name: str, cred: Credential) -> None:
+    def _usage_written(self, name: str, cred: Credential, uses: int = 0) -> None:
         """Forget pending usage of ``name`` that ``cred``, now on disk, covers."""
         with self._lock:
+            left = self._pending_counts.get(name, 0) - uses
+            if left > 0:
+                self._pending_counts[name] = left
+            else:
+                self._pending_counts.pop(name, None)
             pending = self._pending.get(name)
             written = cred.last_used
             if pending is not None and written is not None and pending <= written:
@@ -684,13 +927,14 @@ class CredentialStore:
             )
         credential = _revalidated(credential, name)
         with self._transaction() as profiles:
-            credential = self._merged_usage(name, credential, profiles.get(name))
+            credential, uses = self._merged_usage(name, credential, profiles.get(name))
             profiles[name] = credential
             self._write(profiles, "set")
-            self._usage_written(name, credential)
+            self._usage_written(name, credential, uses)
         emit(
             "credentials",
             "set",
+            level="debug",
             subject=name,
             provider=credential.provider,
             expires_at=_iso(credential.expires_at),
@@ -745,16 +989,17 @@ class CredentialStore:
                     f"got {type(new).__name__}"
                 )
             new = _revalidated(new, name)
-            new = self._merged_usage(name, new, old)
+            new, uses = self._merged_usage(name, new, old)
             if old is not None and new._to_file() == old._to_file():
                 self._usage_written(name, old)
                 return old
             profiles[name] = new
             self._write(profiles, "update")
-            self._usage_written(name, new)
+            self._usage_written(name, new, uses)
         emit(
             "credentials",
             "updated",
+            level="debug",
             subject=name,
             provider=new.provider,
             expires_at=_iso(new.expires_at),
@@ -770,7 +1015,7 @@ class CredentialStore:
             with self._lock:
                 self._pending.pop(name, None)
             self._write(profiles, "delete")
-        emit("credentials", "deleted", subject=name)
+        emit("credentials", "deleted", level="debug", subject=name)
         return True
 
     def record_usage(self, name: str, when: _dt.datetime | None = None) -> None:
@@ -796,6 +1041,7 @@ class CredentialStore:
             current = self._pending.get(name)
             if current is None or stamp > current:
                 self._pending[name] = stamp
+            self._pending_counts[name] = self._pending_counts.get(name, 0) + 1
             last = self._last_usage_write
             due = last is None or clock.monotonic() - last >= self.usage_interval
         if due:
@@ -804,19 +1050,30 @@ class CredentialStore:
     def flush(self) -> bool:
         """Write pending usage now; returns whether anything was written."""
         with self._lock:
-            if not self._pending:
+            if not self._pending and not self._pending_counts:
                 return False
             pending, self._pending = self._pending, {}
+            counts, self._pending_counts = self._pending_counts, {}
             self._last_usage_write = get_clock().monotonic()
         try:
             with self._transaction() as profiles:
                 changed = False
-                for name, stamp in pending.items():
+                for name in pending.keys() | counts.keys():
                     cred = profiles.get(name)
                     if cred is None:
                         continue  # deleted by someone meanwhile
-                    if cred.last_used is None or stamp > cred.last_used:
-                        profiles[name] = cred.model_copy(update={"last_used": stamp})
+                    update: dict[str, Any] = {}
+                    stamp = pending.get(name)
+                    if stamp is not None and (
+                        cred.last_used is None or stamp > cred.last_used
+                    ):
+                        update["last_used"] = stamp
+                    if counts.get(name):
+                        # Added to what is on disk under the lock: every
+                        # process's uses count, none overwrites another's.
+                        update["use_count"] = cred.use_count + counts[name]
+                    if update:
+                        profiles[name] = cred.model_copy(update=update)
                         changed = True
                 if changed:
                     self._write(profiles, "usage")
@@ -826,6 +1083,8 @@ class CredentialStore:
                     self._pending[name] = (
                         _later(self._pending.get(name), stamp) or stamp
                     )
+                for name, n in counts.items():
+                    self._pending_counts[name] = self._pending_counts.get(name, 0) + n
             raise
         return changed
 
@@ -923,6 +1182,7 @@ class CredentialStore:
         emit(
             "credentials",
             "refreshed",
+            level="debug",
             subject=name,
             provider=new.provider,
             expires_at=_iso(new.expires_at),
@@ -996,7 +1256,7 @@ def credential_status(
             name, problems=(f"cannot read: {describe_os_error(exc)}",)
         )
     try:
-        profiles = _parse(raw, name)
+        profiles, _doc, _fmt = _parse(raw, name)
     except ConfigError as exc:
         return CredentialReport(
             name, problems=tuple(f"{f}: {m}" for f, m in exc.errors)

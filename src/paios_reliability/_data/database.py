@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from .._core.budget import cap_wait
 from .._core.clock import get_clock
 from .._core.events import emit
 from .._core.exceptions import PermanentError, ReliabilityError, TransientError
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CheckpointResult",
+    "DatabaseError",
+    "DatabaseLockedError",
+    "DatabaseOpenError",
     "DatabaseReport",
     "check_database",
     "checkpoint",
@@ -61,6 +65,42 @@ _LARGE_WAL = 64 * 1024 * 1024
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 CheckpointMode = Literal["PASSIVE", "FULL", "RESTART", "TRUNCATE"]
+
+
+class DatabaseError(PermanentError, sqlite3.DatabaseError):
+    """An SQLite database cannot be used as it is.
+
+    Not a database (a foreign or garbage file, a 0-byte placeholder, a FIFO)
+    or it refused its settings. Also a :class:`sqlite3.DatabaseError`, so the
+    ``except sqlite3.Error`` or ``except sqlite3.DatabaseError`` code already
+    has around its database calls keeps catching it.
+    """
+
+    default_code = "DB_ERROR"
+
+
+class DatabaseOpenError(DatabaseError, sqlite3.OperationalError):
+    """An SQLite database could not be opened or created.
+
+    A missing file (read-only or ``create=False``), a missing directory, a
+    directory at the path. Also a :class:`sqlite3.OperationalError`, what
+    ``sqlite3.connect`` raises for "unable to open database file".
+    """
+
+
+class DatabaseLockedError(TransientError, sqlite3.OperationalError):
+    """An SQLite database stayed locked (busy) past the allowed wait.
+
+    Retryable. Also a :class:`sqlite3.OperationalError`, as SQLite's own
+    "database is locked" is.
+    """
+
+    default_code = "DB_LOCKED"
+
+
+for _cls in (DatabaseError, DatabaseOpenError, DatabaseLockedError):
+    _cls.__module__ = "paios_reliability"
+del _cls
 
 
 def _forked_error(conn: sqlite3.Connection) -> ReliabilityError:
@@ -227,16 +267,16 @@ def _is_busy(exc: BaseException) -> bool:
     return "database is locked" in text or "database is busy" in text
 
 
-def _locked(path: str, what: str) -> TransientError:
-    return TransientError(
+def _locked(path: str, what: str) -> DatabaseLockedError:
+    return DatabaseLockedError(
         f"SQLite database {path} stayed locked: {what}",
         code="DB_LOCKED",
         context={"path": path},
     )
 
 
-def _not_a_database(path: str, why: str) -> PermanentError:
-    return PermanentError(
+def _not_a_database(path: str, why: str) -> DatabaseError:
+    return DatabaseError(
         f"{path} {why}", code="DB_NOT_A_DATABASE", context={"path": path}
     )
 
@@ -272,7 +312,7 @@ def _inspect_existing(path: str, busy_timeout: float) -> bool:
         except FileNotFoundError:
             return False
         if stat.S_ISDIR(st.st_mode):
-            raise PermanentError(
+            raise DatabaseOpenError(
                 f"{path} is a directory, not an SQLite database",
                 code="IS_A_DIRECTORY",
                 context={"path": path},
@@ -353,19 +393,21 @@ def _prepare_file(
         return
     parent = os.path.dirname(os.path.abspath(name))
     if readonly or not create:
-        raise PermanentError(
+        raise DatabaseOpenError(
             f"SQLite database {name} does not exist",
             code="FILE_NOT_FOUND",
             context={"path": name},
         )
     if not os.path.isdir(parent):
-        raise PermanentError(
+        raise DatabaseOpenError(
             f"cannot create SQLite database {name}: directory {parent} does not exist",
             code="FILE_NOT_FOUND",
             context={"path": name},
         )
     try:
         _create_atomically(name, busy_timeout_ms)
+    except ReliabilityError:
+        raise  # already ours (and, as a sqlite3 error, would be wrapped again)
     except sqlite3.Error as exc:
         raise _open_error(name, exc) from exc
 
@@ -376,7 +418,7 @@ def _open_error(name: str, exc: sqlite3.Error) -> ReliabilityError:
     text = str(exc).lower()
     if "not a database" in text or "malformed" in text:
         return _not_a_database(name, f"is not a usable SQLite database: {exc}")
-    return PermanentError(
+    return DatabaseOpenError(
         f"cannot open SQLite database {name}: {exc}",
         code="DB_ERROR",
         context={"path": name},
@@ -402,7 +444,7 @@ def _configure(
         mode = str(_pragma(conn, "PRAGMA journal_mode")).lower()
         if mode != "wal":
             if require_wal:
-                raise PermanentError(
+                raise DatabaseError(
                     f"SQLite database {name} cannot use WAL (journal_mode "
                     f"stays {mode!r}; is it on a network file system?); pass "
                     "require_wal=False to accept rollback-journal mode",
@@ -424,7 +466,7 @@ def _configure(
     got_sync = _pragma(conn, "PRAGMA synchronous")
     got_fk = _pragma(conn, "PRAGMA foreign_keys")
     if got_sync != _SYNCHRONOUS[synchronous] or got_fk != 1:
-        raise PermanentError(
+        raise DatabaseError(
             f"SQLite database {name} did not accept its settings "
             f"(synchronous={got_sync!r}, foreign_keys={got_fk!r})",
             code="DB_ERROR",
@@ -523,6 +565,9 @@ def open_database(
             require_wal=require_wal,
             journal_size_limit=None if readonly else journal_size_limit,
         )
+    except ReliabilityError:
+        conn.close()
+        raise  # already ours (and, as a sqlite3 error, would be wrapped again)
     except sqlite3.Error as exc:
         conn.close()
         raise _open_error(name, exc) from exc
@@ -675,7 +720,11 @@ class _WriteTransaction:
             if not _is_busy(exc):
                 raise
             _begin_retry(
-                conn, "BEGIN IMMEDIATE", self.budget, self.max_attempts, started
+                conn,
+                "BEGIN IMMEDIATE",
+                cap_wait(self.budget),  # inside a @hook: what is left of it
+                self.max_attempts,
+                started,
             )
         return conn
 

@@ -177,6 +177,7 @@ class CrashHandler:
         emit(
             "crash_handler",
             "installed",
+            level="debug",
             subject=self.service,
             run_id=self.run_id,
             fault_path=self.fault_path,

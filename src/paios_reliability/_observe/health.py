@@ -327,7 +327,7 @@ class HealthRegistry:
         emit(
             "health",
             "checked",
-            level="info"
+            level="debug"
             if status == "ok"
             else "warning"
             if status == "degraded"
