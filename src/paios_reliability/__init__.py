@@ -111,9 +111,6 @@ if TYPE_CHECKING:
     from ._observe.resources import ResourceTracker, TrackedResource
     from ._ops.hook import hook
     from ._ops.process import (
-        ProcessError,
-        ProcessResult,
-        ProcessTimeoutError,
         arun_process,
         run_process,
     )
