@@ -110,6 +110,7 @@ if TYPE_CHECKING:
     from ._ops.service import render_launchd, render_systemd
     from ._policies.boundary import error_boundary
     from ._policies.breaker import CircuitBreaker, CircuitBreakerStats
+    from ._policies.budget import RetryBudget, RetryBudgetState
     from ._policies.bulkhead import Bulkhead, BulkheadStats
     from ._policies.outcome import Outcome
     from ._policies.ratelimit import OccurrenceThreshold, RateLimiter, Throttle
@@ -201,6 +202,8 @@ _LAZY: dict[str, str] = {
     "ResumePlan": "_runs.checkpoint",
     "SQLiteStore": "_stores._sqlite",
     "SaveResult": "_data.config_file",
+    "RetryBudget": "_policies.budget",
+    "RetryBudgetState": "_policies.budget",
     "RetryExhaustedError": "_core.exceptions",
     "StoreUnavailableError": "_core.exceptions",
     "StoredEvent": "_observe.eventstore",
@@ -328,6 +331,8 @@ __all__ = [
     "ResourceTracker",
     "Restorer",
     "ResumePlan",
+    "RetryBudget",
+    "RetryBudgetState",
     "RetryExhaustedError",
     "SQLiteStore",
     "SaveResult",

@@ -39,6 +39,7 @@ from .timeout import _current as _deadline_var
 if TYPE_CHECKING:
     from ..typing import ResilientDecorator
     from .boundary import error_boundary
+    from .budget import RetryBudget
     from .outcome import Outcome
     from .retry import _Retry
 
@@ -143,6 +144,27 @@ def _retry_layer(
         "resilient(retry=...) takes True, a dict of retry() options, a "
         f"retry(...) decorator or None, got {retry!r}"
     )
+
+
+def _with_retry_budget(layer: CallPolicy | None, budget: object) -> CallPolicy:
+    from .budget import RetryBudget
+    from .retry import _Retry
+
+    if not isinstance(budget, RetryBudget):
+        raise TypeError(
+            f"resilient(retry_budget=...) must be a RetryBudget or None, got {budget!r}"
+        )
+    if layer is None:
+        raise ValueError(
+            "resilient(retry_budget=...) needs a retry layer: pass retry=True, "
+            "a dict of retry() options or a retry(...) decorator"
+        )
+    if not isinstance(layer, _Retry):
+        raise TypeError(
+            "resilient(retry_budget=...) works with this library's retry(...) only, "
+            f"got retry={layer!r}"
+        )
+    return layer.with_budget(budget)
 
 
 def _check_policy(value: object, what: str) -> None:
@@ -371,6 +393,12 @@ class _Stack:
             f"backoff {p.wait_initial:g}s..{p.wait_max:g}s ({p.jitter} jitter)",
             f"retry_after honoured up to {p.retry_after_max:g}s if it fits the budget",
         ]
+        if p.retry_budget is not None:
+            b = p.retry_budget
+            parts.append(
+                f"retries drawn from budget {b.name!r} (ratio {b.ratio:g}, "
+                f"floor {b.min_per_second:g}/s over {b.window:g}s)"
+            )
         if self.timeout is not None:
             parts.append(
                 f"a timed-out attempt is retried at most {self.retry_timeouts} "
@@ -551,6 +579,7 @@ def resilient(
     fallback: Any = UNSET,
     deadline: float | None = None,
     retry_timeouts: int = 1,
+    retry_budget: RetryBudget | None = None,
 ) -> ResilientDecorator:
     """Put the standard policy stack around a sync or async function.
 
@@ -615,6 +644,9 @@ def resilient(
             retry deadline; without retry, none). A retry given as ``True``
             or a dict takes it as its deadline.
         retry_timeouts: How many timed-out attempts are retried (>= 0).
+        retry_budget: A :class:`RetryBudget` the retry layer draws on (see
+            ``retry(budget=...)``); needs ``retry`` to be ``True``, a dict or
+            a ``retry(...)`` decorator of this library.
 
     Returns:
         A decorator; the functions it returns have ``.policy`` and
@@ -652,10 +684,13 @@ def resilient(
         from .boundary import error_boundary
 
         boundary = error_boundary(fallback=fallback, name=name)
+    retry_layer = _retry_layer(retry, name, budget)
+    if retry_budget is not None:
+        retry_layer = _with_retry_budget(retry_layer, retry_budget)
     stack = _Stack(
         name=name,
         timeout=None if timeout is None else float(timeout),
-        retry=_retry_layer(retry, name, budget),
+        retry=retry_layer,
         breaker=breaker,
         limiter=limiter,
         bulkhead=bulkhead,

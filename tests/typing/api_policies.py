@@ -1,0 +1,33 @@
+"""Type-checked (mypy --strict), never run: issue 19 policies keep exact types."""
+
+from __future__ import annotations
+
+from typing_extensions import assert_type
+
+import paios_reliability as pr
+
+budget = pr.RetryBudget("b", ratio=0.1, min_per_second=1, window=5.0)
+assert_type(budget.try_withdraw(), bool)
+assert_type(budget.withdraw(), tuple[bool, int, int])
+assert_type(budget.snapshot(), pr.RetryBudgetState)
+assert_type(budget.snapshot().available, int)
+pr.RetryBudget("b", ratio="high")  # type: ignore[arg-type]
+
+
+@pr.retry(attempts=3, budget=budget)
+def fetch(url: str) -> bytes:
+    return url.encode()
+
+
+assert_type(fetch("x"), bytes)
+pr.retry(budget=3)  # type: ignore[arg-type]
+
+
+@pr.resilient(name="s", retry=True, retry_budget=budget)
+async def afetch(url: str) -> bytes:
+    return url.encode()
+
+
+async def use() -> None:
+    assert_type(await afetch("x"), bytes)
+    assert_type(await budget.atry_withdraw(), bool)
