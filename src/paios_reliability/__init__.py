@@ -112,6 +112,7 @@ if TYPE_CHECKING:
     from ._policies.breaker import CircuitBreaker, CircuitBreakerStats
     from ._policies.budget import RetryBudget, RetryBudgetState
     from ._policies.bulkhead import Bulkhead, BulkheadStats
+    from ._policies.limits import Limit, Reservation
     from ._policies.outcome import Outcome
     from ._policies.ratelimit import OccurrenceThreshold, RateLimiter, Throttle
     from ._policies.resilient import CallPolicy, resilient
@@ -179,6 +180,7 @@ _LAZY: dict[str, str] = {
     "LeakMonitor": "_observe.leaks",
     "LeakReport": "_observe.leaks",
     "Lease": "_runs.locks",
+    "Limit": "_policies.limits",
     "LockConflictError": "_core.exceptions",
     "LockManager": "_runs.locks",
     "LogChannel": "_observe.alerts",
@@ -197,6 +199,7 @@ _LAZY: dict[str, str] = {
     "RecyclingWorker": "_ops.recycle",
     "RedisStore": "_stores._redis",
     "ReliabilityError": "_core.exceptions",
+    "Reservation": "_policies.limits",
     "ResourceTracker": "_observe.leaks",
     "Restorer": "_core.settings",
     "ResumePlan": "_runs.checkpoint",
@@ -310,6 +313,7 @@ __all__ = [
     "LeakMonitor",
     "LeakReport",
     "Lease",
+    "Limit",
     "LockConflictError",
     "LockManager",
     "LogChannel",
@@ -328,6 +332,7 @@ __all__ = [
     "RecyclingWorker",
     "RedisStore",
     "ReliabilityError",
+    "Reservation",
     "ResourceTracker",
     "Restorer",
     "ResumePlan",

@@ -31,3 +31,21 @@ async def afetch(url: str) -> bytes:
 async def use() -> None:
     assert_type(await afetch("x"), bytes)
     assert_type(await budget.atry_withdraw(), bool)
+
+
+limiter = pr.RateLimiter(
+    "llm",
+    limits=[pr.Limit(60, per=60, unit="call"), pr.Limit(90_000, per=60)],
+)
+reservation = limiter.acquire(cost=1200)
+assert_type(reservation, pr.Reservation)
+assert_type(reservation.cost, float)
+limiter.settle(reservation, 800)
+assert_type(limiter.try_acquire(cost=3), bool)
+pr.RateLimiter("x", rate=1, per=1, limits=[])  # type: ignore[call-overload]
+pr.Limit(1, per=1, unit="tokens")  # type: ignore[arg-type]
+
+
+async def use_limiter() -> None:
+    assert_type(await limiter.aacquire(cost=5), pr.Reservation)
+    await limiter.asettle(reservation, 3)
