@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         CredentialError,
         CredentialExpiredError,
         CredentialMissingError,
+        FailoverExhaustedError,
         IntegrityError,
         LockConflictError,
         PermanentError,
@@ -112,6 +113,7 @@ if TYPE_CHECKING:
     from ._policies.breaker import CircuitBreaker, CircuitBreakerStats
     from ._policies.budget import RetryBudget, RetryBudgetState
     from ._policies.bulkhead import Bulkhead, BulkheadStats
+    from ._policies.failover import Failover, failover
     from ._policies.limits import Limit, Reservation
     from ._policies.outcome import Outcome
     from ._policies.ratelimit import OccurrenceThreshold, RateLimiter, Throttle
@@ -169,6 +171,8 @@ _LAZY: dict[str, str] = {
     "Event": "_core.events",
     "EventStore": "_observe.eventstore",
     "EventStoreChannel": "_observe.alerts",
+    "Failover": "_policies.failover",
+    "FailoverExhaustedError": "_core.exceptions",
     "Failure": "_core.taxonomy",
     "Gauge": "_observe.metrics",
     "HealthCheckResult": "_observe.health",
@@ -237,6 +241,7 @@ _LAZY: dict[str, str] = {
     "exit_code_for": "_core.taxonomy",
     "export_opentelemetry": "_observe.metrics",
     "export_prometheus": "_observe.metrics",
+    "failover": "_policies.failover",
     "gauge": "_observe.metrics",
     "get_metrics": "_observe.metrics",
     "get_versioned": "_runs.cas",
@@ -302,6 +307,8 @@ __all__ = [
     "Event",
     "EventStore",
     "EventStoreChannel",
+    "Failover",
+    "FailoverExhaustedError",
     "Failure",
     "Gauge",
     "HealthCheckResult",
@@ -372,6 +379,7 @@ __all__ = [
     "exit_code_for",
     "export_opentelemetry",
     "export_prometheus",
+    "failover",
     "gauge",
     "get_metrics",
     "get_versioned",

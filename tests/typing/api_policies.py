@@ -49,3 +49,15 @@ pr.Limit(1, per=1, unit="tokens")  # type: ignore[arg-type]
 async def use_limiter() -> None:
     assert_type(await limiter.aacquire(cost=5), pr.Reservation)
     await limiter.asettle(reservation, 3)
+
+
+def provider(prompt: str) -> str:
+    return prompt
+
+
+chain = pr.failover([("a", provider), ("b", provider)], name="llm")
+assert_type(chain, pr.Failover)
+assert_type(chain.labels, tuple[str, ...])
+pr.failover([provider], breaker=3)  # type: ignore[arg-type]
+error = pr.FailoverExhaustedError("x", failures=[("a", ValueError())])
+assert_type(error.failures, tuple[tuple[str, BaseException], ...])

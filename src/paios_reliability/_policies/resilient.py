@@ -541,8 +541,14 @@ class _OutcomeRun:
             error=exc,
         )
 
-    def failed(self, exc: Exception) -> tuple[bool, Any]:
-        """After a final failure: (fallback used, the value or an awaitable)."""
+    def failed(
+        self, exc: Exception, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> tuple[bool, Any]:
+        """After a final failure: (fallback used, the value or an awaitable).
+
+        A fallback that fails too (a failover chain) is returned as a
+        :class:`_FallbackFailed`, for the Outcome to report.
+        """
         from .boundary import never_a_fallback
 
         if never_a_fallback(exc):
@@ -553,7 +559,21 @@ class _OutcomeRun:
         from .boundary import _record
 
         _record(boundary.name or self.stack.name, exc, mode="outcome")
-        return True, boundary._fallback_for(exc)
+        try:
+            return True, boundary._fallback_for(exc, args, kwargs)
+        except Exception as final:
+            if never_a_fallback(final):
+                raise
+            return False, _FallbackFailed(final)
+
+
+class _FallbackFailed:
+    """The fallback itself failed (a failover chain ran out): the Outcome's error."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 def _asyncio_only_check(stack_name: str, parts: list[str]) -> Callable[[], None]:
@@ -706,6 +726,12 @@ def resilient(
     return cast("ResilientDecorator", decorate)
 
 
+def never_a_fallback(exc: BaseException) -> bool:
+    from .boundary import never_a_fallback as check
+
+    return check(exc)
+
+
 def _decorate(stack: _Stack, fn: Callable[P, T]) -> Callable[P, T]:
     from .._core.events import emit
 
@@ -797,9 +823,16 @@ def _async_entry(
         try:
             value = await run(inner, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - reported in the Outcome
-            used, value = call.failed(exc)
+            used, value = call.failed(exc, args, kwargs)
             if inspect.isawaitable(value):
-                value = await value
+                try:
+                    value = await value
+                except Exception as final:
+                    if never_a_fallback(final):
+                        raise
+                    used, value = False, _FallbackFailed(final)
+            if isinstance(value, _FallbackFailed):
+                return call.outcome(False, None, value.error, fallback=False)
             return call.outcome(False, value, exc, fallback=used)
         finally:
             call.close()
@@ -842,7 +875,9 @@ def _sync_entry(
         try:
             value = srun(inner, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - reported in the Outcome
-            used, value = call.failed(exc)
+            used, value = call.failed(exc, args, kwargs)
+            if isinstance(value, _FallbackFailed):
+                return call.outcome(False, None, value.error, fallback=False)
             return call.outcome(False, value, exc, fallback=used)
         finally:
             call.close()
