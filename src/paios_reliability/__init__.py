@@ -114,6 +114,7 @@ if TYPE_CHECKING:
     from ._policies.budget import RetryBudget, RetryBudgetState
     from ._policies.bulkhead import Bulkhead, BulkheadStats
     from ._policies.failover import Failover, failover
+    from ._policies.keyed import KeyedPolicy
     from ._policies.limits import Limit, Reservation
     from ._policies.outcome import Outcome
     from ._policies.ratelimit import OccurrenceThreshold, RateLimiter, Throttle
@@ -181,6 +182,7 @@ _LAZY: dict[str, str] = {
     "Histogram": "_observe.metrics",
     "IdempotencyStore": "_runs.idempotency",
     "IntegrityError": "_core.exceptions",
+    "KeyedPolicy": "_policies.keyed",
     "LeakMonitor": "_observe.leaks",
     "LeakReport": "_observe.leaks",
     "Lease": "_runs.locks",
@@ -317,6 +319,7 @@ __all__ = [
     "Histogram",
     "IdempotencyStore",
     "IntegrityError",
+    "KeyedPolicy",
     "LeakMonitor",
     "LeakReport",
     "Lease",

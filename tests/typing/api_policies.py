@@ -61,3 +61,11 @@ assert_type(chain.labels, tuple[str, ...])
 pr.failover([provider], breaker=3)  # type: ignore[arg-type]
 error = pr.FailoverExhaustedError("x", failures=[("a", ValueError())])
 assert_type(error.failures, tuple[tuple[str, BaseException], ...])
+
+
+breakers = pr.CircuitBreaker.keyed("hosts", max_keys=10, key=lambda host: host)
+assert_type(breakers, pr.KeyedPolicy[pr.CircuitBreaker])
+assert_type(breakers.get("h"), pr.CircuitBreaker)
+assert_type(pr.RateLimiter.keyed("t", rate=1, per=1).get("k"), pr.RateLimiter)
+assert_type(pr.Bulkhead.keyed("b", max_concurrent=2).get("k"), pr.Bulkhead)
+assert_type(len(breakers), int)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..typing import Clock, StateStore
+    from .keyed import KeyedPolicy
     from .limits import Limit, Reservation, WeightedLimits
 
 __all__ = ["OccurrenceThreshold", "RateLimiter", "Throttle", "doctor_check"]
@@ -252,6 +253,41 @@ class RateLimiter(_Keyed):
         self._horizon_hint = self._interval * self.burst
         if limits is not None:
             self._limits = WeightedLimits(name, limits, self._store, clock)
+
+    @classmethod
+    def keyed(
+        cls,
+        name: str,
+        *,
+        max_keys: int = 1024,
+        key: Callable[..., object] | None = None,
+        store: StateStore | None = None,
+        **options: Any,
+    ) -> KeyedPolicy[RateLimiter]:
+        """One independent limiter per key (host, provider, tenant, tool).
+
+        Each key's limiter is ``RateLimiter(f"{name}:{key}", store=store,
+        **options)``, created on first use; at most ``max_keys`` are kept
+        (least recently used evicted, never one whose state still matters).
+        ``key`` is a function of the call's arguments for decorating (or give
+        it to ``resilient(key=...)``). See
+        :class:`~paios_reliability.KeyedPolicy`.
+
+        Raises:
+            ValueError: Invalid options (checked now), or a store that is not
+                shared (per-key memory state stays with each key's limiter).
+        """
+        from .keyed import KeyedPolicy, check_store, limiter_evictable
+
+        check_store("RateLimiter", store)
+        cls(name, store=store, **options)  # invalid options fail here, not per key
+
+        def make(text: str) -> RateLimiter:
+            return cls(f"{name}:{text}", store=store, **options)
+
+        return KeyedPolicy(
+            "RateLimiter", name, make, limiter_evictable, max_keys=max_keys, key=key
+        )
 
     @property
     def store(self) -> StateStore:

@@ -167,6 +167,31 @@ def _with_retry_budget(layer: CallPolicy | None, budget: object) -> CallPolicy:
     return layer.with_budget(budget)
 
 
+def _keyed_layers(
+    key: object, *layers: CallPolicy | None
+) -> tuple[CallPolicy | None, ...]:
+    """Give every keyed layer the stack's ``key`` function."""
+    from .keyed import KeyedPolicy
+
+    if key is not None and not callable(key):
+        raise TypeError(
+            f"resilient(key=...) must be a function of the call's arguments, got {key!r}"
+        )
+    keyed = [layer for layer in layers if isinstance(layer, KeyedPolicy)]
+    if key is None:
+        return layers
+    if not keyed:
+        raise ValueError(
+            "resilient(key=...) needs a keyed breaker, limiter or bulkhead "
+            "(CircuitBreaker.keyed(...), RateLimiter.keyed(...), Bulkhead.keyed(...))"
+        )
+    pick = cast(Callable[..., object], key)
+    return tuple(
+        layer.with_key(pick) if isinstance(layer, KeyedPolicy) else layer
+        for layer in layers
+    )
+
+
 def _check_policy(value: object, what: str) -> None:
     if value is not None and not callable(value):
         raise TypeError(
@@ -211,6 +236,14 @@ class _Facts:
         self.breaker_reset: float | None = None
 
     def describe_policy(self, role: str, layer: object) -> None:
+        if _ours(layer, "_policies.keyed", "KeyedPolicy"):
+            k: Any = layer
+            self.describe_policy(role, k.template)
+            last = self.layers[-1]
+            self.layers[-1] = Layer(
+                last.role, f"per key (at most {k.max_keys} kept): {last.text}"
+            )
+            return
         if _ours(layer, "_policies.breaker", "CircuitBreaker"):
             b: Any = layer
             self.breaker_reset = float(b.reset_timeout)
@@ -600,6 +633,7 @@ def resilient(
     deadline: float | None = None,
     retry_timeouts: int = 1,
     retry_budget: RetryBudget | None = None,
+    key: Callable[..., object] | None = None,
 ) -> ResilientDecorator:
     """Put the standard policy stack around a sync or async function.
 
@@ -667,6 +701,10 @@ def resilient(
         retry_budget: A :class:`RetryBudget` the retry layer draws on (see
             ``retry(budget=...)``); needs ``retry`` to be ``True``, a dict or
             a ``retry(...)`` decorator of this library.
+        key: A function of the call's arguments (host, provider, tenant,
+            tool) choosing the per-key policy of every keyed ``breaker``,
+            ``limiter`` and ``bulkhead`` (``CircuitBreaker.keyed(...)`` and
+            friends) for each call.
 
     Returns:
         A decorator; the functions it returns have ``.policy`` and
@@ -689,6 +727,7 @@ def resilient(
         ("bulkhead", bulkhead),
     ):
         _check_policy(value, what)
+    breaker, limiter, bulkhead = _keyed_layers(key, breaker, limiter, bulkhead)
     if timeout is not None:
         from .timeout import timeout as make_timeout
 
