@@ -69,3 +69,12 @@ assert_type(breakers.get("h"), pr.CircuitBreaker)
 assert_type(pr.RateLimiter.keyed("t", rate=1, per=1).get("k"), pr.RateLimiter)
 assert_type(pr.Bulkhead.keyed("b", max_concurrent=2).get("k"), pr.Bulkhead)
 assert_type(len(breakers), int)
+
+
+@pr.resilient(name="forecast", retry=True, stale_if_error=300.0)
+def forecast(city: str) -> str:
+    return city
+
+
+assert_type(forecast("Oslo"), str)
+pr.resilient(name="x", stale_if_error="5m")  # type: ignore[arg-type]

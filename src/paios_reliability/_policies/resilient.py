@@ -574,6 +574,15 @@ class _OutcomeRun:
             error=exc,
         )
 
+    def succeeded(self, value: Any) -> Outcome[Any]:
+        """The stack returned: a result, or a stale one served for a failure."""
+        stale = self.record.stale_error
+        if stale is None:
+            return self.outcome(True, value, None, fallback=False)
+        from dataclasses import replace
+
+        return replace(self.outcome(False, value, stale, fallback=False), stale=True)
+
     def failed(
         self, exc: Exception, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> tuple[bool, Any]:
@@ -634,6 +643,7 @@ def resilient(
     retry_timeouts: int = 1,
     retry_budget: RetryBudget | None = None,
     key: Callable[..., object] | None = None,
+    stale_if_error: float | None = None,
 ) -> ResilientDecorator:
     """Put the standard policy stack around a sync or async function.
 
@@ -705,6 +715,10 @@ def resilient(
             tool) choosing the per-key policy of every keyed ``breaker``,
             ``limiter`` and ``bulkhead`` (``CircuitBreaker.keyed(...)`` and
             friends) for each call.
+        stale_if_error: Seconds: when the stack fails with a transient error,
+            return the last good result for the same (hashable) arguments if
+            it is younger than this (``resilient.stale_served`` event,
+            ``Outcome.stale``). At most 1024 argument sets are remembered.
 
     Returns:
         A decorator; the functions it returns have ``.policy`` and
@@ -733,6 +747,7 @@ def resilient(
 
         make_timeout(timeout)  # the same checks and messages as timeout()
     budget = _seconds(deadline, "deadline")
+    stale_for = _seconds(stale_if_error, "stale_if_error")
     count: object = retry_timeouts
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(
@@ -760,7 +775,7 @@ def resilient(
     )
 
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
-        return _decorate(stack, fn)
+        return _decorate(stack, fn, stale_for)
 
     return cast("ResilientDecorator", decorate)
 
@@ -771,11 +786,17 @@ def never_a_fallback(exc: BaseException) -> bool:
     return check(exc)
 
 
-def _decorate(stack: _Stack, fn: Callable[P, T]) -> Callable[P, T]:
+def _decorate(
+    stack: _Stack, fn: Callable[P, T], stale_for: float | None = None
+) -> Callable[P, T]:
     from .._core.events import emit
 
     identity = object()
     inner = stack.compose(fn, identity)
+    if stale_for is not None:
+        from .stale import stale_layer
+
+        inner = stale_layer(inner, stale_for, stack.name, identity)
     top = inner if stack.boundary is None else stack.boundary(inner)
     policy = stack.policy(fn)
     for problem in policy.warnings:
@@ -875,7 +896,7 @@ def _async_entry(
             return call.outcome(False, value, exc, fallback=used)
         finally:
             call.close()
-        return call.outcome(True, value, None, fallback=False)
+        return call.succeeded(value)
 
     return async_wrapper, aoutcome
 
@@ -920,6 +941,6 @@ def _sync_entry(
             return call.outcome(False, value, exc, fallback=used)
         finally:
             call.close()
-        return call.outcome(True, value, None, fallback=False)
+        return call.succeeded(value)
 
     return wrapper, outcome
