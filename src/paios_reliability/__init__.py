@@ -113,6 +113,7 @@ if TYPE_CHECKING:
     from ._policies.breaker import CircuitBreaker, CircuitBreakerStats
     from ._policies.budget import RetryBudget, RetryBudgetState
     from ._policies.bulkhead import Bulkhead, BulkheadStats
+    from ._policies.chaos import Chaos, chaos, chaos_enabled, set_chaos
     from ._policies.failover import Failover, failover
     from ._policies.keyed import KeyedPolicy
     from ._policies.limits import Limit, Reservation
@@ -153,6 +154,7 @@ _LAZY: dict[str, str] = {
     "CapabilityDeniedError": "_core.exceptions",
     "Catalog": "_core.taxonomy",
     "CatalogEntry": "_core.taxonomy",
+    "Chaos": "_policies.chaos",
     "Checkpoint": "_runs.checkpoint",
     "CheckpointStore": "_runs.checkpoint",
     "CircuitBreaker": "_policies.breaker",
@@ -230,6 +232,8 @@ _LAZY: dict[str, str] = {
     "atomic_open": "_data.atomic",
     "atomic_write": "_data.atomic",
     "audit_event": "_core.taxonomy",
+    "chaos": "_policies.chaos",
+    "chaos_enabled": "_policies.chaos",
     "check_database": "_data.database",
     "checkpoint": "_data.database",
     "classify": "_core.taxonomy",
@@ -264,6 +268,7 @@ _LAZY: dict[str, str] = {
     "retry_context": "_policies.retry",
     "run_process": "_ops.process",
     "set_active": "_core.settings",
+    "set_chaos": "_policies.chaos",
     "set_log_summary": "_core.events",
     "set_metrics": "_observe.metrics",
     "stable_hash": "_data.signed",
@@ -290,6 +295,7 @@ __all__ = [
     "CapabilityDeniedError",
     "Catalog",
     "CatalogEntry",
+    "Chaos",
     "Checkpoint",
     "CheckpointStore",
     "CircuitBreaker",
@@ -369,6 +375,8 @@ __all__ = [
     "atomic_open",
     "atomic_write",
     "audit_event",
+    "chaos",
+    "chaos_enabled",
     "check_database",
     "checkpoint",
     "classify",
@@ -403,6 +411,7 @@ __all__ = [
     "retry_context",
     "run_process",
     "set_active",
+    "set_chaos",
     "set_log_summary",
     "set_metrics",
     "stable_hash",

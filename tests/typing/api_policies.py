@@ -78,3 +78,14 @@ def forecast(city: str) -> str:
 
 assert_type(forecast("Oslo"), str)
 pr.resilient(name="x", stale_if_error="5m")  # type: ignore[arg-type]
+
+
+@pr.chaos(fault_rate=0.1, latency=(0.1, 0.5), latency_rate=0.2, seed=1)
+def tool(x: int) -> int:
+    return x
+
+
+assert_type(tool(1), int)
+assert_type(pr.set_chaos(True), pr.Restorer)
+assert_type(pr.chaos_enabled(), bool)
+pr.chaos(fault_rate="often")  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import render_table, run_checks
 
     only = frozenset(args.check) if args.check else None
-    results = run_checks(only)
+    results = run_checks(only, chaos=args.chaos)
     if args.json:
         print(
             json.dumps(
@@ -292,6 +292,11 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME",
         help="run only this check (repeatable)",
+    )
+    doctor.add_argument(
+        "--chaos",
+        action="store_true",
+        help="also rehearse retry, breaker and failover under injected faults",
     )
     doctor.set_defaults(handler=_cmd_doctor)
 

@@ -628,8 +628,22 @@ CHECKS: list[tuple[str, Check]] = [
 ]
 
 
-def run_checks(only: frozenset[str] | None = None) -> list[CheckResult]:
+def _check_chaos(tmp: Path) -> str:
+    from .._policies.chaos import doctor_check
+
+    return doctor_check(tmp)
+
+
+# Run only when asked (doctor --chaos): it switches fault injection on.
+CHAOS_CHECK: tuple[str, Check] = ("chaos", _check_chaos)
+
+
+def run_checks(
+    only: frozenset[str] | None = None, *, chaos: bool = False
+) -> list[CheckResult]:
     """Run every check (or those named in ``only``) and return their results.
+
+    With ``chaos``, also rehearse the call policies under injected faults.
 
     The events the checks provoke on purpose (a caught error, a timeout) are
     kept out of the terminal: the table is the output.
@@ -641,15 +655,15 @@ def run_checks(only: frozenset[str] | None = None) -> list[CheckResult]:
     logger.propagate = False
     logger.setLevel(logging.CRITICAL + 1)
     try:
-        return _run_checks(only)
+        return _run_checks(only, chaos)
     finally:
         logger.propagate = propagate
         logger.setLevel(level)
 
 
-def _run_checks(only: frozenset[str] | None) -> list[CheckResult]:
+def _run_checks(only: frozenset[str] | None, chaos: bool = False) -> list[CheckResult]:
     results = []
-    for name, check in CHECKS:
+    for name, check in [*CHECKS, *([CHAOS_CHECK] if chaos else [])]:
         if only is not None and name not in only:
             continue
         start = time.perf_counter()
