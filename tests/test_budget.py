@@ -256,8 +256,10 @@ class BudgetModel(RuleBasedStateMachine):
     def snapshot_matches(self) -> None:
         calls, retries = self._window()
         state = self.budget.snapshot()
+        # (No "retries <= ratio * calls + floor" here: calls may leave the
+        # window before the retries they allowed; the rule holds when a
+        # retry is decided, which retry_once checks.)
         assert (state.calls, state.retries) == (calls, retries)
-        assert state.retries <= self.ratio * state.calls + self.floor_rate * self.window
 
 
 TestBudgetModel = BudgetModel.TestCase
