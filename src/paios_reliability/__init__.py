@@ -115,6 +115,7 @@ if TYPE_CHECKING:
     from ._policies.bulkhead import Bulkhead, BulkheadStats
     from ._policies.chaos import Chaos, chaos, chaos_enabled, set_chaos
     from ._policies.failover import Failover, failover
+    from ._policies.hedge import Hedge, hedge
     from ._policies.keyed import KeyedPolicy
     from ._policies.limits import Limit, Reservation
     from ._policies.outcome import Outcome
@@ -181,6 +182,7 @@ _LAZY: dict[str, str] = {
     "HealthCheckResult": "_observe.health",
     "HealthRegistry": "_observe.health",
     "HealthReport": "_observe.health",
+    "Hedge": "_policies.hedge",
     "Histogram": "_observe.metrics",
     "IdempotencyStore": "_runs.idempotency",
     "IntegrityError": "_core.exceptions",
@@ -251,6 +253,7 @@ _LAZY: dict[str, str] = {
     "gauge": "_observe.metrics",
     "get_metrics": "_observe.metrics",
     "get_versioned": "_runs.cas",
+    "hedge": "_policies.hedge",
     "histogram": "_observe.metrics",
     "idempotency_key": "_runs.idempotency",
     "idempotent": "_runs.idempotency",
@@ -322,6 +325,7 @@ __all__ = [
     "HealthCheckResult",
     "HealthRegistry",
     "HealthReport",
+    "Hedge",
     "Histogram",
     "IdempotencyStore",
     "IntegrityError",
@@ -394,6 +398,7 @@ __all__ = [
     "gauge",
     "get_metrics",
     "get_versioned",
+    "hedge",
     "histogram",
     "idempotency_key",
     "idempotent",

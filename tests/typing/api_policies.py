@@ -89,3 +89,15 @@ assert_type(tool(1), int)
 assert_type(pr.set_chaos(True), pr.Restorer)
 assert_type(pr.chaos_enabled(), bool)
 pr.chaos(fault_rate="often")  # type: ignore[arg-type]
+
+
+@pr.hedge(delay=0.2, max_hedges=2, budget=budget)
+async def replica(key: str) -> bytes:
+    return key.encode()
+
+
+async def use_hedge() -> None:
+    assert_type(await replica("k"), bytes)
+
+
+pr.hedge(percentile="p99")  # type: ignore[arg-type]
