@@ -109,6 +109,7 @@ if TYPE_CHECKING:
     )
     from ._ops.recycle import Recycler, RecyclingWorker
     from ._ops.service import render_launchd, render_systemd
+    from ._policies.adaptive import AdaptiveLimiter
     from ._policies.boundary import error_boundary
     from ._policies.breaker import CircuitBreaker, CircuitBreakerStats
     from ._policies.budget import RetryBudget, RetryBudgetState
@@ -140,6 +141,7 @@ if TYPE_CHECKING:
 
 # public name -> private module that defines it
 _LAZY: dict[str, str] = {
+    "AdaptiveLimiter": "_policies.adaptive",
     "Alert": "_observe.alerts",
     "AlertChannel": "_observe.alerts",
     "AlertDispatcher": "_observe.alerts",
@@ -283,6 +285,7 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "AdaptiveLimiter",
     "Alert",
     "AlertChannel",
     "AlertDispatcher",

@@ -101,3 +101,17 @@ async def use_hedge() -> None:
 
 
 pr.hedge(percentile="p99")  # type: ignore[arg-type]
+
+
+adaptive = pr.AdaptiveLimiter("llm", initial=8, algorithm="aimd")
+assert_type(adaptive.limit, int)
+
+
+@adaptive.prioritized(1)
+def interactive(prompt: str) -> str:
+    return prompt
+
+
+assert_type(interactive("x"), str)
+assert_type(adaptive.call(interactive, "x"), str)
+pr.AdaptiveLimiter("llm", algorithm="vegas")  # type: ignore[arg-type]
