@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         CredentialExpiredError,
         CredentialIOError,
         CredentialMissingError,
+        FailoverExhaustedError,
         IntegrityError,
         LockConflictError,
         PermanentError,
@@ -117,9 +118,16 @@ if TYPE_CHECKING:
     from ._ops.process_result import ProcessError, ProcessResult, ProcessTimeoutError
     from ._ops.recycle import Recycler, RecyclingWorker
     from ._ops.service import render_launchd, render_systemd
+    from ._policies.adaptive import AdaptiveLimiter
     from ._policies.boundary import error_boundary
     from ._policies.breaker import CircuitBreaker, CircuitBreakerStats
+    from ._policies.budget import RetryBudget, RetryBudgetState
     from ._policies.bulkhead import Bulkhead, BulkheadStats
+    from ._policies.chaos import Chaos, chaos, chaos_enabled, set_chaos
+    from ._policies.failover import Failover, failover
+    from ._policies.hedge import Hedge, hedge
+    from ._policies.keyed import KeyedPolicy
+    from ._policies.limits import Limit, Reservation
     from ._policies.outcome import Outcome
     from ._policies.ratelimit import OccurrenceThreshold, RateLimiter, Throttle
     from ._policies.resilient import resilient
@@ -143,6 +151,7 @@ if TYPE_CHECKING:
 
 # public name -> private module that defines it
 _LAZY: dict[str, str] = {
+    "AdaptiveLimiter": "_policies.adaptive",
     "Alert": "_observe.alerts",
     "AlertChannel": "typing",
     "AlertDispatcher": "_observe.alerts",
@@ -159,6 +168,7 @@ _LAZY: dict[str, str] = {
     "CapabilityDeniedError": "_core.exceptions",
     "Catalog": "_core.taxonomy",
     "CatalogEntry": "_core.taxonomy",
+    "Chaos": "_policies.chaos",
     "Checkpoint": "_runs.checkpoint",
     "CheckpointStore": "_runs.checkpoint",
     "CircuitBreaker": "_policies.breaker",
@@ -186,17 +196,22 @@ _LAZY: dict[str, str] = {
     "Event": "_core.events",
     "EventStore": "_observe.eventstore",
     "EventStoreChannel": "_observe.alerts",
+    "Failover": "_policies.failover",
+    "FailoverExhaustedError": "_core.exceptions",
     "Failure": "_core.taxonomy",
     "Gauge": "_observe.metrics",
     "HealthCheckResult": "_observe.health",
     "HealthRegistry": "_observe.health",
     "HealthReport": "_observe.health",
+    "Hedge": "_policies.hedge",
     "Histogram": "_observe.metrics",
     "IdempotencyStore": "_runs.idempotency",
     "IntegrityError": "_core.exceptions",
+    "KeyedPolicy": "_policies.keyed",
     "LeakMonitor": "_observe.leaks",
     "LeakReport": "_observe.leaks",
     "Lease": "_runs.locks",
+    "Limit": "_policies.limits",
     "LockConflictError": "_core.exceptions",
     "LockManager": "_runs.locks",
     "LogChannel": "_observe.alerts",
@@ -216,10 +231,13 @@ _LAZY: dict[str, str] = {
     "RedisStore": "_stores._redis",
     "ReliabilityError": "_core.exceptions",
     "ResourceTracker": "_observe.resources",
+    "Reservation": "_policies.limits",
     "Restorer": "_core.settings",
     "ResumePlan": "_runs.checkpoint",
     "SQLiteStore": "_stores._sqlite",
     "SaveResult": "_data.config_file",
+    "RetryBudget": "_policies.budget",
+    "RetryBudgetState": "_policies.budget",
     "RetryExhaustedError": "_core.exceptions",
     "StoreUnavailableError": "_core.exceptions",
     "StoredEvent": "_observe.eventstore",
@@ -237,6 +255,8 @@ _LAZY: dict[str, str] = {
     "atomic_open": "_data.atomic",
     "atomic_write": "_data.atomic",
     "audit_event": "_core.taxonomy",
+    "chaos": "_policies.chaos",
+    "chaos_enabled": "_policies.chaos",
     "check_database": "_data.database",
     "checkpoint": "_data.database",
     "classify": "_core.taxonomy",
@@ -253,9 +273,11 @@ _LAZY: dict[str, str] = {
     "exit_code_for": "_core.taxonomy",
     "export_opentelemetry": "_observe.exporters",
     "export_prometheus": "_observe.exporters",
+    "failover": "_policies.failover",
     "gauge": "_observe.metrics",
     "get_metrics": "_observe.metrics",
     "get_versioned": "_runs.cas",
+    "hedge": "_policies.hedge",
     "histogram": "_observe.metrics",
     "idempotency_key": "_runs.idempotency",
     "idempotent": "_runs.idempotency",
@@ -273,6 +295,7 @@ _LAZY: dict[str, str] = {
     "retry_context": "_policies.retry",
     "run_process": "_ops.process",
     "set_active": "_core.settings",
+    "set_chaos": "_policies.chaos",
     "set_log_summary": "_core.events",
     "set_metrics": "_observe.metrics",
     "stable_hash": "_data.signed",
@@ -285,6 +308,7 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "AdaptiveLimiter",
     "Alert",
     "AlertChannel",
     "AlertDispatcher",
@@ -302,6 +326,7 @@ __all__ = [
     "CapabilityDeniedError",
     "Catalog",
     "CatalogEntry",
+    "Chaos",
     "Checkpoint",
     "CheckpointStore",
     "CircuitBreaker",
@@ -327,17 +352,22 @@ __all__ = [
     "Event",
     "EventStore",
     "EventStoreChannel",
+    "Failover",
+    "FailoverExhaustedError",
     "Failure",
     "Gauge",
     "HealthCheckResult",
     "HealthRegistry",
     "HealthReport",
+    "Hedge",
     "Histogram",
     "IdempotencyStore",
     "IntegrityError",
+    "KeyedPolicy",
     "LeakMonitor",
     "LeakReport",
     "Lease",
+    "Limit",
     "LockConflictError",
     "LockManager",
     "LogChannel",
@@ -357,9 +387,12 @@ __all__ = [
     "RecyclingWorker",
     "RedisStore",
     "ReliabilityError",
+    "Reservation",
     "ResourceTracker",
     "Restorer",
     "ResumePlan",
+    "RetryBudget",
+    "RetryBudgetState",
     "RetryExhaustedError",
     "SQLiteStore",
     "SaveResult",
@@ -381,6 +414,8 @@ __all__ = [
     "atomic_open",
     "atomic_write",
     "audit_event",
+    "chaos",
+    "chaos_enabled",
     "check_database",
     "checkpoint",
     "classify",
@@ -396,9 +431,11 @@ __all__ = [
     "exit_code_for",
     "export_opentelemetry",
     "export_prometheus",
+    "failover",
     "gauge",
     "get_metrics",
     "get_versioned",
+    "hedge",
     "histogram",
     "hook",
     "idempotency_key",
@@ -417,6 +454,7 @@ __all__ = [
     "retry_context",
     "run_process",
     "set_active",
+    "set_chaos",
     "set_log_summary",
     "set_metrics",
     "stable_hash",

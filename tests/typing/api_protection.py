@@ -38,7 +38,7 @@ assert_type(limiter.try_acquire(), bool)
 assert_type(throttle.allow("key"), bool)
 assert_type(threshold.record("key"), bool)
 pr.CircuitBreaker("x", failure_threshold="5")  # type: ignore[arg-type]
-pr.RateLimiter("x", rate=1)  # type: ignore[call-arg]
+pr.RateLimiter("x", rate=1)  # type: ignore[call-overload]
 pr.Bulkhead("x")  # type: ignore[call-arg]
 pr.CircuitBreaker("x", store="redis://")  # type: ignore[arg-type]
 

@@ -175,6 +175,8 @@ _ENTRIES: tuple[tuple[str, Kind, int, Recovery, str], ...] = (
     ("INTERRUPTED", _P, 48, "abort", "Interrupted by the user or a generator close (never retried)."),
     ("CANCELLED", _P, 48, "abort", "The task was cancelled (never retried, never counted)."),
     ("SYSTEM_EXIT", _P, 49, "abort", "The process is exiting (SystemExit)."),
+    # issue 19
+    ("FAILOVER_EXHAUSTED", _T, 20, "retry", "Every entry of a failover chain failed or was skipped."),
 )
 # fmt: on
 

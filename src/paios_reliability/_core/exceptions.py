@@ -14,7 +14,8 @@ where callers already catch it (``except TimeoutError``, ``except ValueError``):
         │   │   └── BulkheadFullError
         │   ├── LockConflictError        .key, .holder, .retry_after
         │   ├── StoreUnavailableError    .store (SQLite or Redis state store down)
-        │   └── RetryExhaustedError      every attempt's result was rejected; .last_result
+        │   ├── RetryExhaustedError      every attempt's result was rejected; .last_result
+        │   └── FailoverExhaustedError   every entry of a failover chain failed; .failures
         └── PermanentError               retrying cannot help
             ├── UnsupportedEventLoopError  also a builtin RuntimeError; .library
             ├── ConfigError              also a builtin ValueError; .path, .errors
@@ -54,6 +55,7 @@ __all__ = [
     "BulkheadFullError",
     "CapabilityDeniedError",
     "CircuitOpenError",
+    "FailoverExhaustedError",
     "ConfigError",
     "ConfigIOError",
     "CredentialError",
@@ -341,6 +343,27 @@ class RetryExhaustedError(TransientError):
         super().__init__(message, context=context)
         self.last_result = last_result
         self.attempts = attempts
+
+
+class FailoverExhaustedError(TransientError):
+    """Every entry of a :func:`~paios_reliability.failover` chain failed or was skipped.
+
+    Attributes:
+        failures: ``(entry name, exception)`` for every entry, in order (an
+            entry skipped by its open breaker has its ``CircuitOpenError``).
+    """
+
+    default_code = "FAILOVER_EXHAUSTED"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        failures: Sequence[tuple[str, BaseException]] = (),
+        context: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, context=context)
+        self.failures = tuple(failures)
 
 
 class UnsupportedEventLoopError(PermanentError, RuntimeError):

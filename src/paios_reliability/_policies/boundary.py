@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -105,8 +105,17 @@ class error_boundary:  # noqa: N801 - used like a function: `@error_boundary(...
     def __repr__(self) -> str:
         return f"error_boundary(fallback={self._fallback!r}, name={self.name!r})"
 
-    def _fallback_for(self, exc: Exception) -> Any:
+    def _fallback_for(
+        self,
+        exc: Exception,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
         fallback = self._fallback
+        # A failover chain needs the call's arguments, not only the error.
+        with_args = getattr(fallback, "fallback_with_args", None)
+        if with_args is not None:
+            return with_args(exc, args, kwargs or {})
         return fallback(exc) if callable(fallback) else fallback
 
     # -- decorator --------------------------------------------------------------
@@ -130,7 +139,7 @@ class error_boundary:  # noqa: N801 - used like a function: `@error_boundary(...
                     if never_a_fallback(exc):
                         raise
                     _record(label, exc, mode="async")
-                    value = fallback_for(exc)
+                    value = fallback_for(exc, args, kwargs)
                     if inspect.isawaitable(value):
                         value = await value
                     return value
@@ -147,7 +156,7 @@ class error_boundary:  # noqa: N801 - used like a function: `@error_boundary(...
                 if never_a_fallback(exc):
                     raise
                 _record(label, exc, mode="sync")
-                return cast(T, fallback_for(exc))
+                return cast(T, fallback_for(exc, args, kwargs))
 
         return wrapper
 

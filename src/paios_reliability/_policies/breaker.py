@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..typing import Clock, StateStore
+    from .keyed import KeyedPolicy
 
 __all__ = ["CircuitBreaker", "CircuitBreakerStats", "doctor_check"]
 
@@ -760,6 +761,41 @@ class CircuitBreaker:
         """``"closed"``, ``"open"`` or ``"half_open"`` (read from the store)."""
         s, now = self._engine.snapshot()
         return _PHASES[_effective(s, now)[0].phase]
+
+    @classmethod
+    def keyed(
+        cls,
+        name: str,
+        *,
+        max_keys: int = 1024,
+        key: Callable[..., object] | None = None,
+        store: StateStore | None = None,
+        **options: Any,
+    ) -> KeyedPolicy[CircuitBreaker]:
+        """One independent breaker per key (host, provider, tenant, tool).
+
+        Each key's breaker is ``CircuitBreaker(f"{name}:{key}", store=store,
+        **options)``, created on first use; at most ``max_keys`` are kept
+        (least recently used evicted, never one whose state still matters).
+        ``key`` is a function of the call's arguments for decorating (or give
+        it to ``resilient(key=...)``). See
+        :class:`~paios_reliability.KeyedPolicy`.
+
+        Raises:
+            ValueError: Invalid options (checked now), or a store that is not
+                shared (per-key memory state stays with each key's breaker).
+        """
+        from .keyed import KeyedPolicy, breaker_evictable, check_store
+
+        check_store("CircuitBreaker", store)
+        cls(name, store=store, **options)  # invalid options fail here, not per key
+
+        def make(text: str) -> CircuitBreaker:
+            return cls(f"{name}:{text}", store=store, **options)
+
+        return KeyedPolicy(
+            "CircuitBreaker", name, make, breaker_evictable, max_keys=max_keys, key=key
+        )
 
     @property
     def stats(self) -> CircuitBreakerStats:

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..typing import Clock, StateStore
+    from .keyed import KeyedPolicy
 
 __all__ = ["Bulkhead", "BulkheadStats", "doctor_check"]
 
@@ -692,6 +693,41 @@ class Bulkhead:
         return (
             f"Bulkhead({self.name!r}, max_concurrent={self.max_concurrent!r}, "
             f"max_queue={self.max_queue!r})"
+        )
+
+    @classmethod
+    def keyed(
+        cls,
+        name: str,
+        *,
+        max_keys: int = 1024,
+        key: Callable[..., object] | None = None,
+        store: StateStore | None = None,
+        **options: Any,
+    ) -> KeyedPolicy[Bulkhead]:
+        """One independent bulkhead per key (host, provider, tenant, tool).
+
+        Each key's bulkhead is ``Bulkhead(f"{name}:{key}", store=store,
+        **options)``, created on first use; at most ``max_keys`` are kept
+        (least recently used evicted, never one whose state still matters).
+        ``key`` is a function of the call's arguments for decorating (or give
+        it to ``resilient(key=...)``). See
+        :class:`~paios_reliability.KeyedPolicy`.
+
+        Raises:
+            ValueError: Invalid options (checked now), or a store that is not
+                shared (per-key memory state stays with each key's bulkhead).
+        """
+        from .keyed import KeyedPolicy, bulkhead_evictable, check_store
+
+        check_store("Bulkhead", store)
+        cls(name, store=store, **options)  # invalid options fail here, not per key
+
+        def make(text: str) -> Bulkhead:
+            return cls(f"{name}:{text}", store=store, **options)
+
+        return KeyedPolicy(
+            "Bulkhead", name, make, bulkhead_evictable, max_keys=max_keys, key=key
         )
 
     @property

@@ -25,11 +25,13 @@ T_co = TypeVar("T_co", covariant=True)
 class CallRecord:
     """Per-call facts filled in by the layers of one stack (never shared)."""
 
-    __slots__ = ("attempts", "stack")
+    __slots__ = ("attempts", "stack", "stale_error")
 
     def __init__(self, stack: object) -> None:
         self.stack = stack
         self.attempts = 1
+        # The failure a stale value was served for (resilient(stale_if_error=)).
+        self.stale_error: Exception | None = None
 
 
 current: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar(
@@ -62,6 +64,8 @@ class Outcome(Generic[T_co]):
         trace_id: The trace the call ran in (its events carry the same id).
         error: The final exception itself (not part of :meth:`to_dict`, not
             compared).
+        stale: ``value`` is an earlier result served because the stack
+            failed (``resilient(stale_if_error=...)``); ``ok`` is false.
     """
 
     ok: bool
@@ -72,6 +76,7 @@ class Outcome(Generic[T_co]):
     fallback_used: bool
     trace_id: str | None
     error: BaseException | None = field(default=None, compare=False, repr=False)
+    stale: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe view: the value through ``json_safe``, secrets redacted.
@@ -96,6 +101,7 @@ class Outcome(Generic[T_co]):
             "attempts": self.attempts,
             "elapsed": round(self.elapsed, 6),
             "fallback_used": self.fallback_used,
+            "stale": self.stale,
             "trace_id": self.trace_id,
         }
         error = self.error

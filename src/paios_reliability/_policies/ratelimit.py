@@ -15,8 +15,8 @@ interval <= now``, and then ``TAT`` moves one interval on.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from .._core import settings as _config
 from .._core.clock import get_clock
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..typing import Clock, StateStore
+    from .keyed import KeyedPolicy
+    from .limits import Limit, Reservation, WeightedLimits
 
 __all__ = ["OccurrenceThreshold", "RateLimiter", "Throttle", "doctor_check"]
 
@@ -58,7 +60,13 @@ _HORIZON_ATTEMPTS = 8
 
 
 def gcra(
-    tat: int | None, now: int, interval: int, burst: int, limit: int | None
+    tat: int | None,
+    now: int,
+    interval: int,
+    burst: int,
+    limit: int | None,
+    *,
+    cost: float = 1,
 ) -> tuple[int | None, Decision]:
     """One GCRA decision.
 
@@ -69,12 +77,14 @@ def gcra(
         burst: Calls admitted at once from a full bucket.
         limit: Longest wait (ns) the caller accepts for a reserved slot;
             ``0`` admits only at once, ``None`` waits as long as needed.
+        cost: Slots the call takes (a weighted call moves the TAT on by
+            ``cost`` intervals).
 
     Returns:
         The new TAT (the same object when nothing is taken) and the decision.
     """
     base = tat if tat is not None and tat > now else now
-    new_tat = base + interval
+    new_tat = base + (interval if cost == 1 else round(interval * cost))
     wait = new_tat - burst * interval - now
     if wait <= 0:
         return new_tat, (True, 0)
@@ -127,6 +137,12 @@ class RateLimiter(_Keyed):
     :meth:`aacquire`, :meth:`try_acquire` / :meth:`atry_acquire`, or as
     ``with limiter:`` / ``async with limiter:``.
 
+    With ``limits=[Limit(...), ...]`` instead of ``rate``/``per``/``burst``
+    it keeps several windows at once (requests per minute, tokens per minute,
+    tokens per day) in one store key: a call of ``cost`` units is admitted
+    by every window or charged to none, and :meth:`settle` corrects the
+    charge once the real cost is known.
+
     Args:
         name: Identifies the limiter in events, errors and the store.
         rate: Calls per ``per`` seconds (> 0, may be fractional).
@@ -141,11 +157,14 @@ class RateLimiter(_Keyed):
             ``rate_limiter.store_unavailable``) instead of raising
             :class:`StoreUnavailableError`.
         clock: Time source (default: the process clock at call time).
+        limits: Several windows (:class:`Limit`) instead of ``rate``/``per``/
+            ``burst``.
 
     Events (``paios_reliability.rate_limiter.*``): ``rejected`` (info;
     ``retry_after``), ``delayed`` (debug; ``wait``), ``store_unavailable``.
     """
 
+    @overload
     def __init__(
         self,
         name: str,
@@ -158,9 +177,52 @@ class RateLimiter(_Keyed):
         max_wait: float | None = None,
         fail_open: bool = False,
         clock: Clock | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        name: str,
+        *,
+        limits: Sequence[Limit],
+        store: StateStore | None = None,
+        block: bool = True,
+        max_wait: float | None = None,
+        fail_open: bool = False,
+        clock: Clock | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        rate: float | None = None,
+        per: float | None = None,
+        burst: int | None = None,
+        store: StateStore | None = None,
+        block: bool = True,
+        max_wait: float | None = None,
+        fail_open: bool = False,
+        clock: Clock | None = None,
+        limits: Sequence[Limit] | None = None,
     ) -> None:
         owner = "RateLimiter"
         self.name = check_name(owner, name)
+        self._limits: WeightedLimits | None = None
+        if limits is not None:
+            if rate is not None or per is not None or burst is not None:
+                raise ValueError(
+                    "RateLimiter takes either limits=[...] or rate=/per=/burst=, not both"
+                )
+            from .limits import WeightedLimits, check_limits
+
+            # The first window stands in for rate/per in repr and stats.
+            first = check_limits(limits)[0]
+            rate, per = first.rate, first.per
+        elif rate is None or per is None:
+            raise ValueError(
+                "RateLimiter needs rate= and per= (or limits=[Limit(...), ...])"
+            )
         self.rate = check_seconds(owner, "rate", rate)
         self.per = check_seconds(owner, "per", per)
         self.burst = (
@@ -180,6 +242,43 @@ class RateLimiter(_Keyed):
         # with unbounded patience can lie any distance ahead; this is the
         # horizon the last such write needed (a hint, not a bound).
         self._horizon_hint = self._interval * self.burst
+        if limits is not None:
+            self._limits = WeightedLimits(name, limits, self._store, clock)
+
+    @classmethod
+    def keyed(
+        cls,
+        name: str,
+        *,
+        max_keys: int = 1024,
+        key: Callable[..., object] | None = None,
+        store: StateStore | None = None,
+        **options: Any,
+    ) -> KeyedPolicy[RateLimiter]:
+        """One independent limiter per key (host, provider, tenant, tool).
+
+        Each key's limiter is ``RateLimiter(f"{name}:{key}", store=store,
+        **options)``, created on first use; at most ``max_keys`` are kept
+        (least recently used evicted, never one whose state still matters).
+        ``key`` is a function of the call's arguments for decorating (or give
+        it to ``resilient(key=...)``). See
+        :class:`~paios_reliability.KeyedPolicy`.
+
+        Raises:
+            ValueError: Invalid options (checked now), or a store that is not
+                shared (per-key memory state stays with each key's limiter).
+        """
+        from .keyed import KeyedPolicy, check_store, limiter_evictable
+
+        check_store("RateLimiter", store)
+        cls(name, store=store, **options)  # invalid options fail here, not per key
+
+        def make(text: str) -> RateLimiter:
+            return cls(f"{name}:{text}", store=store, **options)
+
+        return KeyedPolicy(
+            "RateLimiter", name, make, limiter_evictable, max_keys=max_keys, key=key
+        )
 
     @property
     def store(self) -> StateStore:
@@ -192,13 +291,13 @@ class RateLimiter(_Keyed):
         )
 
     def _step(
-        self, limit: int | None, horizon: int | None
+        self, limit: int | None, horizon: int | None, cost: float = 1
     ) -> Callable[[Any], tuple[Any, tuple[Decision, int]]]:
         now = self._now()
         interval, burst = self._interval, self.burst
 
         def step(data: Any) -> tuple[Any, tuple[Decision, int]]:
-            new_tat, decision = gcra(data, now, interval, burst, limit)
+            new_tat, decision = gcra(data, now, interval, burst, limit, cost=cost)
             if new_tat is not None and new_tat is not data and horizon is not None:
                 needed = new_tat - now
                 if needed > horizon:
@@ -210,7 +309,7 @@ class RateLimiter(_Keyed):
         return step
 
     def _decisions(
-        self, limit: int | None
+        self, limit: int | None, cost: float = 1
     ) -> Generator[tuple[str, Any], Any, Decision]:
         """One admission: yields ``("update", (step, ttl))``, returns the decision.
 
@@ -221,30 +320,32 @@ class RateLimiter(_Keyed):
         """
         span = self._interval * self.burst
         horizon = self._horizon_hint if limit is None else span + limit
+        if cost > 1:
+            horizon += round(self._interval * cost)
         attempt = 0
         while True:
             attempt += 1
             # A bounded wait bounds the horizon: that write never needs more.
             final = limit is not None or attempt >= _HORIZON_ATTEMPTS
-            step = self._step(limit, None if final else horizon)
+            step = self._step(limit, None if final else horizon, cost)
             decision, needed = yield ("update", (step, ttl_seconds(horizon / NS)))
             if not needed:
                 return cast(Decision, decision)
             horizon = max(needed, 2 * horizon)
             self._horizon_hint = horizon
 
-    def _decide(self, limit: int | None) -> Decision:
+    def _decide(self, limit: int | None, cost: float = 1) -> Decision:
         return drive(
-            self._decisions(limit),
+            self._decisions(limit, cost),
             self._store,
             self._key,
             ttl=ttl_seconds(self._interval * self.burst / NS),
             clock=get_clock(self._clock),
         )
 
-    async def _adecide(self, limit: int | None) -> Decision:
+    async def _adecide(self, limit: int | None, cost: float = 1) -> Decision:
         return await adrive(
-            self._decisions(limit),
+            self._decisions(limit, cost),
             self._store,
             self._key,
             ttl=ttl_seconds(self._interval * self.burst / NS),
@@ -290,59 +391,176 @@ class RateLimiter(_Keyed):
         )
         return wait / NS
 
-    def acquire(self) -> None:
-        """Take one slot, waiting for it when ``block`` (see the class docs).
+    def _cost(self, cost: object) -> float:
+        """A valid cost, or ``ValueError`` when no wait could ever admit it."""
+        if self._limits is not None:
+            return self._limits.check_cost(cost)
+        from .limits import check_cost
+
+        value = check_cost(self.name, "cost", cost)
+        if value > self.burst:
+            raise ValueError(
+                f"rate limiter {self.name!r}: cost {value:g} exceeds the burst "
+                f"{self.burst}; no wait would ever admit it"
+            )
+        return value
+
+    def _reservation(self, cost: float, wait: float) -> Reservation:
+        from .limits import Reservation
+
+        return Reservation(self, self.name, cost, wait)
+
+    def _admit(self, decision: tuple[bool, int, int] | Decision, cost: float) -> float:
+        """Seconds to sleep for an admitted call; raise for a refused one."""
+        if self._limits is None:
+            return self._decided(cast(Decision, decision))
+        admitted, wait, worst = cast(tuple[bool, int, int], decision)
+        if not admitted:
+            raise self._limits.refused(wait, worst, cost)
+        return self._limits.pause(wait)
+
+    def acquire(self, cost: float = 1) -> Reservation:
+        """Take ``cost`` units from every window, waiting when ``block`` (see the class).
+
+        All windows admit the call or none is charged. Give the returned
+        :class:`Reservation` to :meth:`settle` once the real cost is known.
 
         Raises:
             RateLimitedError: No slot within ``max_wait``/the deadline, or at
                 once with ``block=False``.
             StoreUnavailableError: The store is down and ``fail_open`` is off.
+            ValueError: ``cost`` is negative, not a number, or larger than a
+                window's burst (no wait would ever admit it).
         """
+        cost = self._cost(cost)
         if not _config._state.active:
-            return
+            return self._reservation(cost, 0.0)
+        limit = self._limit()
         try:
-            decision = self._decide(self._limit())
+            decision = (
+                self._decide(limit, cost)
+                if self._limits is None
+                else self._limits.decide(cost, limit)
+            )
         except StoreUnavailableError as exc:
             self._store_down("rate_limiter", exc)
-            return
-        pause = self._decided(decision)
+            return self._reservation(cost, 0.0)
+        pause = self._admit(decision, cost)
         if pause:
             get_clock(self._clock).sleep(pause)
+        return self._reservation(cost, pause)
 
-    async def aacquire(self) -> None:
+    async def aacquire(self, cost: float = 1) -> Reservation:
         """:meth:`acquire` for async code: waits with ``await``."""
+        cost = self._cost(cost)
         if not _config._state.active:
-            return
+            return self._reservation(cost, 0.0)
+        limit = self._limit()
         try:
-            decision = await self._adecide(self._limit())
+            decision = (
+                await self._adecide(limit, cost)
+                if self._limits is None
+                else await self._limits.adecide(cost, limit)
+            )
         except StoreUnavailableError as exc:
             self._store_down("rate_limiter", exc)
-            return
-        pause = self._decided(decision)
+            return self._reservation(cost, 0.0)
+        pause = self._admit(decision, cost)
         if pause:
             await get_clock(self._clock).asleep(pause)
+        return self._reservation(cost, pause)
 
-    def try_acquire(self) -> bool:
-        """Take a slot if one is free now; never waits, never raises for budget."""
+    def try_acquire(self, cost: float = 1) -> bool:
+        """Take ``cost`` units if every window has them now; never waits.
+
+        Never raises for budget (``ValueError`` for a cost no window could
+        ever admit).
+        """
+        cost = self._cost(cost)
         if not _config._state.active:
             return True
         try:
-            admitted, _ = self._decide(0)
+            if self._limits is not None:
+                return self._limits.decide(cost, 0)[0]
+            admitted, _ = self._decide(0, cost)
         except StoreUnavailableError as exc:
             self._store_down("rate_limiter", exc)
             return True
         return admitted
 
-    async def atry_acquire(self) -> bool:
+    async def atry_acquire(self, cost: float = 1) -> bool:
         """:meth:`try_acquire` without blocking the event loop on store I/O."""
+        cost = self._cost(cost)
         if not _config._state.active:
             return True
         try:
-            admitted, _ = await self._adecide(0)
+            if self._limits is not None:
+                return (await self._limits.adecide(cost, 0))[0]
+            admitted, _ = await self._adecide(0, cost)
         except StoreUnavailableError as exc:
             self._store_down("rate_limiter", exc)
             return True
         return admitted
+
+    def _settle_steps(
+        self, delta: float
+    ) -> tuple[Callable[[Any], tuple[Any, None]], float]:
+        now, interval = self._now(), self._interval
+
+        def step(tat: Any) -> tuple[Any, None]:
+            if not isinstance(tat, int):
+                tat = now
+            move = round(interval * delta)
+            if delta > 0:
+                return max(tat, now) + move, None
+            # A refund never makes the bucket fuller than full.
+            return max(tat + move, min(tat, now)), None
+
+        span = self._horizon_hint + round(interval * max(0.0, delta))
+        return step, ttl_seconds(span / NS)
+
+    def settle(self, reservation: Reservation, actual_cost: float) -> None:
+        """Correct a reservation's charge once the real cost is known.
+
+        A lower cost gives the difference back to every cost window (never
+        more than a full bucket); a higher one charges it (the next callers
+        wait for the debt). Per-call windows are not changed. Each
+        reservation is settled once.
+
+        Raises:
+            ValueError: Not a reservation of this limiter, already settled,
+                or ``actual_cost`` is not a finite number >= 0.
+            StoreUnavailableError: The store is down and ``fail_open`` is off.
+        """
+        from .limits import settlement
+
+        delta = settlement(self, self.name, reservation, actual_cost)
+        if not delta or not _config._state.active:
+            return
+        try:
+            if self._limits is not None:
+                self._limits.settle(delta)
+                return
+            step, ttl = self._settle_steps(delta)
+            self._store.update(self._key, step, ttl=ttl)
+        except StoreUnavailableError as exc:
+            self._store_down("rate_limiter", exc)
+
+    async def asettle(self, reservation: Reservation, actual_cost: float) -> None:
+        """:meth:`settle` without blocking the event loop on store I/O."""
+        from .limits import settlement
+
+        delta = settlement(self, self.name, reservation, actual_cost)
+        if not delta or not _config._state.active:
+            return
+        try:
+            if self._limits is not None:
+                await self._limits.asettle(delta)
+                return
+            step, ttl = self._settle_steps(delta)
+            await self._store.aupdate(self._key, step, ttl=ttl)
+        except StoreUnavailableError as exc:
+            self._store_down("rate_limiter", exc)
 
     @through_method_descriptors
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:

@@ -43,6 +43,7 @@ from .timeout import _current as _deadline_var
 if TYPE_CHECKING:
     from ..typing import CallPolicy, ResilientDecorator
     from .boundary import error_boundary
+    from .budget import RetryBudget
     from .outcome import Outcome
     from .retry import _Retry
 
@@ -149,6 +150,52 @@ def _retry_layer(
     )
 
 
+def _with_retry_budget(layer: CallPolicy | None, budget: object) -> CallPolicy:
+    from .budget import RetryBudget
+    from .retry import _Retry
+
+    if not isinstance(budget, RetryBudget):
+        raise TypeError(
+            f"resilient(retry_budget=...) must be a RetryBudget or None, got {budget!r}"
+        )
+    if layer is None:
+        raise ValueError(
+            "resilient(retry_budget=...) needs a retry layer: pass retry=True, "
+            "a dict of retry() options or a retry(...) decorator"
+        )
+    if not isinstance(layer, _Retry):
+        raise TypeError(
+            "resilient(retry_budget=...) works with this library's retry(...) only, "
+            f"got retry={layer!r}"
+        )
+    return layer.with_budget(budget)
+
+
+def _keyed_layers(
+    key: object, *layers: CallPolicy | None
+) -> tuple[CallPolicy | None, ...]:
+    """Give every keyed layer the stack's ``key`` function."""
+    from .keyed import KeyedPolicy
+
+    if key is not None and not callable(key):
+        raise TypeError(
+            f"resilient(key=...) must be a function of the call's arguments, got {key!r}"
+        )
+    keyed = [layer for layer in layers if isinstance(layer, KeyedPolicy)]
+    if key is None:
+        return layers
+    if not keyed:
+        raise ValueError(
+            "resilient(key=...) needs a keyed breaker, limiter or bulkhead "
+            "(CircuitBreaker.keyed(...), RateLimiter.keyed(...), Bulkhead.keyed(...))"
+        )
+    pick = cast(Callable[..., object], key)
+    return tuple(
+        layer.with_key(pick) if isinstance(layer, KeyedPolicy) else layer
+        for layer in layers
+    )
+
+
 def _check_policy(value: object, what: str) -> None:
     if value is not None and not callable(value):
         raise TypeError(
@@ -193,6 +240,14 @@ class _Facts:
         self.breaker_reset: float | None = None
 
     def describe_policy(self, role: str, layer: object) -> None:
+        if _ours(layer, "_policies.keyed", "KeyedPolicy"):
+            k: Any = layer
+            self.describe_policy(role, k.template)
+            last = self.layers[-1]
+            self.layers[-1] = Layer(
+                last.role, f"per key (at most {k.max_keys} kept): {last.text}"
+            )
+            return
         if _ours(layer, "_policies.breaker", "CircuitBreaker"):
             b: Any = layer
             self.breaker_reset = float(b.reset_timeout)
@@ -375,6 +430,12 @@ class _Stack:
             f"backoff {p.wait_initial:g}s..{p.wait_max:g}s ({p.jitter} jitter)",
             f"retry_after honoured up to {p.retry_after_max:g}s if it fits the budget",
         ]
+        if p.retry_budget is not None:
+            b = p.retry_budget
+            parts.append(
+                f"retries drawn from budget {b.name!r} (ratio {b.ratio:g}, "
+                f"floor {b.min_per_second:g}/s over {b.window:g}s)"
+            )
         if self.timeout is not None:
             parts.append(
                 f"a timed-out attempt is retried at most {self.retry_timeouts} "
@@ -517,8 +578,23 @@ class _OutcomeRun:
             error=exc,
         )
 
-    def failed(self, exc: Exception) -> tuple[bool, Any]:
-        """After a final failure: (fallback used, the value or an awaitable)."""
+    def succeeded(self, value: Any) -> Outcome[Any]:
+        """The stack returned: a result, or a stale one served for a failure."""
+        stale = self.record.stale_error
+        if stale is None:
+            return self.outcome(True, value, None, fallback=False)
+        from dataclasses import replace
+
+        return replace(self.outcome(False, value, stale, fallback=False), stale=True)
+
+    def failed(
+        self, exc: Exception, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> tuple[bool, Any]:
+        """After a final failure: (fallback used, the value or an awaitable).
+
+        A fallback that fails too (a failover chain) is returned as a
+        :class:`_FallbackFailed`, for the Outcome to report.
+        """
         from .boundary import never_a_fallback
 
         if never_a_fallback(exc):
@@ -529,7 +605,21 @@ class _OutcomeRun:
         from .boundary import _record
 
         _record(boundary.name or self.stack.name, exc, mode="outcome")
-        return True, boundary._fallback_for(exc)
+        try:
+            return True, boundary._fallback_for(exc, args, kwargs)
+        except Exception as final:
+            if never_a_fallback(final):
+                raise
+            return False, _FallbackFailed(final)
+
+
+class _FallbackFailed:
+    """The fallback itself failed (a failover chain ran out): the Outcome's error."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 def _asyncio_only_check(stack_name: str, parts: list[str]) -> Callable[[], None]:
@@ -555,6 +645,9 @@ def resilient(
     fallback: Any = UNSET,
     deadline: float | None = None,
     retry_timeouts: int = 1,
+    retry_budget: RetryBudget | None = None,
+    key: Callable[..., object] | None = None,
+    stale_if_error: float | None = None,
 ) -> ResilientDecorator:
     """Put the standard policy stack around a sync or async function.
 
@@ -619,6 +712,17 @@ def resilient(
             retry deadline; without retry, none). A retry given as ``True``
             or a dict takes it as its deadline.
         retry_timeouts: How many timed-out attempts are retried (>= 0).
+        retry_budget: A :class:`RetryBudget` the retry layer draws on (see
+            ``retry(budget=...)``); needs ``retry`` to be ``True``, a dict or
+            a ``retry(...)`` decorator of this library.
+        key: A function of the call's arguments (host, provider, tenant,
+            tool) choosing the per-key policy of every keyed ``breaker``,
+            ``limiter`` and ``bulkhead`` (``CircuitBreaker.keyed(...)`` and
+            friends) for each call.
+        stale_if_error: Seconds: when the stack fails with a transient error,
+            return the last good result for the same (hashable) arguments if
+            it is younger than this (``resilient.stale_served`` event,
+            ``Outcome.stale``). At most 1024 argument sets are remembered.
 
     Returns:
         A decorator; the functions it returns have ``.policy`` and
@@ -641,11 +745,13 @@ def resilient(
         ("bulkhead", bulkhead),
     ):
         _check_policy(value, what)
+    breaker, limiter, bulkhead = _keyed_layers(key, breaker, limiter, bulkhead)
     if timeout is not None:
         from .timeout import timeout as make_timeout
 
         make_timeout(timeout)  # the same checks and messages as timeout()
     budget = _seconds(deadline, "deadline")
+    stale_for = _seconds(stale_if_error, "stale_if_error")
     count: object = retry_timeouts
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(
@@ -656,10 +762,13 @@ def resilient(
         from .boundary import error_boundary
 
         boundary = error_boundary(fallback=fallback, name=name)
+    retry_layer = _retry_layer(retry, name, budget)
+    if retry_budget is not None:
+        retry_layer = _with_retry_budget(retry_layer, retry_budget)
     stack = _Stack(
         name=name,
         timeout=None if timeout is None else float(timeout),
-        retry=_retry_layer(retry, name, budget),
+        retry=retry_layer,
         breaker=breaker,
         limiter=limiter,
         bulkhead=bulkhead,
@@ -671,16 +780,28 @@ def resilient(
 
     @through_method_descriptors
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
-        return _decorate(stack, fn)
+        return _decorate(stack, fn, stale_for)
 
     return cast("ResilientDecorator", decorate)
 
 
-def _decorate(stack: _Stack, fn: Callable[P, T]) -> Callable[P, T]:
+def never_a_fallback(exc: BaseException) -> bool:
+    from .boundary import never_a_fallback as check
+
+    return check(exc)
+
+
+def _decorate(
+    stack: _Stack, fn: Callable[P, T], stale_for: float | None = None
+) -> Callable[P, T]:
     from .._core.events import emit
 
     identity = object()
     inner = stack.compose(fn, identity)
+    if stale_for is not None:
+        from .stale import stale_layer
+
+        inner = stale_layer(inner, stale_for, stack.name, identity)
     top = inner if stack.boundary is None else stack.boundary(inner)
     policy = stack.policy(fn)
     for problem in policy.warnings:
@@ -772,13 +893,20 @@ def _async_entry(
         try:
             value = await run(inner, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - reported in the Outcome
-            used, value = call.failed(exc)
+            used, value = call.failed(exc, args, kwargs)
             if inspect.isawaitable(value):
-                value = await value
+                try:
+                    value = await value
+                except Exception as final:
+                    if never_a_fallback(final):
+                        raise
+                    used, value = False, _FallbackFailed(final)
+            if isinstance(value, _FallbackFailed):
+                return call.outcome(False, None, value.error, fallback=False)
             return call.outcome(False, value, exc, fallback=used)
         finally:
             call.close()
-        return call.outcome(True, value, None, fallback=False)
+        return call.succeeded(value)
 
     return async_wrapper, aoutcome
 
@@ -822,10 +950,12 @@ def _sync_entry(
         try:
             value = srun(inner, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - reported in the Outcome
-            used, value = call.failed(exc)
+            used, value = call.failed(exc, args, kwargs)
+            if isinstance(value, _FallbackFailed):
+                return call.outcome(False, None, value.error, fallback=False)
             return call.outcome(False, value, exc, fallback=used)
         finally:
             call.close()
-        return call.outcome(True, value, None, fallback=False)
+        return call.succeeded(value)
 
     return wrapper, outcome

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from tenacity import AttemptManager as _TenacityAttempt
 
     from ..typing import Clock
+    from .budget import BudgetDecision, RetryBudget
 
 __all__ = [
     "Attempt",
@@ -128,6 +129,7 @@ _WHY = {
     "retry_after_exceeds_max": "retry_after exceeds retry_after_max",
     "timeouts_exhausted": "timed out too often",
     "abandoned_attempt_running": "an abandoned attempt still runs",
+    "budget_exhausted": "retry budget exhausted",
 }
 
 
@@ -429,7 +431,25 @@ class _Run:
         return self.next_wait
 
     def _t_stop(self, rs: RetryCallState) -> bool:
-        return self.next_reason is not None
+        if self.next_reason is not None:
+            return True
+        budget = self.policy.retry_budget
+        return budget is not None and self._refused(budget, budget.withdraw())
+
+    async def _t_astop(self, rs: RetryCallState) -> bool:
+        if self.next_reason is not None:
+            return True
+        budget = self.policy.retry_budget
+        return budget is not None and self._refused(budget, await budget.awithdraw())
+
+    def _refused(self, budget: RetryBudget, decision: BudgetDecision) -> bool:
+        """Stop when the shared retry budget refused this retry."""
+        if decision[0]:
+            return False
+        self.next_wait, self.next_reason = self._stop(
+            "budget_exhausted", budget.explain(decision)
+        )
+        return True
 
     def _t_before_sleep(self, rs: RetryCallState) -> None:
         from .._core.events import emit
@@ -481,7 +501,9 @@ class _Run:
     def tenacity_async(self) -> AsyncRetrying:
         from tenacity.asyncio import AsyncRetrying
 
-        return AsyncRetrying(sleep=self._asleep, **self._tenacity_options())
+        options = self._tenacity_options()
+        options["stop"] = self._t_astop
+        return AsyncRetrying(sleep=self._asleep, **options)
 
 
 async def _yield_once() -> None:
@@ -743,6 +765,12 @@ class _Retry:
         policy.budget = seconds or None
         return _Retry(policy, self.name)
 
+    def with_budget(self, budget: RetryBudget) -> _Retry:
+        """The same settings drawing on a shared :class:`RetryBudget`."""
+        policy = copy.copy(self.policy)
+        policy.retry_budget = budget
+        return _Retry(policy, self.name)
+
     def decorate(
         self,
         fn: Callable[P, T],
@@ -778,9 +806,10 @@ class _Retry:
                 is_async=is_async,
             )
 
+        spend = policy.retry_budget
         if is_async_callable(fn):
-            return _async_driver(fn, budget, check, run_for)
-        return _sync_driver(fn, budget, check, run_for)
+            return _async_driver(fn, budget, check, run_for, spend)
+        return _sync_driver(fn, budget, check, run_for, spend)
 
 
 # The drivers' success path reads the switches, the clock and the deadline
@@ -792,6 +821,7 @@ def _async_driver(
     budget: float | None,
     check: Callable[[Any], bool] | None,
     run_for: Callable[[float, Exception, bool], _Run],
+    spend: RetryBudget | None = None,
 ) -> Callable[P, T]:
     afn = cast(Callable[P, Awaitable[Any]], fn)
     config, clocks, var = _config, _clock, _deadline_var
@@ -801,6 +831,10 @@ def _async_driver(
     async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         if not config._state.active:
             return await afn(*args, **kwargs)
+        if spend is not None:
+            due = spend._count_call()
+            if due is not None:
+                await spend._aflush(due)
         clock = clocks._default
         start = monotonic() if clock is system else clock.monotonic()
         token = None
@@ -839,6 +873,7 @@ def _sync_driver(
     budget: float | None,
     check: Callable[[Any], bool] | None,
     run_for: Callable[[float, Exception, bool], _Run],
+    spend: RetryBudget | None = None,
 ) -> Callable[P, T]:
     config, clocks, var = _config, _clock, _deadline_var
     system, monotonic = _clock.SYSTEM_CLOCK, time.monotonic
@@ -847,6 +882,8 @@ def _sync_driver(
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         if not config._state.active:
             return fn(*args, **kwargs)
+        if spend is not None:
+            spend.deposit()
         clock = clocks._default
         start = monotonic() if clock is system else clock.monotonic()
         token = None
@@ -895,6 +932,7 @@ def retry(
     raise_on_result: bool = False,
     retry_after_max: float | None = None,
     overlap_abandoned: bool = False,
+    budget: RetryBudget | None = None,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Retry a sync or async function on transient failures.
 
@@ -962,6 +1000,10 @@ def retry(
             (default: ``wait_max``); a longer one ends retrying at once.
         overlap_abandoned: Start the next attempt even while a timed-out sync
             attempt still runs in its abandoned worker thread.
+        budget: A :class:`RetryBudget` shared with other functions, threads
+            and (on a shared store) processes: every call counts once, and
+            each retry must be allowed by it before its wait; when it is
+            not, retrying ends at once (reason ``budget_exhausted``).
 
     Returns:
         A decorator that keeps the function's signature and sync/async nature.
@@ -985,5 +1027,6 @@ def retry(
         raise_on_result=raise_on_result,
         retry_after_max=retry_after_max,
         overlap_abandoned=overlap_abandoned,
+        retry_budget=budget,
     )
     return _Retry(policy, name)

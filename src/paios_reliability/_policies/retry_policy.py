@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from .._core.taxonomy import is_retryable
 
 if TYPE_CHECKING:
-    pass
+    from .budget import RetryBudget
 
 __all__ = ["Jitter", "RetryOn", "compute_backoff"]
 
@@ -135,6 +135,7 @@ class _Policy:
         "predicate",
         "raise_on_result",
         "retry_after_max",
+        "retry_budget",
         "seed",
         "wait_exp_base",
         "wait_initial",
@@ -157,8 +158,17 @@ class _Policy:
         raise_on_result: bool = False,
         retry_after_max: float | None = None,
         overlap_abandoned: bool = False,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         self.on = on
+        if retry_budget is not None:
+            from .budget import RetryBudget
+
+            if not isinstance(retry_budget, RetryBudget):
+                raise TypeError(
+                    f"retry(budget=...) must be a RetryBudget or None, got {retry_budget!r}"
+                )
+        self.retry_budget = retry_budget
         self.predicate = _predicate(on)
         given: object = attempts
         if given is not None and (
@@ -240,6 +250,8 @@ class _Policy:
             extra += f", retry_after_max={self.retry_after_max!r}"
         if self.overlap_abandoned:
             extra += ", overlap_abandoned=True"
+        if self.retry_budget is not None:
+            extra += f", budget={self.retry_budget!r}"
         return (
             f"retry(attempts={self.attempts!r}, deadline={self.deadline!r}, "
             f"wait_initial={self.wait_initial!r}, wait_max={self.wait_max!r}, "

@@ -631,8 +631,22 @@ CHECKS: list[tuple[str, Check]] = [
 ]
 
 
-def run_checks(only: frozenset[str] | None = None) -> list[CheckResult]:
+def _check_chaos(tmp: Path) -> str:
+    from .._policies.chaos import doctor_check
+
+    return doctor_check(tmp)
+
+
+# Run only when asked (doctor --chaos): it switches fault injection on.
+CHAOS_CHECK: tuple[str, Check] = ("chaos", _check_chaos)
+
+
+def run_checks(
+    only: frozenset[str] | None = None, *, chaos: bool = False
+) -> list[CheckResult]:
     """Run every check (or those named in ``only``) and return their results.
+
+    With ``chaos``, also rehearse the call policies under injected faults.
 
     The events the checks provoke on purpose (a caught error, a timeout) are
     kept out of the terminal: the table is the output.
@@ -659,15 +673,15 @@ def run_checks(only: frozenset[str] | None = None) -> list[CheckResult]:
     logger.propagate = False
     logger.setLevel(logging.CRITICAL + 1)
     try:
-        return _run_checks(only)
+        return _run_checks(only, chaos)
     finally:
         logger.propagate = propagate
         logger.setLevel(level)
 
 
-def _run_checks(only: frozenset[str] | None) -> list[CheckResult]:
+def _run_checks(only: frozenset[str] | None, chaos: bool = False) -> list[CheckResult]:
     results = []
-    for name, check in CHECKS:
+    for name, check in [*CHECKS, *([CHAOS_CHECK] if chaos else [])]:
         if only is not None and name not in only:
             continue
         start = time.perf_counter()
@@ -713,7 +727,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from ._common import exit_for
 
     only = frozenset(args.check) if args.check else None
-    results = run_checks(only)
+    results = run_checks(only, chaos=args.chaos)
     if args.json:
         print(
             json.dumps(
@@ -760,6 +774,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "paios-reliability doctor",
             "paios-reliability doctor --check sqlite --check locks",
             "paios-reliability doctor --json",
+            "paios-reliability doctor --chaos",
         ],
         handler=_cmd_doctor,
     )
@@ -769,4 +784,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         action="append",
         metavar="NAME",
         help="run only this check (repeatable; see the list above)",
+    )
+    doctor.add_argument(
+        "--chaos",
+        action="store_true",
+        help="also rehearse retry, breaker and failover under injected faults",
     )
