@@ -99,6 +99,7 @@ if TYPE_CHECKING:
         histogram,
         set_metrics,
     )
+    from ._ops.exit_with_parent import ParentWatch, exit_with_parent
     from ._ops.process import (
         ProcessError,
         ProcessResult,
@@ -185,6 +186,7 @@ _LAZY: dict[str, str] = {
     "MetricsRegistry": "_observe.metrics",
     "OccurrenceThreshold": "_policies.ratelimit",
     "Outcome": "_policies.outcome",
+    "ParentWatch": "_ops.exit_with_parent",
     "PermanentError": "_core.exceptions",
     "PolicyDeniedError": "_core.exceptions",
     "ProcessError": "_ops.process",
@@ -229,6 +231,7 @@ _LAZY: dict[str, str] = {
     "deadline": "_policies.timeout",
     "error_boundary": "_policies.boundary",
     "exit_code_for": "_core.taxonomy",
+    "exit_with_parent": "_ops.exit_with_parent",
     "export_opentelemetry": "_observe.metrics",
     "export_prometheus": "_observe.metrics",
     "gauge": "_observe.metrics",
@@ -314,6 +317,7 @@ __all__ = [
     "MetricsRegistry",
     "OccurrenceThreshold",
     "Outcome",
+    "ParentWatch",
     "PermanentError",
     "PolicyDeniedError",
     "ProcessError",
@@ -360,6 +364,7 @@ __all__ = [
     "deadline",
     "error_boundary",
     "exit_code_for",
+    "exit_with_parent",
     "export_opentelemetry",
     "export_prometheus",
     "gauge",

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from . import mcp
+
 __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace], int]
@@ -314,6 +316,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_data_commands(sub)
     _add_ops_commands(sub)
+    mcp.register(sub)
     return parser
 
 

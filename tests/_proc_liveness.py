@@ -1,0 +1,87 @@
+"""Processes for tests/test_liveness.py.
+
+``python tests/_proc_liveness.py server MARKER`` serves a small ``MCPServer``
+with ``paios_reliability.mcp.run_stdio``; at a clean exit it writes the stop
+reason to MARKER (from an ``atexit`` handler, so the file proves that the
+process unwound normally).
+
+``python tests/_proc_liveness.py watch MARKER`` calls ``exit_with_parent``
+without the kernel's parent-death signal, prints ``ready`` and sleeps; at a
+clean exit it writes ``exited`` to MARKER.
+
+``python tests/_proc_liveness.py parent MODE MARKER FD`` starts one of the
+others with stdin taken from the inherited FD, prints the child's pid and
+sleeps until killed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _mark(path: str, text: str) -> None:
+    Path(path).write_text(text, encoding="utf-8")
+
+
+def server(marker: str) -> None:
+    from mcp.server.mcpserver import MCPServer
+
+    from paios_reliability.mcp import run_stdio
+
+    app = MCPServer("liveness-test")
+
+    @app.tool()
+    def echo(text: str) -> str:
+        """Return the text."""
+        return text
+
+    @app.tool()
+    def block(seconds: float) -> str:
+        """Block the event loop (a handler that forgot to be async)."""
+        time.sleep(seconds)
+        return "done"
+
+    reason: list[str] = []
+    atexit.register(lambda: _mark(marker, reason[0] if reason else "none"))
+    reason.append(run_stdio(app, interval=0.2))
+
+
+def watch(marker: str) -> None:
+    from paios_reliability import exit_with_parent
+
+    atexit.register(_mark, marker, "exited")
+    exit_with_parent(interval=0.1, pdeathsig=False)
+    print("ready", flush=True)
+    time.sleep(600)
+
+
+def parent(mode: str, marker: str, fd: int) -> None:
+    child = subprocess.Popen([sys.executable, __file__, mode, marker], stdin=fd)
+    print(child.pid, flush=True)
+    time.sleep(600)
+
+
+def orphan(marker: str) -> None:
+    """Registers as a server but never watches its parent: an orphan to sweep."""
+    from paios_reliability._ops.registry import register_server
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    register_server("orphan-test")
+    atexit.register(_mark, marker, "exited")
+    print("ready", flush=True)
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "parent":
+        parent(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        {"server": server, "watch": watch, "orphan": orphan}[sys.argv[1]](sys.argv[2])
