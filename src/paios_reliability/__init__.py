@@ -108,7 +108,9 @@ if TYPE_CHECKING:
         run_process,
     )
     from ._ops.recycle import Recycler, RecyclingWorker
+    from ._ops.sd_notify import sd_notify
     from ._ops.service import render_launchd, render_systemd
+    from ._ops.watchdogs import HangWatchdog, StallWatchdog
     from ._policies.boundary import error_boundary
     from ._policies.breaker import CircuitBreaker, CircuitBreakerStats
     from ._policies.bulkhead import Bulkhead, BulkheadStats
@@ -170,6 +172,7 @@ _LAZY: dict[str, str] = {
     "EventStoreChannel": "_observe.alerts",
     "Failure": "_core.taxonomy",
     "Gauge": "_observe.metrics",
+    "HangWatchdog": "_ops.watchdogs",
     "HealthCheckResult": "_observe.health",
     "HealthRegistry": "_observe.health",
     "HealthReport": "_observe.health",
@@ -203,6 +206,7 @@ _LAZY: dict[str, str] = {
     "ResumePlan": "_runs.checkpoint",
     "SQLiteStore": "_stores._sqlite",
     "SaveResult": "_data.config_file",
+    "StallWatchdog": "_ops.watchdogs",
     "RetryExhaustedError": "_core.exceptions",
     "StoreUnavailableError": "_core.exceptions",
     "StoredEvent": "_observe.eventstore",
@@ -253,6 +257,7 @@ _LAZY: dict[str, str] = {
     "retry": "_policies.retry",
     "retry_context": "_policies.retry",
     "run_process": "_ops.process",
+    "sd_notify": "_ops.sd_notify",
     "set_active": "_core.settings",
     "set_log_summary": "_core.events",
     "set_metrics": "_observe.metrics",
@@ -301,6 +306,7 @@ __all__ = [
     "EventStoreChannel",
     "Failure",
     "Gauge",
+    "HangWatchdog",
     "HealthCheckResult",
     "HealthRegistry",
     "HealthReport",
@@ -335,6 +341,7 @@ __all__ = [
     "RetryExhaustedError",
     "SQLiteStore",
     "SaveResult",
+    "StallWatchdog",
     "StoreUnavailableError",
     "StoredEvent",
     "Throttle",
@@ -386,6 +393,7 @@ __all__ = [
     "retry",
     "retry_context",
     "run_process",
+    "sd_notify",
     "set_active",
     "set_log_summary",
     "set_metrics",
