@@ -100,6 +100,7 @@ if TYPE_CHECKING:
         set_metrics,
     )
     from ._ops.exit_with_parent import ParentWatch, exit_with_parent
+    from ._ops.heartbeat import Heartbeat, HeartbeatStatus
     from ._ops.process import (
         ProcessError,
         ProcessResult,
@@ -173,6 +174,8 @@ _LAZY: dict[str, str] = {
     "Failure": "_core.taxonomy",
     "Gauge": "_observe.metrics",
     "HangWatchdog": "_ops.watchdogs",
+    "Heartbeat": "_ops.heartbeat",
+    "HeartbeatStatus": "_ops.heartbeat",
     "HealthCheckResult": "_observe.health",
     "HealthRegistry": "_observe.health",
     "HealthReport": "_observe.health",
@@ -310,6 +313,8 @@ __all__ = [
     "HealthCheckResult",
     "HealthRegistry",
     "HealthReport",
+    "Heartbeat",
+    "HeartbeatStatus",
     "Histogram",
     "IdempotencyStore",
     "IntegrityError",

@@ -28,3 +28,11 @@ async def check_watchdogs() -> None:
         hang.beat()
         assert_type(hang.hangs, int)
     assert_type(pr.sd_notify(ready=True, status="ok"), bool)
+
+
+def check_heartbeat(store: pr.SQLiteStore) -> None:
+    hb = pr.Heartbeat("job", every=60.0, grace=5.0, store=store)
+    hb.beat()
+    status = hb.check()
+    assert_type(status, pr.HeartbeatStatus)
+    assert_type(status.last_beat, float | None)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from . import mcp
+from . import heartbeat, mcp
 
 __all__ = ["main"]
 
@@ -317,6 +317,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_ops_commands(sub)
     mcp.register(sub)
+    heartbeat.register(sub)
     return parser
 
 
