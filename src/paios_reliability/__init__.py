@@ -99,6 +99,7 @@ if TYPE_CHECKING:
         histogram,
         set_metrics,
     )
+    from ._observe.timed import timed
     from ._ops.exit_with_parent import ParentWatch, exit_with_parent
     from ._ops.heartbeat import Heartbeat, HeartbeatStatus
     from ._ops.process import (
@@ -265,6 +266,7 @@ _LAZY: dict[str, str] = {
     "set_log_summary": "_core.events",
     "set_metrics": "_observe.metrics",
     "stable_hash": "_data.signed",
+    "timed": "_observe.timed",
     "VOLATILE_KEYS": "_data.signed",
     "timeout": "_policies.timeout",
     "trace": "_core.trace",
@@ -403,6 +405,7 @@ __all__ = [
     "set_log_summary",
     "set_metrics",
     "stable_hash",
+    "timed",
     "timeout",
     "trace",
     "write_signed",

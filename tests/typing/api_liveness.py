@@ -36,3 +36,18 @@ def check_heartbeat(store: pr.SQLiteStore) -> None:
     status = hb.check()
     assert_type(status, pr.HeartbeatStatus)
     assert_type(status.last_beat, float | None)
+
+
+async def check_timed() -> None:
+    @pr.timed("kb_search", tool="search")
+    def search(query: str) -> list[str]:
+        return [query]
+
+    @pr.timed("kb_write")
+    async def write(text: str) -> int:
+        return len(text)
+
+    assert_type(search("x"), list[str])
+    assert_type(await write("x"), int)
+    with pr.timed("block"):
+        pass
