@@ -61,6 +61,12 @@ if TYPE_CHECKING:
         write_transaction,
     )
     from ._data.signed import VOLATILE_KEYS, read_signed, stable_hash, write_signed
+    from ._observe.alert_rules import (
+        DEFAULT_ALERT_RULES,
+        AlertRule,
+        AlertRules,
+        install_default_alerts,
+    )
     from ._observe.alerts import (
         Alert,
         AlertChannel,
@@ -142,6 +148,8 @@ _LAZY: dict[str, str] = {
     "AlertChannel": "_observe.alerts",
     "AlertDispatcher": "_observe.alerts",
     "AlertLevel": "_observe.alerts",
+    "AlertRule": "_observe.alert_rules",
+    "AlertRules": "_observe.alert_rules",
     "AllocationSite": "_observe.leaks",
     "ApprovalRequiredError": "_core.exceptions",
     "Bulkhead": "_policies.bulkhead",
@@ -267,6 +275,8 @@ _LAZY: dict[str, str] = {
     "set_metrics": "_observe.metrics",
     "stable_hash": "_data.signed",
     "timed": "_observe.timed",
+    "install_default_alerts": "_observe.alert_rules",
+    "DEFAULT_ALERT_RULES": "_observe.alert_rules",
     "VOLATILE_KEYS": "_data.signed",
     "timeout": "_policies.timeout",
     "trace": "_core.trace",
@@ -279,6 +289,8 @@ __all__ = [
     "AlertChannel",
     "AlertDispatcher",
     "AlertLevel",
+    "AlertRule",
+    "AlertRules",
     "AllocationSite",
     "ApprovalRequiredError",
     "Bulkhead",
@@ -304,6 +316,7 @@ __all__ = [
     "CredentialExpiredError",
     "CredentialMissingError",
     "CredentialStore",
+    "DEFAULT_ALERT_RULES",
     "DatabaseReport",
     "DesktopChannel",
     "Event",
@@ -388,6 +401,7 @@ __all__ = [
     "idempotency_key",
     "idempotent",
     "install_crash_handler",
+    "install_default_alerts",
     "is_active",
     "is_retryable",
     "open_database",
