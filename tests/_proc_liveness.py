@@ -80,8 +80,55 @@ def orphan(marker: str) -> None:
     time.sleep(600)
 
 
+def traced(db: str) -> None:
+    """An MCP server whose tool runs a child process; all three record events."""
+    from mcp.server.mcpserver import MCPServer
+
+    import paios_reliability as pr
+    from paios_reliability._core.events import emit
+    from paios_reliability.mcp import resilient_tool, run_stdio
+
+    app = MCPServer("traced")
+
+    @app.tool()
+    @resilient_tool(timeout=60.0)
+    def spawn() -> str:
+        """Run a child process in the caller's trace."""
+        emit("test", "server_tool_ran", level="info")
+        done = pr.run_process([sys.executable, __file__, "child", db], timeout=60)
+        return str(done.returncode)
+
+    events = pr.EventStore(db, service="server")
+    restore = events.record_library_events(min_level="info")
+    try:
+        run_stdio(app, register=False)
+    finally:
+        restore()
+        events.close()
+
+
+def child(db: str) -> None:
+    import paios_reliability as pr
+    from paios_reliability._core.events import emit
+
+    events = pr.EventStore(db, service="child")
+    restore = events.record_library_events(min_level="info")
+    try:
+        with pr.trace(step="child"):
+            emit("test", "child_ran", level="info")
+    finally:
+        restore()
+        events.close()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "parent":
         parent(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
-        {"server": server, "watch": watch, "orphan": orphan}[sys.argv[1]](sys.argv[2])
+        {
+            "server": server,
+            "watch": watch,
+            "orphan": orphan,
+            "traced": traced,
+            "child": child,
+        }[sys.argv[1]](sys.argv[2])

@@ -48,7 +48,14 @@ if TYPE_CHECKING:
         exit_code_for,
         is_retryable,
     )
-    from ._core.trace import configure_logging, current_trace, trace
+    from ._core.trace import (
+        configure_logging,
+        current_trace,
+        extract,
+        inject,
+        trace,
+        traceparent,
+    )
     from ._data.atomic import atomic_open, atomic_write
     from ._data.config_file import ConfigFile, SaveResult
     from ._data.credentials import Credential, CredentialStore
@@ -280,6 +287,9 @@ _LAZY: dict[str, str] = {
     "VOLATILE_KEYS": "_data.signed",
     "timeout": "_policies.timeout",
     "trace": "_core.trace",
+    "traceparent": "_core.trace",
+    "inject": "_core.trace",
+    "extract": "_core.trace",
     "write_signed": "_data.signed",
     "write_transaction": "_data.database",
 }
@@ -394,12 +404,14 @@ __all__ = [
     "exit_with_parent",
     "export_opentelemetry",
     "export_prometheus",
+    "extract",
     "gauge",
     "get_metrics",
     "get_versioned",
     "histogram",
     "idempotency_key",
     "idempotent",
+    "inject",
     "install_crash_handler",
     "install_default_alerts",
     "is_active",
@@ -422,6 +434,7 @@ __all__ = [
     "timed",
     "timeout",
     "trace",
+    "traceparent",
     "write_signed",
     "write_transaction",
 ]
