@@ -107,6 +107,43 @@ def traced(db: str) -> None:
         events.close()
 
 
+def draining(marker: str) -> None:
+    """A server that drains on SIGTERM; files in MARKER's directory synchronise."""
+    import asyncio
+
+    from mcp.server.mcpserver import MCPServer
+
+    import paios_reliability as pr
+    from paios_reliability.mcp import resilient_tool, run_stdio
+
+    folder = Path(marker).parent
+    app = MCPServer("draining")
+
+    @app.tool()
+    @resilient_tool()
+    async def slow() -> str:
+        """Finish only once the test releases it."""
+        (folder / "started").write_text("1")
+        while not (folder / "release").exists():
+            await asyncio.sleep(0.02)
+        return "finished"
+
+    @app.tool()
+    @resilient_tool()
+    def quick() -> str:
+        """Answer at once."""
+        return "quick"
+
+    def on_event(event: pr.Event) -> None:
+        if event.name == "paios_reliability.mcp.draining":
+            (folder / "draining").write_text("1")
+
+    pr.add_event_hook(on_event)
+    reason: list[str] = []
+    atexit.register(lambda: _mark(marker, reason[0] if reason else "none"))
+    reason.append(run_stdio(app, register=False, drain=30.0))
+
+
 def child(db: str) -> None:
     import paios_reliability as pr
     from paios_reliability._core.events import emit
@@ -131,4 +168,5 @@ if __name__ == "__main__":
             "orphan": orphan,
             "traced": traced,
             "child": child,
+            "draining": draining,
         }[sys.argv[1]](sys.argv[2])

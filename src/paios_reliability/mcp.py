@@ -92,6 +92,37 @@ _NAME_CHARS = re.compile(r"[^A-Za-z0-9 .]+")
 _FIRST_CLAUSE = re.compile(r"(?<=[a-z0-9)])[.;](?:\s|$)")
 
 
+class _InFlight:
+    """Tool calls running in this process, and whether new ones are refused (draining)."""
+
+    __slots__ = ("count", "draining", "lock")
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.count = 0
+        self.draining = False
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.draining:
+                from ._core.exceptions import TransientError
+
+                raise TransientError(
+                    "the server is shutting down and takes no new calls",
+                    code="SERVICE_UNAVAILABLE",
+                )
+            self.count += 1
+
+    def exit(self) -> None:
+        with self.lock:
+            self.count -= 1
+
+
+_in_flight = _InFlight()
+
+
 class ToolDecorator(Protocol):
     """What :func:`resilient_tool` returns: a decorator for sync and async handlers.
 
@@ -202,7 +233,11 @@ def resilient_tool(
                     return await ainner(*args, **kwargs)
                 with _trace(label):
                     try:
-                        return await ainner(*args, **kwargs)
+                        _in_flight.enter()
+                        try:
+                            return await ainner(*args, **kwargs)
+                        finally:
+                            _in_flight.exit()
                     except Exception as exc:
                         failed = handle.failed(exc)
                         if failed is None:
@@ -220,7 +255,11 @@ def resilient_tool(
                 return inner(*args, **kwargs)
             with _trace(label):
                 try:
-                    return inner(*args, **kwargs)
+                    _in_flight.enter()
+                    try:
+                        return inner(*args, **kwargs)
+                    finally:
+                        _in_flight.exit()
                 except Exception as exc:
                     failed = handle.failed(exc)
                     if failed is None:
@@ -465,6 +504,7 @@ def run_stdio(
     interval: float = 0.5,
     register: bool = True,
     stop_grace: float = 5.0,
+    drain: float | None = None,
 ) -> StopReason:
     """Serve ``server`` over stdin/stdout until the client goes away or a signal.
 
@@ -480,6 +520,13 @@ def run_stdio(
 
     Stopping cancels the calls in flight and waits at most ``stop_grace``
     seconds for them; ``atexit`` handlers run after the return as usual.
+    With ``drain`` (opt-in; 30 matches systemd's and launchd's default stop
+    timeout), SIGINT and SIGTERM first drain: new
+    :func:`resilient_tool` calls are refused with a retryable
+    ``SERVICE_UNAVAILABLE`` tool error, and the calls in flight get up to
+    ``drain`` seconds to finish before the rest is cancelled (emits
+    ``mcp.draining`` and ``mcp.drained``). A client that died is not
+    drained for: nobody would read the answers.
     stdin is read without a blocking thread, so nothing is left waiting on
     it. While serving, fd 0 points at the null device (a child process never
     reads the protocol stream) and stdout belongs to the protocol.
@@ -493,7 +540,9 @@ def run_stdio(
         server: An ``MCPServer`` of the ``mcp`` SDK.
         interval: Seconds between checks that the client process is alive.
         register: List the server in the runtime directory while it runs.
-        stop_grace: Seconds in-flight calls get after a stop was requested.
+        stop_grace: Seconds cancelled calls get to unwind.
+        drain: Seconds in-flight tool calls get to finish on SIGINT/SIGTERM
+            (``None``: cancel them at once).
 
     Returns:
         Why the server stopped.
@@ -506,14 +555,16 @@ def run_stdio(
     import asyncio
 
     _require_sdk()
-    given: object = stop_grace
-    if not (isinstance(given, (int, float)) and 0 < given < math.inf):
-        raise ValueError(
-            f"run_stdio(stop_grace=...) must be a positive number, got {stop_grace!r}"
-        )
+    for label, given in (("stop_grace", stop_grace), ("drain", drain)):
+        if label == "drain" and given is None:
+            continue
+        if not (isinstance(given, (int, float)) and 0 < given < math.inf):
+            raise ValueError(
+                f"run_stdio({label}=...) must be a positive number, got {given!r}"
+            )
     from ._ops.exit_with_parent import exit_with_parent
 
-    watch = exit_with_parent(interval=interval, grace=stop_grace + 5.0)
+    watch = exit_with_parent(interval=interval, grace=stop_grace + (drain or 0) + 5.0)
     registration = None
     name = str(getattr(server, "name", None) or "mcp-server")
     if register:
@@ -521,7 +572,7 @@ def run_stdio(
 
         registration = register_server(name)
     try:
-        return asyncio.run(_serve_until_stopped(server, name, watch, stop_grace))
+        return asyncio.run(_serve_until_stopped(server, name, watch, stop_grace, drain))
     finally:
         if registration is not None:
             registration.close()
@@ -529,7 +580,11 @@ def run_stdio(
 
 
 async def _serve_until_stopped(
-    server: MCPServer, name: str, watch: Any, stop_grace: float
+    server: MCPServer,
+    name: str,
+    watch: Any,
+    stop_grace: float,
+    drain: float | None,
 ) -> StopReason:
     import asyncio
     import os
@@ -550,7 +605,8 @@ async def _serve_until_stopped(
     for signum in signals:
         loop.add_signal_handler(signum, request_stop, signal.Signals(signum).name)
     emit("mcp", "server_started", subject=name, pid=os.getpid())
-    serving = asyncio.ensure_future(_serve(server))
+    readers: list[_StdinLines] = []
+    serving = asyncio.ensure_future(_serve(server, readers))
     waiting = asyncio.ensure_future(stopping.wait())
     try:
         await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
@@ -560,6 +616,13 @@ async def _serve_until_stopped(
             reason: StopReason = "eof"
         else:
             reason = reasons[0]
+            if drain is not None and reason != "parent_gone":
+                await _drain(name, serving, drain)
+                # End of input: the SDK's session ends the way it does for a
+                # client that hung up, writing out the answers still queued.
+                for reader in readers:
+                    reader.finish()
+                await asyncio.wait({serving}, timeout=stop_grace)
             serving.cancel()
             done, _ = await asyncio.wait({serving}, timeout=stop_grace)
             if not done:
@@ -569,15 +632,43 @@ async def _serve_until_stopped(
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+        with _in_flight.lock:
+            _in_flight.draining = False
     emit("mcp", "server_stopped", subject=name, reason=reason, pid=os.getpid())
     return reason
 
 
-async def _serve(server: MCPServer) -> None:
+async def _drain(name: str, serving: asyncio.Future[None], grace: float) -> None:
+    import asyncio
+    import time
+
+    from ._core.events import emit
+
+    with _in_flight.lock:
+        _in_flight.draining = True
+        busy = _in_flight.count
+    emit("mcp", "draining", level="info", subject=name, in_flight=busy, grace=grace)
+    deadline = time.monotonic() + grace
+    # Polled: the calls may run in worker threads, which cannot wake the loop.
+    while _in_flight.count > 0 and not serving.done() and time.monotonic() < deadline:  # noqa: ASYNC110 - see above
+        await asyncio.sleep(0.02)
+    left = _in_flight.count
+    emit(
+        "mcp",
+        "drained",
+        level="info" if left == 0 else "warning",
+        subject=name,
+        unfinished=left,
+    )
+
+
+async def _serve(server: MCPServer, readers: list[_StdinLines]) -> None:
     from mcp.server.stdio import stdio_server
 
     lowlevel = getattr(server, "_lowlevel_server", None)
-    lines = _StdinLines.claim()
+    lines = _StdinLines.claim() if lowlevel is not None else None
+    if lines is not None:
+        readers.append(lines)
     if lines is None or lowlevel is None:
         # No pollable stdin (a regular file, or a platform without it): the
         # SDK's own reader, which never blocks on a file.
@@ -637,6 +728,11 @@ class _StdinLines:
         if self._transport is None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
+
+    def finish(self) -> None:
+        """Read no further: the iteration ends as at end of file."""
+        if self._reader is not None:
+            self._reader.feed_eof()
 
     def __aiter__(self) -> _StdinLines:
         return self
