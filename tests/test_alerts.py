@@ -7,7 +7,9 @@ import http.server
 import json
 import logging
 import shlex
+import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -313,6 +315,10 @@ def test_desktop_command_lines() -> None:
         "paios",
         "--urgency",
         "critical",
+        "--expire-time",
+        "0",
+        "--hint",
+        "string:sound-name:dialog-error",
         "--",
         'Disk "full"',
         "only 3 MB\\left",
@@ -321,11 +327,97 @@ def test_desktop_command_lines() -> None:
     argv = mac.command(alert)
     assert argv is not None
     assert argv[0].endswith("osascript")
-    assert argv[1] == "-e"
-    assert argv[2] == (
-        'display notification "only 3 MB\\\\left" with title "Disk \\"full\\"" sound name "Basso"'
-    )
+    assert argv[1:] == [
+        "-e",
+        "beep",
+        "-e",
+        'display alert "Disk \\"full\\"" message "only 3 MB\\\\left" as critical',
+    ]
     assert DesktopChannel(platform="win32").command(alert) is None
+
+
+@pytest.mark.parametrize(
+    ("level", "urgency", "expire", "sound"),
+    [
+        (AlertLevel.INFO, "low", "5000", None),
+        (AlertLevel.WARNING, "normal", "10000", "string:sound-name:dialog-warning"),
+        (AlertLevel.CRITICAL, "critical", "0", "string:sound-name:dialog-error"),
+    ],
+)
+def test_desktop_linux_levels_set_expiry_sound_and_url(
+    level: AlertLevel, urgency: str, expire: str, sound: str | None
+) -> None:
+    channel = DesktopChannel(
+        platform="linux", action_url="https://runbooks.example/disk"
+    )
+    argv = channel.command(Alert(level, "Disk", "almost full"))
+    assert argv is not None
+    assert argv[argv.index("--urgency") + 1] == urgency
+    assert argv[argv.index("--expire-time") + 1] == expire
+    assert (argv[argv.index("--hint") + 1] if "--hint" in argv else None) == sound
+    assert argv[-1] == "almost full\nhttps://runbooks.example/disk"
+
+
+def test_desktop_macos_levels() -> None:
+    mac = DesktopChannel(platform="darwin")
+    mac.terminal_notifier = None
+    info = mac.command(Alert(AlertLevel.INFO, "T", "B"))
+    warning = mac.command(Alert(AlertLevel.WARNING, "T", "B"))
+    assert info is not None
+    assert warning is not None
+    assert info[1:] == ["-e", 'display notification "B" with title "T"']
+    assert warning[1:] == [
+        "-e",
+        'display notification "B" with title "T" sound name "Funk"',
+    ]
+    critical = mac.command(
+        Alert(AlertLevel.CRITICAL, "T", "B", fields={"url": "https://dash.example/x"})
+    )
+    assert critical is not None
+    assert critical[-1] == (
+        'set answer to display alert "T" message "B" as critical buttons '
+        '{"Dismiss", "Open"} default button "Open"\n'
+        'if button returned of answer is "Open" then open location "https://dash.example/x"'
+    )
+    mac.terminal_notifier = "/usr/local/bin/terminal-notifier"
+    clicked = mac.command(
+        Alert(AlertLevel.WARNING, "-T", "B", fields={"url": "https://dash.example/x"})
+    )
+    assert clicked == [
+        "/usr/local/bin/terminal-notifier",
+        "-title",
+        "\u2013T",
+        "-message",
+        "B",
+        "-open",
+        "https://dash.example/x",
+        "-sound",
+        "default",
+    ]
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "javascript:alert(1)", "https://x.example/a b", 42]
+)
+def test_desktop_ignores_unsafe_urls(url: object) -> None:
+    channel = DesktopChannel(platform="linux")
+    argv = channel.command(Alert(AlertLevel.CRITICAL, "T", "B", fields={"url": url}))
+    assert argv is not None
+    assert argv[-1] == "B"
+    if isinstance(url, str):
+        with pytest.raises(ConfigError, match="action_url"):
+            DesktopChannel(platform="linux", action_url=url)
+
+
+@pytest.mark.skipif(shutil.which("notify-send") is None, reason="no notify-send here")
+def test_desktop_linux_command_is_accepted_by_notify_send() -> None:
+    argv = DesktopChannel(platform="linux").command(Alert(AlertLevel.INFO, "T", "B"))
+    assert argv is not None
+    done = subprocess.run(
+        [argv[0], "--help"], capture_output=True, text=True, check=False
+    )
+    for option in ("--urgency", "--expire-time", "--hint", "--app-name"):
+        assert option in done.stdout
 
 
 def _parse_applescript_string(literal: str) -> str:

@@ -51,7 +51,13 @@ if TYPE_CHECKING:
         exit_code_for,
         is_retryable,
     )
-    from ._core.trace import current_trace, trace
+    from ._core.trace import (
+        current_trace,
+        extract,
+        inject,
+        trace,
+        traceparent,
+    )
     from ._data.atomic import atomic_open, atomic_write
     from ._data.config_file import ConfigFile, SaveResult
     from ._data.credentials import (
@@ -74,6 +80,12 @@ if TYPE_CHECKING:
         write_transaction,
     )
     from ._data.signed import VOLATILE_KEYS, read_signed, stable_hash, write_signed
+    from ._observe.alert_rules import (
+        DEFAULT_ALERT_RULES,
+        AlertRule,
+        AlertRules,
+        install_default_alerts,
+    )
     from ._observe.alerts import (
         Alert,
         AlertDispatcher,
@@ -110,6 +122,9 @@ if TYPE_CHECKING:
         set_metrics,
     )
     from ._observe.resources import ResourceTracker, TrackedResource
+    from ._observe.timed import timed
+    from ._ops.exit_with_parent import ParentWatch, exit_with_parent
+    from ._ops.heartbeat import Heartbeat, HeartbeatStatus
     from ._ops.hook import hook
     from ._ops.process import (
         arun_process,
@@ -117,7 +132,9 @@ if TYPE_CHECKING:
     )
     from ._ops.process_result import ProcessError, ProcessResult, ProcessTimeoutError
     from ._ops.recycle import Recycler, RecyclingWorker
+    from ._ops.sd_notify import sd_notify
     from ._ops.service import render_launchd, render_systemd
+    from ._ops.watchdogs import HangWatchdog, StallWatchdog
     from ._policies.adaptive import AdaptiveLimiter
     from ._policies.boundary import error_boundary
     from ._policies.breaker import CircuitBreaker, CircuitBreakerStats
@@ -156,6 +173,8 @@ _LAZY: dict[str, str] = {
     "AlertChannel": "typing",
     "AlertDispatcher": "_observe.alerts",
     "AlertLevel": "_observe.alerts",
+    "AlertRule": "_observe.alert_rules",
+    "AlertRules": "_observe.alert_rules",
     "AllocationSite": "_observe.leaks",
     "AppriseChannel": "_observe.alerts",
     "ApprovalRequiredError": "_core.exceptions",
@@ -200,6 +219,9 @@ _LAZY: dict[str, str] = {
     "FailoverExhaustedError": "_core.exceptions",
     "Failure": "_core.taxonomy",
     "Gauge": "_observe.metrics",
+    "HangWatchdog": "_ops.watchdogs",
+    "Heartbeat": "_ops.heartbeat",
+    "HeartbeatStatus": "_ops.heartbeat",
     "HealthCheckResult": "_observe.health",
     "HealthRegistry": "_observe.health",
     "HealthReport": "_observe.health",
@@ -219,6 +241,7 @@ _LAZY: dict[str, str] = {
     "MetricsRegistry": "_observe.metrics",
     "OccurrenceThreshold": "_policies.ratelimit",
     "Outcome": "_policies.outcome",
+    "ParentWatch": "_ops.exit_with_parent",
     "PermanentError": "_core.exceptions",
     "PolicyDeniedError": "_core.exceptions",
     "ProcessError": "_ops.process_result",
@@ -238,6 +261,7 @@ _LAZY: dict[str, str] = {
     "SaveResult": "_data.config_file",
     "RetryBudget": "_policies.budget",
     "RetryBudgetState": "_policies.budget",
+    "StallWatchdog": "_ops.watchdogs",
     "RetryExhaustedError": "_core.exceptions",
     "StoreUnavailableError": "_core.exceptions",
     "StoredEvent": "_observe.eventstore",
@@ -274,6 +298,7 @@ _LAZY: dict[str, str] = {
     "export_opentelemetry": "_observe.exporters",
     "export_prometheus": "_observe.exporters",
     "failover": "_policies.failover",
+    "exit_with_parent": "_ops.exit_with_parent",
     "gauge": "_observe.metrics",
     "get_metrics": "_observe.metrics",
     "get_versioned": "_runs.cas",
@@ -294,15 +319,22 @@ _LAZY: dict[str, str] = {
     "retry": "_policies.retry",
     "retry_context": "_policies.retry",
     "run_process": "_ops.process",
+    "sd_notify": "_ops.sd_notify",
     "set_active": "_core.settings",
     "set_chaos": "_policies.chaos",
     "set_log_summary": "_core.events",
     "set_metrics": "_observe.metrics",
     "stable_hash": "_data.signed",
+    "timed": "_observe.timed",
+    "install_default_alerts": "_observe.alert_rules",
+    "DEFAULT_ALERT_RULES": "_observe.alert_rules",
     "VOLATILE_KEYS": "_data.signed",
     "timeout": "_policies.timeout",
     "trace": "_core.trace",
     "trace_opentelemetry": "_core.otel",
+    "traceparent": "_core.trace",
+    "inject": "_core.trace",
+    "extract": "_core.trace",
     "write_signed": "_data.signed",
     "write_transaction": "_data.database",
 }
@@ -313,6 +345,8 @@ __all__ = [
     "AlertChannel",
     "AlertDispatcher",
     "AlertLevel",
+    "AlertRule",
+    "AlertRules",
     "AllocationSite",
     "AppriseChannel",
     "ApprovalRequiredError",
@@ -347,6 +381,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseLockedError",
     "DatabaseOpenError",
+    "DEFAULT_ALERT_RULES",
     "DatabaseReport",
     "DesktopChannel",
     "Event",
@@ -356,10 +391,13 @@ __all__ = [
     "FailoverExhaustedError",
     "Failure",
     "Gauge",
+    "HangWatchdog",
     "HealthCheckResult",
     "HealthRegistry",
     "HealthReport",
     "Hedge",
+    "Heartbeat",
+    "HeartbeatStatus",
     "Histogram",
     "IdempotencyStore",
     "IntegrityError",
@@ -376,6 +414,7 @@ __all__ = [
     "OccurrenceThreshold",
     "Outcome",
     "PaiosFormat",
+    "ParentWatch",
     "PermanentError",
     "PolicyDeniedError",
     "ProcessError",
@@ -396,6 +435,7 @@ __all__ = [
     "RetryExhaustedError",
     "SQLiteStore",
     "SaveResult",
+    "StallWatchdog",
     "StoreUnavailableError",
     "StoredEvent",
     "Throttle",
@@ -429,9 +469,11 @@ __all__ = [
     "emit_event",
     "error_boundary",
     "exit_code_for",
+    "exit_with_parent",
     "export_opentelemetry",
     "export_prometheus",
     "failover",
+    "extract",
     "gauge",
     "get_metrics",
     "get_versioned",
@@ -440,7 +482,9 @@ __all__ = [
     "hook",
     "idempotency_key",
     "idempotent",
+    "inject",
     "install_crash_handler",
+    "install_default_alerts",
     "is_active",
     "is_retryable",
     "open_database",
@@ -453,14 +497,17 @@ __all__ = [
     "retry",
     "retry_context",
     "run_process",
+    "sd_notify",
     "set_active",
     "set_chaos",
     "set_log_summary",
     "set_metrics",
     "stable_hash",
+    "timed",
     "timeout",
     "trace",
     "trace_opentelemetry",
+    "traceparent",
     "write_signed",
     "write_transaction",
 ]

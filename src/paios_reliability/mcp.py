@@ -23,19 +23,37 @@ import inspect
 import math
 import re
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from ._core import settings as _config
 from ._core.dispatch import callable_name, is_async_callable, through_method_descriptors
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from mcp.server.mcpserver import MCPServer
     from mcp.types import CallToolResult
 
     from ._core.catalog import CatalogEntry
     from ._core.events import Level
     from ._core.taxonomy import Failure
 
-__all__ = ["ToolDecorator", "resilient_tool", "tool_error_text"]
+__all__ = [
+    "StopReason",
+    "ToolDecorator",
+    "resilient_tool",
+    "run_stdio",
+    "tool_error_text",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,6 +91,37 @@ _DO_OPERATOR = "do not retry; the server's operator must fix it"
 _ARGUMENT_CODES = frozenset({"HTTP_BAD_REQUEST", "HTTP_UNPROCESSABLE"})
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9 .]+")
 _FIRST_CLAUSE = re.compile(r"(?<=[a-z0-9)])[.;](?:\s|$)")
+
+
+class _InFlight:
+    """Tool calls running in this process, and whether new ones are refused (draining)."""
+
+    __slots__ = ("count", "draining", "lock")
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.count = 0
+        self.draining = False
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.draining:
+                from ._core.exceptions import TransientError
+
+                raise TransientError(
+                    "the server is shutting down and takes no new calls",
+                    code="SERVICE_UNAVAILABLE",
+                )
+            self.count += 1
+
+    def exit(self) -> None:
+        with self.lock:
+            self.count -= 1
+
+
+_in_flight = _InFlight()
 
 
 class ToolDecorator(Protocol):
@@ -186,7 +235,11 @@ def resilient_tool(
                     return await ainner(*args, **kwargs)
                 with _trace(label):
                     try:
-                        return await ainner(*args, **kwargs)
+                        _in_flight.enter()
+                        try:
+                            return await ainner(*args, **kwargs)
+                        finally:
+                            _in_flight.exit()
                     except Exception as exc:
                         failed = handle.failed(exc)
                         if failed is None:
@@ -204,7 +257,11 @@ def resilient_tool(
                 return inner(*args, **kwargs)
             with _trace(label):
                 try:
-                    return inner(*args, **kwargs)
+                    _in_flight.enter()
+                    try:
+                        return inner(*args, **kwargs)
+                    finally:
+                        _in_flight.exit()
                 except Exception as exc:
                     failed = handle.failed(exc)
                     if failed is None:
@@ -435,3 +492,266 @@ def _require_sdk() -> None:
             code="DEPENDENCY_MISSING",
             context={"module": "mcp"},
         ) from exc
+
+
+# -- running a stdio server ------------------------------------------------------------
+
+StopReason = Literal["eof", "SIGINT", "SIGTERM", "parent_gone"]
+"""Why :func:`run_stdio` returned."""
+
+_MAX_LINE = 64 * 1024 * 1024
+
+
+def run_stdio(
+    server: MCPServer,
+    *,
+    interval: float = 0.5,
+    register: bool = True,
+    stop_grace: float = 5.0,
+    drain: float | None = None,
+) -> StopReason:
+    """Serve ``server`` over stdin/stdout until the client goes away or a signal.
+
+    Unlike ``server.run("stdio")``, the server stops cleanly, and promptly, in
+    every way its client can leave:
+
+    - stdin reaches end of file (the client closed the pipe): ``"eof"``;
+    - SIGINT or SIGTERM: ``"SIGINT"`` / ``"SIGTERM"`` (the SDK's own loop
+      ignores SIGINT while its reader thread blocks on stdin);
+    - the client process dies, even with ``kill -9`` and with the pipe held
+      open by another process: :func:`~paios_reliability.exit_with_parent`
+      notices within ``interval`` seconds (at once on Linux): ``"parent_gone"``.
+
+    Stopping cancels the calls in flight and waits at most ``stop_grace``
+    seconds for them; ``atexit`` handlers run after the return as usual.
+    With ``drain`` (opt-in; 30 matches systemd's and launchd's default stop
+    timeout), SIGINT and SIGTERM first drain: new
+    :func:`resilient_tool` calls are refused with a retryable
+    ``SERVICE_UNAVAILABLE`` tool error, and the calls in flight get up to
+    ``drain`` seconds to finish before the rest is cancelled (emits
+    ``mcp.draining`` and ``mcp.drained``). A client that died is not
+    drained for: nobody would read the answers.
+    stdin is read without a blocking thread, so nothing is left waiting on
+    it. While serving, fd 0 points at the null device (a child process never
+    reads the protocol stream) and stdout belongs to the protocol.
+
+    With ``register=True`` the server is listed in the per-user runtime
+    directory while it runs, so ``paios-reliability mcp sweep --kill`` can
+    end it should it ever outlive its client. Emits ``mcp.server_started``
+    and ``mcp.server_stopped`` (with the reason).
+
+    Args:
+        server: An ``MCPServer`` of the ``mcp`` SDK.
+        interval: Seconds between checks that the client process is alive.
+        register: List the server in the runtime directory while it runs.
+        stop_grace: Seconds cancelled calls get to unwind.
+        drain: Seconds in-flight tool calls get to finish on SIGINT/SIGTERM
+            (``None``: cancel them at once).
+
+    Returns:
+        Why the server stopped.
+
+    Raises:
+        PermanentError: ``DEPENDENCY_MISSING`` without the ``mcp`` SDK.
+        ValueError: If ``interval`` or ``stop_grace`` is not positive.
+        Exception: Whatever the server's own run raised.
+    """
+    import asyncio
+
+    _require_sdk()
+    for label, given in (("stop_grace", stop_grace), ("drain", drain)):
+        if label == "drain" and given is None:
+            continue
+        if not (isinstance(given, (int, float)) and 0 < given < math.inf):
+            raise ValueError(
+                f"run_stdio({label}=...) must be a positive number, got {given!r}"
+            )
+    from ._ops.exit_with_parent import exit_with_parent
+
+    watch = exit_with_parent(interval=interval, grace=stop_grace + (drain or 0) + 5.0)
+    registration = None
+    name = str(getattr(server, "name", None) or "mcp-server")
+    if register:
+        from ._ops.registry import register_server
+
+        registration = register_server(name)
+    try:
+        return asyncio.run(_serve_until_stopped(server, name, watch, stop_grace, drain))
+    finally:
+        if registration is not None:
+            registration.close()
+        watch.stop()
+
+
+async def _serve_until_stopped(
+    server: MCPServer,
+    name: str,
+    watch: Any,
+    stop_grace: float,
+    drain: float | None,
+) -> StopReason:
+    import asyncio
+    import os
+    import signal
+
+    from ._core.events import emit
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    reasons: list[StopReason] = []
+
+    def request_stop(signame: str) -> None:
+        gone = signame == "SIGTERM" and os.getppid() != watch.parent_pid
+        reasons.append("parent_gone" if gone else cast(StopReason, signame))
+        stopping.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, request_stop, signal.Signals(signum).name)
+    emit("mcp", "server_started", subject=name, pid=os.getpid())
+    readers: list[_StdinLines] = []
+    serving = asyncio.ensure_future(_serve(server, readers))
+    waiting = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if serving.done():
+            waiting.cancel()
+            serving.result()
+            reason: StopReason = "eof"
+        else:
+            reason = reasons[0]
+            if drain is not None and reason != "parent_gone":
+                await _drain(name, serving, drain)
+                # End of input: the SDK's session ends the way it does for a
+                # client that hung up, writing out the answers still queued.
+                for reader in readers:
+                    reader.finish()
+                await asyncio.wait({serving}, timeout=stop_grace)
+            serving.cancel()
+            done, _ = await asyncio.wait({serving}, timeout=stop_grace)
+            if not done:
+                emit(
+                    "mcp", "stop_overdue", level="error", subject=name, grace=stop_grace
+                )
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+        with _in_flight.lock:
+            _in_flight.draining = False
+    emit("mcp", "server_stopped", subject=name, reason=reason, pid=os.getpid())
+    return reason
+
+
+async def _drain(name: str, serving: asyncio.Future[None], grace: float) -> None:
+    import asyncio
+    import time
+
+    from ._core.events import emit
+
+    with _in_flight.lock:
+        _in_flight.draining = True
+        busy = _in_flight.count
+    emit("mcp", "draining", level="info", subject=name, in_flight=busy, grace=grace)
+    deadline = time.monotonic() + grace
+    # Polled: the calls may run in worker threads, which cannot wake the loop.
+    while _in_flight.count > 0 and not serving.done() and time.monotonic() < deadline:  # noqa: ASYNC110 - see above
+        await asyncio.sleep(0.02)
+    left = _in_flight.count
+    emit(
+        "mcp",
+        "drained",
+        level="info" if left == 0 else "warning",
+        subject=name,
+        unfinished=left,
+    )
+
+
+async def _serve(server: MCPServer, readers: list[_StdinLines]) -> None:
+    from mcp.server.stdio import stdio_server
+
+    lowlevel = getattr(server, "_lowlevel_server", None)
+    lines = _StdinLines.claim() if lowlevel is not None else None
+    if lines is not None:
+        readers.append(lines)
+    if lines is None or lowlevel is None:
+        # No pollable stdin (a regular file, or a platform without it): the
+        # SDK's own reader, which never blocks on a file.
+        await server.run_stdio_async()
+        return
+    try:
+        async with stdio_server(stdin=cast(Any, lines)) as (read, write):
+            await lowlevel.run(read, write, lowlevel.create_initialization_options())
+    finally:
+        lines.release()
+
+
+class _StdinLines:
+    """stdin as an async iterator of text lines, read by the event loop.
+
+    A thread blocked in ``read(0)`` can be neither cancelled nor joined; the
+    loop's pipe transport can, so a stop never waits for the client's next
+    byte.
+    """
+
+    __slots__ = ("_fd", "_reader", "_transport")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._reader: asyncio.StreamReader | None = None
+        self._transport: asyncio.BaseTransport | None = None
+
+    @classmethod
+    def claim(cls) -> _StdinLines | None:
+        import os
+        import stat
+
+        try:
+            mode = os.fstat(0).st_mode
+        except OSError:
+            return None
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            return None
+        import fcntl
+
+        private = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            os.dup2(null, 0)
+        finally:
+            os.close(null)
+        return cls(private)
+
+    def release(self) -> None:
+        import contextlib
+        import os
+
+        if self._transport is not None:
+            self._transport.close()
+        with contextlib.suppress(OSError):
+            os.dup2(self._fd, 0)
+        if self._transport is None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+    def finish(self) -> None:
+        """Read no further: the iteration ends as at end of file."""
+        if self._reader is not None:
+            self._reader.feed_eof()
+
+    def __aiter__(self) -> _StdinLines:
+        return self
+
+    async def __anext__(self) -> str:
+        import asyncio
+        import os
+
+        if self._reader is None:
+            loop = asyncio.get_running_loop()
+            self._reader = asyncio.StreamReader(limit=_MAX_LINE)
+            protocol = asyncio.StreamReaderProtocol(self._reader)
+            pipe = os.fdopen(self._fd, "rb", buffering=0)
+            self._transport, _ = await loop.connect_read_pipe(lambda: protocol, pipe)
+        line = await self._reader.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line.decode("utf-8", errors="replace")

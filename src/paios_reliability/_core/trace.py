@@ -15,7 +15,9 @@ import contextvars
 import functools
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Mapping
+import re
+import sys
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -24,7 +26,7 @@ from .dispatch import through_method_descriptors
 if TYPE_CHECKING:
     pass
 
-__all__ = ["current_trace", "new_id", "trace"]
+__all__ = ["current_trace", "extract", "inject", "new_id", "trace", "traceparent"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,8 +52,17 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
     """Bind a trace span for a block or for every call of a function.
 
     Entering starts a new span: a fresh ``span_id``, the enclosing span as
-    ``parent_span_id`` and the enclosing ``trace_id`` (or a new one at the
-    top, or the one passed in). User keys are merged over the enclosing ones.
+    ``parent_span_id`` and the enclosing ``trace_id`` (or the one passed in).
+    At the top (no enclosing span) the span joins a trace that reached this
+    process from outside, in this order: the current OpenTelemetry span
+    (when ``opentelemetry`` is imported, e.g. the MCP SDK's span for a tool
+    call whose request ``_meta`` carried a ``traceparent``), then the
+    ``TRACEPARENT`` environment variable (set by
+    :func:`~paios_reliability.run_process` for its children); else it
+    starts a new trace. While a top span runs and no OpenTelemetry span is
+    active, it is made the current OpenTelemetry span context (non
+    recording), so OpenTelemetry-aware clients (the MCP SDK) propagate it.
+    User keys are merged over the enclosing ones.
 
     Works as ``with``, ``async with`` and as a decorator of sync and async
     functions (each call gets its own span). Concurrent tasks never see each
@@ -59,27 +70,49 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
 
     Args:
         trace_id: Join an existing trace (e.g. one received in a request).
+        parent_span_id: The remote parent span (with ``trace_id``; see
+            :func:`extract`: ``trace(**extract(headers))``).
         **context: Extra keys to bind, e.g. ``run_id="r-42"``; values become
             strings.
     """
 
-    __slots__ = ("_context", "_tokens", "_trace_id")
+    __slots__ = ("_context", "_otel_tokens", "_parent_span_id", "_tokens", "_trace_id")
 
-    def __init__(self, trace_id: str | None = None, **context: object) -> None:
+    def __init__(
+        self,
+        trace_id: str | None = None,
+        parent_span_id: str | None = None,
+        **context: object,
+    ) -> None:
         bad = _RESERVED & context.keys()
         if bad:
             raise ValueError(f"trace() sets {sorted(bad)} itself; pass trace_id= only")
+        if parent_span_id is not None and trace_id is None:
+            raise ValueError(
+                "trace(parent_span_id=...) names a span of another trace: pass its "
+                "trace_id= too (trace(**extract(carrier)) does)"
+            )
         self._trace_id = trace_id
+        self._parent_span_id = parent_span_id
         self._context = {k: str(v) for k, v in context.items()}
         # span mapping id -> token; one object may be entered by several tasks
         # or threads at once, each in its own context.
         self._tokens: dict[int, contextvars.Token[Mapping[str, str]]] = {}
+        self._otel_tokens: dict[int, object] = {}
 
     def _enter(self) -> Mapping[str, str]:
         parent = _context.get()
         ctx = {**parent, **self._context}
-        ctx["trace_id"] = self._trace_id or parent.get("trace_id") or new_id(16)
-        parent_span = parent.get("span_id")
+        trace_id = self._trace_id or parent.get("trace_id")
+        parent_span = parent.get("span_id") if trace_id else None
+        if self._trace_id is not None:
+            parent_span = self._parent_span_id or (
+                parent_span if self._trace_id == parent.get("trace_id") else None
+            )
+        remote = None if trace_id else _remote_parent()
+        if remote is not None:
+            trace_id, parent_span = remote
+        ctx["trace_id"] = trace_id or new_id(16)
         if parent_span is not None:
             ctx["parent_span_id"] = parent_span
         else:
@@ -87,6 +120,10 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
         ctx["span_id"] = new_id(8)
         frozen = MappingProxyType(ctx)
         self._tokens[id(frozen)] = _context.set(frozen)
+        if not parent and "opentelemetry" in sys.modules:
+            otel = _otel_attach(ctx["trace_id"], ctx["span_id"])
+            if otel is not None:
+                self._otel_tokens[id(frozen)] = otel
         return frozen
 
     def _exit(self, exc: BaseException | None = None) -> None:
@@ -95,6 +132,9 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
             # it reaches sys.excepthook (crash handler) the span is gone.
             with contextlib.suppress(Exception):
                 exc._paios_trace = dict(_context.get())  # type: ignore[attr-defined]
+        otel = self._otel_tokens.pop(id(_context.get()), None)
+        if otel is not None:
+            _otel_detach(otel)
         token = self._tokens.pop(id(_context.get()), None)
         if token is None:  # exited out of order: undo the newest span
             try:
@@ -146,3 +186,121 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
                 return fn(*args, **kwargs)
 
         return wrapper
+
+
+# -- W3C trace context across processes ---------------------------------------
+
+_TRACEPARENT = re.compile(
+    r"^(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})"
+    r"-(?P<flags>[0-9a-f]{2})(?:-.*)?$"
+)
+_MAX_HEADER = 512
+
+
+def _parse(value: object) -> tuple[str, str] | None:
+    if not isinstance(value, str) or len(value) > _MAX_HEADER:
+        return None
+    m = _TRACEPARENT.match(value.strip().lower())
+    if m is None or m["version"] == "ff":
+        return None
+    # Version 00 has exactly four fields; later versions may append more.
+    if m["version"] == "00" and value.strip().count("-") != 3:
+        return None
+    if m["trace"] == "0" * 32 or m["span"] == "0" * 16:
+        return None
+    return m["trace"], m["span"]
+
+
+def traceparent() -> str | None:
+    """The W3C ``traceparent`` of the running span, or ``None`` outside a trace."""
+    ctx = _context.get()
+    trace_id, span_id = ctx.get("trace_id"), ctx.get("span_id")
+    if not trace_id or not span_id or _parse(f"00-{trace_id}-{span_id}-01") is None:
+        return None
+    return f"00-{trace_id}-{span_id}-01"
+
+
+def inject(carrier: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Put the running span's ``traceparent`` into ``carrier`` (headers, MCP ``_meta``).
+
+    Outside a trace, ``carrier`` is left as it is.
+
+    Returns:
+        ``carrier``.
+    """
+    value = traceparent()
+    if value is not None:
+        carrier["traceparent"] = value
+    return carrier
+
+
+def extract(carrier: Mapping[Any, Any] | None) -> dict[str, str]:
+    """The trace a ``carrier`` belongs to, as keyword arguments for :class:`trace`.
+
+    Reads ``traceparent`` (any case of the key, as in HTTP headers or the
+    ``TRACEPARENT`` environment variable). A missing or malformed value
+    (wrong length, non-hex, all-zero ids, version ``ff``, over 512
+    characters) gives ``{}``, so ``trace(**extract(carrier))`` starts a new
+    trace instead of failing.
+
+    Returns:
+        ``{"trace_id": ..., "parent_span_id": ...}`` or ``{}``.
+    """
+    if not carrier:
+        return {}
+    value = carrier.get("traceparent")
+    if value is None:
+        for key, item in carrier.items():
+            if isinstance(key, str) and key.lower() == "traceparent":
+                value = item
+                break
+    parsed = _parse(value)
+    if parsed is None:
+        return {}
+    return {"trace_id": parsed[0], "parent_span_id": parsed[1]}
+
+
+def _remote_parent() -> tuple[str, str] | None:
+    if "opentelemetry" in sys.modules:
+        found = _otel_current()
+        if found is not None:
+            return found
+    return _parse(os.environ.get("TRACEPARENT"))
+
+
+def _otel_current() -> tuple[str, str] | None:
+    try:
+        from opentelemetry import trace as otel_trace
+    except ImportError:
+        return None
+    span_context = otel_trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None
+    return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+
+
+def _otel_attach(trace_id: str, span_id: str) -> object | None:
+    try:
+        from opentelemetry import context as otel_context
+        from opentelemetry import trace as otel_trace
+    except ImportError:
+        return None
+    if otel_trace.get_current_span().get_span_context().is_valid:
+        return None  # a real span is current: never shadow it
+    span = otel_trace.NonRecordingSpan(
+        otel_trace.SpanContext(
+            int(trace_id, 16),
+            int(span_id, 16),
+            is_remote=False,
+            trace_flags=otel_trace.TraceFlags(otel_trace.TraceFlags.SAMPLED),
+        )
+    )
+    return otel_context.attach(otel_trace.set_span_in_context(span))
+
+
+def _otel_detach(token: object) -> None:
+    from opentelemetry import context as otel_context
+
+    # A token of another context (exited out of order) has nothing to undo.
+    with contextlib.suppress(Exception):
+        otel_context.detach(token)  # type: ignore[arg-type]

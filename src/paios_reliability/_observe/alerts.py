@@ -179,6 +179,29 @@ class EventStoreChannel:
         )
 
 
+_LINUX_STYLE: dict[AlertLevel, tuple[str, int, str | None]] = {
+    # urgency, expire time in ms (0: until dismissed), sound hint
+    AlertLevel.INFO: ("low", 5000, None),
+    AlertLevel.WARNING: ("normal", 10000, "dialog-warning"),
+    AlertLevel.CRITICAL: ("critical", 0, "dialog-error"),
+}
+
+
+def _safe_url(value: object) -> str | None:
+    if not isinstance(value, str) or len(value) > 2000:
+        return None
+    if not value.startswith(("https://", "http://")):
+        return None
+    if any(ord(c) <= 32 or ord(c) == 127 for c in value):
+        return None
+    return value
+
+
+def _no_leading_dash(text: str) -> str:
+    # terminal-notifier would read "-x" as an option.
+    return text if not text.startswith("-") else "\u2013" + text[1:]
+
+
 def _applescript_string(text: str) -> str:
     cleaned = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
     return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -187,14 +210,33 @@ def _applescript_string(text: str) -> str:
 class DesktopChannel:
     """Desktop notifications: ``notify-send`` (Linux) or ``osascript`` (macOS).
 
-    Where neither exists (servers, containers) the channel is unavailable: it
-    says so once (a log warning and an ``alerts.channel_unavailable`` event)
-    and then drops alerts silently. It never raises for that.
+    What each level looks like:
+
+    - INFO: shown about 5 s, no sound;
+    - WARNING: shown about 10 s, with a sound;
+    - CRITICAL: stays until dismissed, with a sound and, given a URL (the
+      alert's ``url`` field, else ``action_url``), a way to open it: on
+      macOS a dialog (``display alert``) whose "Open" button opens it; on
+      Linux the URL is in the body (notification daemons make it a link;
+      ``notify-send`` actions would block until the user answers).
+
+    On Linux the level sets ``--urgency``, ``--expire-time`` (5000, 10000,
+    0 = never) and a sound hint. On macOS, ``terminal-notifier`` (when
+    installed) shows INFO and WARNING alerts that carry a URL, so a click
+    opens it; the dialog of a CRITICAL alert is shown without waiting for
+    the answer. Only ``http(s)`` URLs are used.
+
+    Where no notifier exists (servers, containers) the channel is
+    unavailable: it says so once (a log warning and an
+    ``alerts.channel_unavailable`` event) and then drops alerts silently. It
+    never raises for that.
 
     Args:
         app_name: Shown as the sender (Linux).
         timeout: Seconds the notifier may take.
         platform: Override ``sys.platform`` (to build commands for another OS).
+        action_url: The runbook or dashboard a CRITICAL alert opens, when the
+            alert has no ``url`` field.
     """
 
     blocking = True
@@ -206,6 +248,7 @@ class DesktopChannel:
         timeout: float = 5.0,
         platform: str | None = None,
         name: str = "desktop",
+        action_url: str | None = None,
     ) -> None:
         self.name = name
         self.app_name = app_name
@@ -213,6 +256,16 @@ class DesktopChannel:
         self.platform = sys.platform if platform is None else platform
         self.program = self._program_name()
         self.path = shutil.which(self.program) if self.program else None
+        self.terminal_notifier = (
+            shutil.which("terminal-notifier") if self.platform == "darwin" else None
+        )
+        if action_url is not None and _safe_url(action_url) is None:
+            raise ConfigError(
+                "DesktopChannel(action_url=...) must be an http(s) URL without "
+                "spaces or control characters",
+                code="USAGE_ERROR",
+            )
+        self.action_url = action_url
         self._reported = False
 
     def _program_name(self) -> str | None:
@@ -227,32 +280,66 @@ class DesktopChannel:
         """Whether a notifier program was found."""
         return self.path is not None
 
+    def _url(self, alert: Alert) -> str | None:
+        return _safe_url(alert.fields.get("url")) or self.action_url
+
     def command(self, alert: Alert) -> list[str] | None:
         """The argv that would show ``alert`` (``None`` on unsupported platforms)."""
         title = alert.title[:200]
         body = alert.message[:1000]
+        url = self._url(alert)
+        level = alert.level
         if self.program == "notify-send":
-            urgency = {"info": "low", "warning": "normal", "critical": "critical"}[
-                alert.level.value
-            ]
-            return [
+            urgency, expire, sound = _LINUX_STYLE[level]
+            if url is not None:
+                body = f"{body}\n{url}" if body else url
+            argv = [
                 self.path or "notify-send",
                 "--app-name",
                 self.app_name,
                 "--urgency",
                 urgency,
-                "--",
-                title,
-                body,
+                "--expire-time",
+                str(expire),
             ]
+            if sound is not None:
+                argv += ["--hint", f"string:sound-name:{sound}"]
+            return [*argv, "--", title, body]
         if self.program == "osascript":
+            osascript = self.path or "osascript"
+            if level is AlertLevel.CRITICAL:
+                script = (
+                    f"display alert {_applescript_string(title)} "
+                    f"message {_applescript_string(body)} as critical"
+                )
+                if url is not None:
+                    script = (
+                        f"set answer to {script} "
+                        'buttons {"Dismiss", "Open"} default button "Open"\n'
+                        'if button returned of answer is "Open" then '
+                        f"open location {_applescript_string(url)}"
+                    )
+                return [osascript, "-e", "beep", "-e", script]
+            if url is not None and self.terminal_notifier is not None:
+                argv = [
+                    self.terminal_notifier,
+                    "-title",
+                    _no_leading_dash(title),
+                    "-message",
+                    _no_leading_dash(body or title),
+                    "-open",
+                    url,
+                ]
+                if level is AlertLevel.WARNING:
+                    argv += ["-sound", "default"]
+                return argv
             script = (
                 f"display notification {_applescript_string(body)} "
                 f"with title {_applescript_string(title)}"
             )
-            if alert.level is AlertLevel.CRITICAL:
-                script += ' sound name "Basso"'
-            return [self.path or "osascript", "-e", script]
+            if level is AlertLevel.WARNING:
+                script += ' sound name "Funk"'
+            return [osascript, "-e", script]
         return None
 
     def send(self, alert: Alert, /) -> None:
@@ -274,6 +361,19 @@ class DesktopChannel:
                     program=self.program,
                     platform=self.platform,
                 )
+            return
+        if alert.level is AlertLevel.CRITICAL and self.program == "osascript":
+            # The dialog stays until dismissed: never hold the lane for it.
+            proc = subprocess.Popen(  # noqa: S603 - fixed program, argv without a shell
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            threading.Thread(
+                target=proc.wait, name="paios-alert-dialog", daemon=True
+            ).start()
             return
         subprocess.run(  # noqa: S603 - fixed program, argv without a shell
             argv,

@@ -143,7 +143,7 @@ def _prepare(
         "stdin": subprocess.PIPE if data is not None else stdin,
         "stdout": subprocess.PIPE if capture_output else stdout,
         "stderr": subprocess.PIPE if capture_output else stderr,
-        "env": env,
+        "env": _with_traceparent(env),
         "cwd": cwd,
         "start_new_session": True,
         "close_fds": True,
@@ -1085,6 +1085,8 @@ def run_process(
             raises before anything is started.
         check: Raise :class:`ProcessError` on a non-zero exit status.
         env: The child's complete environment (``None``: inherit ours).
+            Inside a :func:`~paios_reliability.trace`, ``TRACEPARENT`` is
+            added, so the child's own ``trace()`` joins the same trace.
         cwd: Working directory of the child.
         stdin: ``None`` (inherit), ``PIPE``, ``DEVNULL``, a file or an fd.
         stdout: ``None`` (inherit), ``PIPE``, ``DEVNULL``, a file or an fd.
@@ -1280,3 +1282,17 @@ async def arun_process(
 
 if sys.platform == "win32":  # pragma: no cover - POSIX process groups only
     raise ImportError("paios_reliability.run_process needs a POSIX system")
+
+
+def _with_traceparent(env: Environment | None) -> Any:
+    """``env`` plus ``TRACEPARENT`` of the running span, so the child's trace() joins it."""
+    from .._core.trace import traceparent
+
+    value = traceparent()
+    if value is None:
+        return env
+    if env is None:
+        return {**os.environ, "TRACEPARENT": value}
+    if any(isinstance(k, bytes) for k in env):
+        return {**env, b"TRACEPARENT": value.encode()}
+    return {**env, "TRACEPARENT": value}

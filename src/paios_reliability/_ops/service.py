@@ -18,6 +18,7 @@ The output is validated before it is returned: the plist is parsed back with
 
 from __future__ import annotations
 
+import math
 import os
 import plistlib
 import re
@@ -286,6 +287,7 @@ def render_systemd(
     wanted_by: str = "default.target",
     start_limit_burst: int = 5,
     start_limit_interval_sec: int = 300,
+    watchdog_sec: int | None = None,
 ) -> str:
     """A systemd service unit (``<name>.service``).
 
@@ -308,6 +310,11 @@ def render_systemd(
         start_limit_burst: ``StartLimitBurst=``: restarts allowed within...
         start_limit_interval_sec: ``StartLimitIntervalSec=``; a service that
             crashes more often than that stays down (and is visibly failed).
+        watchdog_sec: ``WatchdogSec=`` (with ``NotifyAccess=main``): systemd
+            restarts the service when no ``WATCHDOG=1`` arrives for that
+            long. Pair it with :class:`~paios_reliability.StallWatchdog` or
+            :class:`~paios_reliability.HangWatchdog`, which ping only while
+            the service's loop is live.
 
     Returns:
         The unit file text.
@@ -345,6 +352,12 @@ def render_systemd(
         "KillMode=mixed",
         "KillSignal=SIGTERM",
     ]
+    if watchdog_sec is not None:
+        # Rounded up: WatchdogSec=0 would switch the watchdog off.
+        lines.append(
+            f"WatchdogSec={math.ceil(_positive('watchdog_sec', watchdog_sec))}"
+        )
+        lines.append("NotifyAccess=main")
     if working_directory is not None:
         lines.append(
             "WorkingDirectory="

@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         doctor,
         events,
         health,
+        heartbeat,
+        mcp,
         service,
     )
 
@@ -84,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     events.register(sub)
     health.register(sub)
     service.register(sub)
+    heartbeat.register(sub)
+    mcp.register(sub)
     return parser
 
 
