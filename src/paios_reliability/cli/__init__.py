@@ -314,6 +314,9 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_data_commands(sub)
     _add_ops_commands(sub)
+    from . import status as _status
+
+    _status.register(sub)
     return parser
 
 
