@@ -136,6 +136,7 @@ if TYPE_CHECKING:
     from ._stores import MemoryStore
     from ._stores._redis import RedisStore
     from ._stores._sqlite import SQLiteStore
+    from ._web.app import create_status_app
 
 # public name -> private module that defines it
 _LAZY: dict[str, str] = {
@@ -180,6 +181,7 @@ _LAZY: dict[str, str] = {
     "StatusSources": "_observe.status",
     "SystemStatus": "_observe.status",
     "collect_status": "_observe.status",
+    "create_status_app": "_web.app",
     "load_status_sources": "_observe.status",
     "HealthReport": "_observe.health",
     "Histogram": "_observe.metrics",
@@ -368,6 +370,7 @@ __all__ = [
     "compare_and_set",
     "configure_logging",
     "counter",
+    "create_status_app",
     "current_trace",
     "daily_report",
     "deadline",

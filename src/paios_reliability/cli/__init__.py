@@ -317,6 +317,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import status as _status
 
     _status.register(sub)
+    from . import serve as _serve
+
+    _serve.register(sub)
     return parser
 
 
