@@ -348,16 +348,20 @@ def _toml(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-_text = st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=8)
+_text = st.text(
+    st.characters(
+        min_codepoint=0x20, exclude_categories=("Cs", "Cc"), exclude_characters="\x7f"
+    ),
+    max_size=8,
+)
 _toml_values = st.recursive(
     st.none().map(lambda _: "x")
     | st.booleans()
     | st.integers(-5, 5)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8),
+    | _text,
     lambda children: (
-        st.lists(children, max_size=3)
-        | st.dictionaries(st.text(min_size=1, max_size=6), children, max_size=3)
+        st.lists(children, max_size=3) | st.dictionaries(_text, children, max_size=3)
     ),
     max_leaves=6,
 )

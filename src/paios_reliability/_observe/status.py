@@ -32,9 +32,12 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._core.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from .health import HealthRegistry
 
 __all__ = [
     "CONFIG_NAME",
@@ -704,14 +707,16 @@ def _describe(exc: BaseException) -> str:
     return redact_text(f"{type(exc).__name__}: {exc}")
 
 
-def _health(spec: str, found: _Findings) -> dict[str, Any] | None:
+def _health(spec: str | HealthRegistry, found: _Findings) -> dict[str, Any] | None:
     try:
         from .health import _load_registry
 
-        # Like `python -m`: modules in the working directory can be named.
-        if os.getcwd() not in sys.path and "" not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        report = _load_registry(spec).run()
+        if isinstance(spec, str):
+            # Like `python -m`: modules in the working directory can be named.
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            spec = _load_registry(spec)
+        report = spec.run()
     except Exception as exc:  # noqa: BLE001 - a broken registry is a finding
         found.add("failing", f"health registry {spec}: {_describe(exc)}")
         return None
@@ -830,7 +835,12 @@ def _credentials(paths: Sequence[str], found: _Findings) -> list[dict[str, Any]]
     return out
 
 
-def collect_status(sources: StatusSources, *, now: float | None = None) -> SystemStatus:
+def collect_status(
+    sources: StatusSources,
+    *,
+    now: float | None = None,
+    health: HealthRegistry | None = None,
+) -> SystemStatus:
     """Read every source once and judge the whole.
 
     Never raises because a source is bad: an unreadable event store, an
@@ -843,13 +853,16 @@ def collect_status(sources: StatusSources, *, now: float | None = None) -> Syste
         sources: What to read (see :func:`load_status_sources`).
         now: The time to judge at (epoch seconds); the wall clock when
             ``None``.
+        health: A registry to run instead of loading ``sources.health``
+            (a process reporting on itself).
 
     Returns:
         The :class:`SystemStatus`.
     """
     now = time.time() if now is None else now
     found = _Findings()
-    health = _health(sources.health, found) if sources.health else None
+    spec = health if health is not None else sources.health
+    report = _health(spec, found) if spec else None
     breakers, usage = _state(sources, now, found)
     pic = _events(sources, now - sources.window, found)
     credentials = _credentials(sources.credentials, found)
@@ -858,7 +871,7 @@ def collect_status(sources: StatusSources, *, now: float | None = None) -> Syste
         reasons=tuple(found.reasons),
         generated_at=now,
         window=sources.window,
-        health=health,
+        health=report,
         breakers=tuple(breakers),
         usage=tuple(usage),
         errors=tuple(pic.errors),

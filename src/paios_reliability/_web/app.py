@@ -282,11 +282,15 @@ def create_status_app(  # noqa: PLR0915 - the routes close over one configuratio
         return JSONResponse(body, status_code=200 if report.ok else 503)
 
     async def api_status(request: Request) -> Response:
-        status = await anyio.to_thread.run_sync(collect_status, src)
+        status = await anyio.to_thread.run_sync(
+            lambda: collect_status(src, health=registry)
+        )
         return JSONResponse(status.to_dict())
 
     async def metrics_endpoint(request: Request) -> Response:
-        status = await anyio.to_thread.run_sync(collect_status, src)
+        status = await anyio.to_thread.run_sync(
+            lambda: collect_status(src, health=registry)
+        )
         return PlainTextResponse(
             _metrics_text(status, metrics),
             media_type="text/plain; version=0.0.4; charset=utf-8",
