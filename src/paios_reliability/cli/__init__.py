@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = ["main"]
 
@@ -104,11 +104,46 @@ def _cmd_db_check(args: argparse.Namespace) -> int:
     from .._data.database import check_database
 
     reports = [check_database(path, full=args.full) for path in args.paths]
+    if args.fix:
+        return _fix_databases(args, reports)
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2, default=str))
     else:
         print("\n\n".join(r.to_text().rstrip("\n") for r in reports))
     return 0 if all(r.ok for r in reports) else 43  # DB_CORRUPT family
+
+
+def _fix_databases(args: argparse.Namespace, reports: list[Any]) -> int:
+    from .._data.quarantine import quarantine_placeholder
+
+    fixes = [
+        quarantine_placeholder(path, quarantine=args.quarantine)
+        for path, report in zip(args.paths, reports, strict=True)
+        if not report.ok
+    ]
+    moved = {f.path for f in fixes if f.action == "moved"}
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "reports": [r.to_dict() for r in reports],
+                    "fixes": [f.to_dict() for f in fixes],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        print("\n\n".join(r.to_text().rstrip("\n") for r in reports))
+        print("\nfix:" if fixes else "\nfix: nothing to do")
+        for f in fixes:
+            print(f"  {f.to_text()}")
+    left = [
+        r
+        for path, r in zip(args.paths, reports, strict=True)
+        if not r.ok and path not in moved
+    ]
+    return 43 if left else 0  # DB_CORRUPT family
 
 
 def _cmd_credentials_status(args: argparse.Namespace) -> int:
@@ -188,12 +223,25 @@ class _Parser(argparse.ArgumentParser):
 def _add_data_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     db = sub.add_parser("db", help="SQLite database checks")
     db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
-    check = db_sub.add_parser("check", help="inspect databases without changing them")
+    check = db_sub.add_parser(
+        "check", help="inspect databases (changes nothing unless --fix)"
+    )
     check.add_argument("paths", nargs="+", metavar="PATH")
     check.add_argument(
         "--full", action="store_true", help="integrity_check instead of quick_check"
     )
     check.add_argument("--json", action="store_true", help="print JSON")
+    check.add_argument(
+        "--fix",
+        action="store_true",
+        help="move 0-byte placeholder databases to a quarantine folder "
+        "(never deletes, never touches a file with content)",
+    )
+    check.add_argument(
+        "--quarantine",
+        metavar="DIR",
+        help="with --fix: where to (default .paios-quarantine next to each file)",
+    )
     check.set_defaults(handler=_cmd_db_check)
 
     creds = sub.add_parser(
