@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         daily_report,
     )
     from ._observe.crash import CrashHandler, install_crash_handler
+    from ._observe.daily import DailyReport, build_daily_report
     from ._observe.eventstore import EventStore, StoredEvent
     from ._observe.health import (
         HealthCheckResult,
@@ -181,6 +182,8 @@ _LAZY: dict[str, str] = {
     "StatusSources": "_observe.status",
     "SystemStatus": "_observe.status",
     "collect_status": "_observe.status",
+    "DailyReport": "_observe.daily",
+    "build_daily_report": "_observe.daily",
     "create_status_app": "_web.app",
     "load_status_sources": "_observe.status",
     "HealthReport": "_observe.health",
@@ -303,6 +306,7 @@ __all__ = [
     "CredentialExpiredError",
     "CredentialMissingError",
     "CredentialStore",
+    "DailyReport",
     "DatabaseReport",
     "DesktopChannel",
     "Event",
@@ -363,6 +367,7 @@ __all__ = [
     "atomic_open",
     "atomic_write",
     "audit_event",
+    "build_daily_report",
     "check_database",
     "checkpoint",
     "classify",

@@ -17,3 +17,8 @@ assert_type(status.to_dict(), dict[str, Any])
 assert_type(status.to_text(color=True), str)
 assert_type(status.breakers[0].state, str)
 assert_type(status.errors[0].count, int)
+
+daily = pr.build_daily_report(sources, now=1.0, hours=24)
+assert_type(daily, pr.DailyReport)
+assert_type(daily.to_html(), str)
+assert_type(daily.hourly_errors, tuple[int, ...])

@@ -368,6 +368,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import serve as _serve
 
     _serve.register(sub)
+    from . import report as _report
+
+    _report.register(sub)
     return parser
 
 
