@@ -487,24 +487,28 @@ def _read_only(path: str) -> sqlite3.Connection:
 # -- state stores --------------------------------------------------------------
 
 
-def _state_rows(url: str) -> list[tuple[str, Any]]:
-    """Every live (key, value) of a state store, read without writing."""
+_STATUS_PRIMITIVES = ("circuit_breaker", "bulkhead", "rate_limiter")
+
+
+def _state_rows(
+    url: str, primitives: Sequence[str] = _STATUS_PRIMITIVES
+) -> list[tuple[str, Any]]:
+    """Every live (key, value) of those primitives in a store, read without writing."""
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return _redis_rows(url)
+        return _redis_rows(url, primitives)
     conn = _read_only(url)
     try:
+        like = " OR ".join("key LIKE ?" for _ in primitives)
         rows = conn.execute(
-            "SELECT key, value FROM paios_state WHERE expires_at > ? AND ("
-            "key LIKE 'circuit_breaker:%' OR key LIKE 'bulkhead:%' "
-            "OR key LIKE 'rate_limiter:%')",
-            (time.time(),),
+            f"SELECT key, value FROM paios_state WHERE expires_at > ? AND ({like})",  # noqa: S608 - placeholders only
+            (time.time(), *(f"{p}:%" for p in primitives)),
         ).fetchall()
     finally:
         conn.close()
     return [(k, json.loads(v)) for k, v in rows]
 
 
-def _redis_rows(url: str) -> list[tuple[str, Any]]:
+def _redis_rows(url: str, primitives: Sequence[str]) -> list[tuple[str, Any]]:
     import redis
 
     url, _, prefix = url.partition("#")
@@ -512,7 +516,7 @@ def _redis_rows(url: str) -> list[tuple[str, Any]]:
     client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
     try:
         keys: list[bytes] = []
-        for primitive in ("circuit_breaker", "bulkhead", "rate_limiter"):
+        for primitive in primitives:
             keys.extend(client.scan_iter(match=f"{prefix}:{primitive}:*", count=500))
         values = client.mget(keys) if keys else []
     finally:

@@ -371,6 +371,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import report as _report
 
     _report.register(sub)
+    from . import locks as _locks
+
+    _locks.register(sub)
     return parser
 
 
