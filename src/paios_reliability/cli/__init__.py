@@ -374,6 +374,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import locks as _locks
 
     _locks.register(sub)
+    from . import runs as _runs
+
+    _runs.register(sub)
     return parser
 
 
