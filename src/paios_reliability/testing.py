@@ -4,6 +4,7 @@
 - :func:`set_testing`: no primitive waits for real (backoff, rate limits).
 - :func:`capture_events`: collect every event emitted inside a block.
 - :func:`flaky`: fault injection, fail the first N calls.
+- :mod:`golden`: record a run's output once, replay it and compare hashes.
 
 With pytest, the fixtures ``fake_clock`` and ``reliability_events`` are
 available without imports (the package registers a pytest plugin), and global
@@ -22,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from ._core.clock import set_clock
 from ._core.events import Event, add_event_hook
 from ._core.settings import Restorer, set_testing
+from ._runs import golden
 
 __all__ = [
     "CapturedEvents",
@@ -29,6 +31,7 @@ __all__ = [
     "Flaky",
     "capture_events",
     "flaky",
+    "golden",
     "set_testing",
 ]
 

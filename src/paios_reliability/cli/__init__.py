@@ -377,6 +377,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import runs as _runs
 
     _runs.register(sub)
+    from . import replay as _replay
+
+    _replay.register(sub)
     return parser
 
 
