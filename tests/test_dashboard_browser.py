@@ -118,8 +118,12 @@ def test_chip_turns_open_and_event_joins_timeline(
             page.wait_for_selector(
                 'li[data-event="circuit_breaker.opened"]', timeout=2000
             )
-            chip = page.locator('[data-breaker="llm"]')
-            color = chip.evaluate("e => getComputedStyle(e).backgroundColor")
+            # One synchronous page-side call: the page redraws its chips
+            # every second, so a handle taken earlier may already be detached.
+            color = page.evaluate(
+                "getComputedStyle(document.querySelector("
+                "'[data-breaker=\"llm\"]')).backgroundColor"
+            )
             assert color == "rgb(207, 34, 46)"  # --bad
             page.wait_for_function(
                 "document.getElementById('verdict').textContent === 'DEGRADED'"
