@@ -98,6 +98,7 @@ if TYPE_CHECKING:
         daily_report,
     )
     from ._observe.crash import CrashHandler, install_crash_handler
+    from ._observe.daily import DailyReport, build_daily_report
     from ._observe.eventstore import EventStore, StoredEvent
     from ._observe.exporters import export_opentelemetry, export_prometheus
     from ._observe.health import (
@@ -122,6 +123,12 @@ if TYPE_CHECKING:
         set_metrics,
     )
     from ._observe.resources import ResourceTracker, TrackedResource
+    from ._observe.status import (
+        StatusSources,
+        SystemStatus,
+        collect_status,
+        load_status_sources,
+    )
     from ._observe.timed import timed
     from ._ops.exit_with_parent import ParentWatch, exit_with_parent
     from ._ops.heartbeat import Heartbeat, HeartbeatStatus
@@ -164,6 +171,7 @@ if TYPE_CHECKING:
     from ._stores import MemoryStore
     from ._stores._redis import RedisStore
     from ._stores._sqlite import SQLiteStore
+    from ._web.app import create_status_app
     from .typing import AlertChannel, CallPolicy
 
 # public name -> private module that defines it
@@ -224,6 +232,13 @@ _LAZY: dict[str, str] = {
     "HeartbeatStatus": "_ops.heartbeat",
     "HealthCheckResult": "_observe.health",
     "HealthRegistry": "_observe.health",
+    "StatusSources": "_observe.status",
+    "SystemStatus": "_observe.status",
+    "collect_status": "_observe.status",
+    "DailyReport": "_observe.daily",
+    "build_daily_report": "_observe.daily",
+    "create_status_app": "_web.app",
+    "load_status_sources": "_observe.status",
     "HealthReport": "_observe.health",
     "Hedge": "_policies.hedge",
     "Histogram": "_observe.metrics",
@@ -382,6 +397,7 @@ __all__ = [
     "DatabaseLockedError",
     "DatabaseOpenError",
     "DEFAULT_ALERT_RULES",
+    "DailyReport",
     "DatabaseReport",
     "DesktopChannel",
     "Event",
@@ -436,8 +452,10 @@ __all__ = [
     "SQLiteStore",
     "SaveResult",
     "StallWatchdog",
+    "StatusSources",
     "StoreUnavailableError",
     "StoredEvent",
+    "SystemStatus",
     "Throttle",
     "TimeoutExceeded",
     "TrackedResource",
@@ -456,13 +474,16 @@ __all__ = [
     "audit_event",
     "chaos",
     "chaos_enabled",
+    "build_daily_report",
     "check_database",
     "checkpoint",
     "classify",
+    "collect_status",
     "compare_and_set",
     "configure_logging",
     "counter",
     "credential_status",
+    "create_status_app",
     "current_trace",
     "daily_report",
     "deadline",
@@ -487,6 +508,7 @@ __all__ = [
     "install_default_alerts",
     "is_active",
     "is_retryable",
+    "load_status_sources",
     "open_database",
     "read_signed",
     "read_transaction",

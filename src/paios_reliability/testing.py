@@ -6,6 +6,7 @@
 - :func:`flaky`: fault injection, fail the first N calls.
 - :func:`get_clock`, :func:`is_testing`, :func:`testing_attempts`: what the
   primitives will use right now (the default clock, the testing switch).
+- :mod:`golden`: record a run's output once, replay it and compare hashes.
 
 With pytest, the fixtures ``fake_clock`` and ``reliability_events`` are
 available without imports (the package registers a pytest plugin), and global
@@ -24,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from ._core.clock import FakeClock, get_clock
 from ._core.events import Event, add_event_hook
 from ._core.settings import is_testing, set_testing, testing_attempts
+from ._runs import golden
 
 __all__ = [
     "CapturedEvents",
@@ -33,6 +35,7 @@ __all__ = [
     "flaky",
     "get_clock",
     "is_testing",
+    "golden",
     "set_testing",
     "testing_attempts",
 ]

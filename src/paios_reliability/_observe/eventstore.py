@@ -63,6 +63,8 @@ _in_store: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "paios_reliability_in_event_store", default=False
 )
 
+# events_errors is partial: only error rows pay for it, and the status
+# command groups the errors of a window without scanning every row.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -79,6 +81,8 @@ CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_trace ON events (trace_id, ts)
     WHERE trace_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_category ON events (category, action, ts);
+CREATE INDEX IF NOT EXISTS events_errors ON events (ts)
+    WHERE level IN ('error', 'critical');
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     service TEXT NOT NULL,

@@ -64,8 +64,14 @@ def _parser() -> argparse.ArgumentParser:
         events,
         health,
         heartbeat,
+        locks,
         mcp,
+        replay,
+        report,
+        runs,
+        serve,
         service,
+        status,
     )
 
     parser = _Parser(
@@ -88,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     service.register(sub)
     heartbeat.register(sub)
     mcp.register(sub)
+    status.register(sub)
+    serve.register(sub)
+    report.register(sub)
+    locks.register(sub)
+    runs.register(sub)
+    replay.register(sub)
     return parser
 
 

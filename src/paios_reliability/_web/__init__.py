@@ -1,0 +1,1 @@
+"""The HTTP face of the status model (extra ``dashboard``): above ``_observe``."""

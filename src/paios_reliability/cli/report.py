@@ -1,0 +1,128 @@
+"""``paios-reliability report daily``: the last 24 hours as Markdown and HTML."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+_EPILOG = """\
+Prints the Markdown report; --html/--markdown also write it to files
+(the HTML page is self-contained: inline CSS and SVG, no script).
+--deliver MODULE:ATTR sends it through an AlertDispatcher (or a function
+returning one): level info when ok, warning when degraded, critical when
+failing. Sources as for `status`.
+
+exit codes: 0 ok, 1 degraded, 2 failing (the status at the end of the period).
+
+examples:
+  paios-reliability report daily
+  paios-reliability report daily --html report.html --markdown report.md
+  paios-reliability report daily --deliver myapp.alerts:dispatcher
+"""
+
+_ALERT_LEVEL = {"ok": "info", "degraded": "warning", "failing": "critical"}
+
+
+def _hours(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 24 * 31:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 744, got {value}")
+    return value
+
+
+def _dispatcher(spec: str) -> Any:
+    from .._core.exceptions import ConfigError
+    from .._observe.alerts import AlertDispatcher
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(
+            f"--deliver needs module:attribute, got {spec!r}", code="USAGE_ERROR"
+        )
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"cannot load dispatcher {spec!r}: {exc}", code="USAGE_ERROR"
+        ) from exc
+    if not isinstance(obj, AlertDispatcher) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, AlertDispatcher):
+        raise ConfigError(
+            f"{spec!r} is not an AlertDispatcher (nor a function returning one)",
+            code="USAGE_ERROR",
+        )
+    return obj
+
+
+def _cmd_daily(args: argparse.Namespace) -> int:
+    from .._data.atomic import atomic_write
+    from .._observe.daily import build_daily_report
+    from .._observe.status import load_status_sources
+
+    sources = load_status_sources(
+        args.config,
+        event_stores=args.event_store or (),
+        state_stores=args.state_store or (),
+        health=args.health,
+        credentials=args.credentials or (),
+    )
+    dispatcher = _dispatcher(args.deliver) if args.deliver else None
+    report = build_daily_report(sources, hours=args.hours)
+    markdown = report.to_markdown()
+    if args.markdown:
+        atomic_write(args.markdown, markdown + "\n")
+    if args.html:
+        atomic_write(args.html, report.to_html() + "\n")
+    print(markdown)
+    if dispatcher is not None:
+        status = report.status.status
+        dispatcher.alert(
+            _ALERT_LEVEL[status],
+            f"Daily reliability report: {status.upper()}",
+            markdown,
+        )
+        dispatcher.flush()
+    return report.status.exit_code
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add the ``report`` command group."""
+    report = sub.add_parser("report", help="reports over the event stores")
+    report_sub = report.add_subparsers(
+        dest="report_command", metavar="COMMAND", required=True
+    )
+    daily = report_sub.add_parser(
+        "daily",
+        help="the last 24 h as Markdown (and a self-contained HTML page)",
+        description="Alerts, errors by code, breaker openings, slowest operations, "
+        "missed heartbeats, expiring credentials and leak warnings.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    daily.add_argument("--hours", type=_hours, default=24, help="period (default 24)")
+    daily.add_argument(
+        "--markdown", metavar="PATH", help="also write the Markdown here"
+    )
+    daily.add_argument("--html", metavar="PATH", help="write the HTML page here")
+    daily.add_argument(
+        "--deliver", metavar="MODULE:ATTR", help="send through this AlertDispatcher"
+    )
+    daily.add_argument("--config", metavar="PATH")
+    daily.add_argument("--event-store", action="append", metavar="PATH")
+    daily.add_argument("--state-store", action="append", metavar="PATH|URL")
+    daily.add_argument("--health", metavar="MODULE:ATTR")
+    daily.add_argument("--credentials", action="append", metavar="PATH")
+    daily.set_defaults(handler=_cmd_daily)
