@@ -16,8 +16,7 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 source_suffix = {".md": "markdown"}
-# _libraries.md is a section that docs/architecture.md includes.
-exclude_patterns = ["_build", "README.md", "_libraries.md"]
+exclude_patterns = ["_build", "README.md"]
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence"]
 
