@@ -275,7 +275,10 @@ def _construct(
     attempts += [lambda: cls(message), cls]
 
     def bare() -> BaseException:
-        inst = cls.__new__(cls)
+        # An OSError mixed with ValueError (ConfigIOError) is only safe to
+        # create through OSError's constructor.
+        make = OSError.__new__ if issubclass(cls, OSError) else cls.__new__
+        inst = make(cls)
         BaseException.__init__(inst, message)
         return inst
 

@@ -27,7 +27,17 @@ import pytest
 import paios_reliability
 
 PACKAGE = Path(paios_reliability.__file__).parent
-FLOORS = ("_core", "_data", "_stores", "_policies", "_runs", "_observe", "_ops", "cli")
+FLOORS = (
+    "_core",
+    "_data",
+    "_stores",
+    "_policies",
+    "_runs",
+    "_observe",
+    "_ops",
+    "_web",
+    "cli",
+)
 TOP = ("__init__", "__main__", "_pytest_plugin", "mcp", "testing")
 TYPING = "typing"
 

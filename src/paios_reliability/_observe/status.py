@@ -23,7 +23,6 @@ is summarised in a few milliseconds.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import socket
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._core.exceptions import ConfigError
+from .status_text import _iso
 
 if TYPE_CHECKING:
     from .health import HealthRegistry
@@ -444,16 +444,6 @@ class SystemStatus:
         from .status_text import render
 
         return render(self, color=color)
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return (
-        _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
-        .isoformat(timespec="seconds")
-        .replace("+00:00", "Z")
-    )
 
 
 class _Findings:

@@ -7,6 +7,7 @@ is a terminal.
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,10 +34,18 @@ def _table(rows: list[list[str]]) -> list[str]:
     ]
 
 
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return (
+        _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
+
+
 def _lines(s: SystemStatus) -> list[tuple[str, str | None]]:
     """(line, key) pairs; ``key`` is the word to colour, if any."""
-    from .status import _iso
-
     hours = s.window / 3600
     out: list[tuple[str, str | None]] = []
     out.append((f"status: {s.status.upper()}", s.status))

@@ -296,7 +296,7 @@ def doctor_check(_tmp: object) -> str:
     from .resilient import resilient
 
     with set_chaos(True):
-        from ..testing import set_testing
+        from .._core.settings import set_testing
 
         with set_testing(True):
             flaky = chaos(fault_rate=0.5, seed=7)(lambda: "ok")

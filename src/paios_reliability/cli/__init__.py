@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     locks.register(sub)
     runs.register(sub)
     replay.register(sub)
+    from ._help import apply_help
+
+    apply_help(parser)
     return parser
 
 

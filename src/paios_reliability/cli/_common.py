@@ -161,3 +161,38 @@ def add_command(
     if handler is not None:
         parser.set_defaults(handler=handler)
     return parser
+
+
+# What the recurring options mean, for commands that declare them bare.
+_OPTION_HELP = {
+    "config": "this TOML file instead of reliability.toml",
+    "event_store": "an event store file (repeatable)",
+    "state_store": "a state store: SQLite path or redis:// URL (repeatable)",
+    "health": "a HealthRegistry as MODULE:ATTR",
+    "credentials": "a credential store file (repeatable)",
+    "store": "the state store: SQLite path or redis:// URL",
+    "run_id": "the run's id",
+}
+
+
+def document(
+    parser: argparse.ArgumentParser,
+    description: str,
+    examples: Sequence[str],
+) -> None:
+    """Give a parser made with ``add_parser`` what ``add_command`` gives.
+
+    A description, an ``examples:`` block and the exit codes in ``--help``;
+    options declared without help get the shared wording above.
+    """
+    parser.description = textwrap.fill(description, width=78)
+    parser.epilog = (
+        "examples:\n"
+        + "\n".join(f"  {e}" for e in examples)
+        + "\n\n"
+        + textwrap.fill(EXIT_CODES_HELP, width=78)
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    for action in parser._actions:
+        if not action.help and action.dest in _OPTION_HELP:
+            action.help = _OPTION_HELP[action.dest]

@@ -657,13 +657,14 @@ def run_checks(
             the valid names.
     """
     if only is not None:
-        unknown = sorted(only - {name for name, _ in CHECKS})
+        valid = [name for name, _ in (*CHECKS, *([CHAOS_CHECK] if chaos else []))]
+        unknown = sorted(only - set(valid))
         if unknown:
             from .._core.exceptions import ConfigError
 
             raise ConfigError(
                 f"unknown check(s): {', '.join(unknown)}; valid checks: "
-                + ", ".join(name for name, _ in CHECKS),
+                + ", ".join(valid),
                 code="USAGE_ERROR",
             )
     import logging

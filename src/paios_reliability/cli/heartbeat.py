@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 
@@ -66,4 +67,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         )
     else:
         print(f"{status.name}: {status.state}")
+    if status.newly_missed:
+        # The event is recorded for the event store and alert rules; a shell
+        # script that runs this check sees the first report of a miss here.
+        print(
+            f"paios_reliability.heartbeat.missed: {status.name} is "
+            f"{status.overdue:.0f}s overdue",
+            file=sys.stderr,
+        )
     return 1 if status.state == "missed" else 0
