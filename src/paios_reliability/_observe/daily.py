@@ -79,7 +79,7 @@ class DailyReport:
     leak_warnings: tuple[tuple[Any, ...], ...]
 
     def _sections(self) -> list[tuple[str, list[str], list[list[str]]]]:
-        from .status import _iso
+        from .status_text import _iso
 
         s = self.status
         missed = [
@@ -115,7 +115,7 @@ class DailyReport:
         ]  # fmt: skip
 
     def _title(self) -> str:
-        from .status import _iso
+        from .status_text import _iso
 
         return f"Daily reliability report, {_iso(self.start)} to {_iso(self.end)}"
 

@@ -39,7 +39,7 @@ def _store_url(args: argparse.Namespace) -> str:
 
 
 def _iso(ns: int) -> str | None:
-    from .._observe.status import _iso as iso
+    from .._observe.status_text import _iso as iso
 
     return iso(ns / 1e9)
 

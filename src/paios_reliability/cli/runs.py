@@ -45,7 +45,7 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _summaries(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from .._observe.status import _iso, _read_only, _state_rows
+    from .._observe.status_text import _iso, _read_only, _state_rows
     from .._runs.checkpoint import _store_rows
 
     runs: dict[str, list[tuple[str, float, float]]] = {}
@@ -99,7 +99,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .._observe.status import _iso
+    from .._observe.status_text import _iso
 
     with _open(args) as store:
         checkpoints = sorted(store.load(args.run_id).values(), key=lambda c: c.seq)
