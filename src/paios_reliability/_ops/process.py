@@ -298,6 +298,23 @@ def _signal_group(pgid: int, sig: int) -> bool:
 _PROC = "/proc"
 
 
+def _read_stat(path: str) -> list[bytes]:
+    """The fields of a /proc stat file after the command name.
+
+    A raw descriptor, not a file object: Ctrl-C lands here while a group is
+    being ended, and CPython raises it only at a call, so the descriptor is
+    already in ``fd`` (and closed by ``finally``) whenever it is raised.
+    """
+    fd = -1
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        data = os.read(fd, 4096)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return data.rpartition(b")")[2].split()
+
+
 def _members(pgid: int) -> list[tuple[int, int, str]] | None:
     """``(pid, ppid, state)`` of every process in group ``pgid``; None without /proc."""
     try:
@@ -310,8 +327,7 @@ def _members(pgid: int) -> list[tuple[int, int, str]] | None:
             if not entry.name.isdigit():
                 continue
             try:
-                with open(f"{_PROC}/{entry.name}/stat", "rb") as stat:
-                    fields = stat.read().rpartition(b")")[2].split()
+                fields = _read_stat(f"{_PROC}/{entry.name}/stat")
                 if int(fields[2]) == pgid:
                     found.append((int(entry.name), int(fields[1]), fields[0].decode()))
             except (OSError, IndexError, ValueError):

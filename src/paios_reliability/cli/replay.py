@@ -59,7 +59,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("golden", metavar="GOLDEN", help="the golden JSON file")
-    check.add_argument("--target", required=True, metavar="MODULE:FUNCTION")
+    check.add_argument(
+        "--target",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="the function whose output the golden file records",
+    )
     check.add_argument("--times", type=_count, default=3, help="in-process replays")
     check.add_argument(
         "--processes", type=_count, default=0, help="replays in fresh processes"
