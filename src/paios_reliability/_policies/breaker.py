@@ -785,16 +785,16 @@ class CircuitBreaker:
             ValueError: Invalid options (checked now), or a store that is not
                 shared (per-key memory state stays with each key's breaker).
         """
-        from .keyed import KeyedPolicy, breaker_evictable, check_store
+        from .keyed import breaker_evictable, keyed_policy
 
-        check_store("CircuitBreaker", store)
-        cls(name, store=store, **options)  # invalid options fail here, not per key
-
-        def make(text: str) -> CircuitBreaker:
-            return cls(f"{name}:{text}", store=store, **options)
-
-        return KeyedPolicy(
-            "CircuitBreaker", name, make, breaker_evictable, max_keys=max_keys, key=key
+        return keyed_policy(
+            cls,
+            name,
+            breaker_evictable,
+            max_keys=max_keys,
+            key=key,
+            store=store,
+            options=options,
         )
 
     @property

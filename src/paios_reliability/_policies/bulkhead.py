@@ -718,16 +718,16 @@ class Bulkhead:
             ValueError: Invalid options (checked now), or a store that is not
                 shared (per-key memory state stays with each key's bulkhead).
         """
-        from .keyed import KeyedPolicy, bulkhead_evictable, check_store
+        from .keyed import bulkhead_evictable, keyed_policy
 
-        check_store("Bulkhead", store)
-        cls(name, store=store, **options)  # invalid options fail here, not per key
-
-        def make(text: str) -> Bulkhead:
-            return cls(f"{name}:{text}", store=store, **options)
-
-        return KeyedPolicy(
-            "Bulkhead", name, make, bulkhead_evictable, max_keys=max_keys, key=key
+        return keyed_policy(
+            cls,
+            name,
+            bulkhead_evictable,
+            max_keys=max_keys,
+            key=key,
+            store=store,
+            options=options,
         )
 
     @property

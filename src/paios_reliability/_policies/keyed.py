@@ -220,6 +220,32 @@ class KeyedPolicy(Generic[Pol]):
         return wrapper
 
 
+def keyed_policy(
+    cls: Callable[..., Pol],
+    name: str,
+    evictable: Callable[[Any], bool],
+    *,
+    max_keys: int,
+    key: Callable[..., object] | None,
+    store: StateStore | None,
+    options: dict[str, Any],
+) -> KeyedPolicy[Pol]:
+    """What ``CircuitBreaker.keyed``, ``RateLimiter.keyed`` and ``Bulkhead.keyed`` build.
+
+    The options are checked once, now (an invalid one fails here, not at the
+    first call of some key); each key's policy is ``cls(f"{name}:{key}",
+    store=store, **options)``.
+    """
+    kind = getattr(cls, "__name__", "policy")
+    check_store(kind, store)
+    cls(name, store=store, **options)
+
+    def make(text: str) -> Pol:
+        return cls(f"{name}:{text}", store=store, **options)
+
+    return KeyedPolicy(kind, name, make, evictable, max_keys=max_keys, key=key)
+
+
 def check_store(kind: str, store: StateStore | None) -> None:
     """A keyed policy keeps memory state per key privately, or in a shared store."""
     if store is not None and not store.shared:

@@ -268,16 +268,16 @@ class RateLimiter(_Keyed):
             ValueError: Invalid options (checked now), or a store that is not
                 shared (per-key memory state stays with each key's limiter).
         """
-        from .keyed import KeyedPolicy, check_store, limiter_evictable
+        from .keyed import keyed_policy, limiter_evictable
 
-        check_store("RateLimiter", store)
-        cls(name, store=store, **options)  # invalid options fail here, not per key
-
-        def make(text: str) -> RateLimiter:
-            return cls(f"{name}:{text}", store=store, **options)
-
-        return KeyedPolicy(
-            "RateLimiter", name, make, limiter_evictable, max_keys=max_keys, key=key
+        return keyed_policy(
+            cls,
+            name,
+            limiter_evictable,
+            max_keys=max_keys,
+            key=key,
+            store=store,
+            options=options,
         )
 
     @property
