@@ -36,8 +36,11 @@ from paios_reliability.typing import StateStore
 
 # Timing is not a property of the code under test: wall-clock deadlines and
 # the too-slow health check fail at random on a loaded 2-core machine.
+# Hypothesis loads its own "ci" profile when ``CI`` is set; "dev" builds on
+# the plain defaults so that HYPOTHESIS_PROFILE=dev means the same everywhere.
 settings.register_profile(
     "dev",
+    parent=settings.get_profile("default"),
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
