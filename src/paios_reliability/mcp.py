@@ -408,9 +408,12 @@ def tool_error_text(
         failure: ``classify(exc)``, if already computed.
 
     Returns:
-        For example ``"CIRCUIT_OPEN: search backend unavailable; retry after
-        12 s (ref 4bf92f35)"`` or ``"HTTP_NOT_FOUND: HTTP 404: the resource
-        does not exist; do not retry the same call"``.
+        The text for the agent.
+
+    Two examples of the text::
+
+        CIRCUIT_OPEN: search backend unavailable; retry after 12 s (ref 4bf92f35)
+        HTTP_NOT_FOUND: HTTP 404: the resource does not exist; do not retry the same call
     """
     from ._core.catalog import CATALOG
     from ._core.taxonomy import classify
