@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,6 +29,15 @@ CREATE TABLE IF NOT EXISTS paios_state (
 ) WITHOUT ROWID
 """
 _SWEEP_EVERY = 256
+
+
+def _close_if_opened_here(conn: sqlite3.Connection, pid: int) -> None:
+    # A store dropped without close(): its connection is closed with it
+    # (Python 3.13 warns about a connection left to the garbage collector),
+    # but never in a forked child, where it belongs to the parent.
+    if os.getpid() == pid:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
 
 
 def _encode(value: Any) -> str:
@@ -71,6 +81,7 @@ class SQLiteStore:
         self._writes = 0
         self._closed = False
         self._abandoned: list[sqlite3.Connection] = []
+        self._finalizer: weakref.finalize[..., SQLiteStore] | None = None
 
     @property
     def shared(self) -> bool:
@@ -89,6 +100,8 @@ class SQLiteStore:
             # release the parent's locks); keep it referenced and open anew.
             self._abandoned.append(self._conn)
             self._conn = None
+            if self._finalizer is not None:
+                self._finalizer.detach()
         conn = open_database(
             self.path, busy_timeout_ms=self._busy_timeout_ms, check_same_thread=False
         )
@@ -98,6 +111,7 @@ class SQLiteStore:
             conn.close()
             raise
         self._conn, self._pid = conn, pid
+        self._finalizer = weakref.finalize(self, _close_if_opened_here, conn, pid)
         return conn
 
     def _unavailable(self, exc: BaseException, what: str) -> StoreUnavailableError:
@@ -226,9 +240,9 @@ class SQLiteStore:
         """Close this process's connection; later use raises ``ValueError``."""
         with self._lock:
             self._closed = True
-            conn, self._conn = self._conn, None
-            if conn is not None and self._pid == os.getpid():
-                conn.close()
+            self._conn = None
+            if self._finalizer is not None:
+                self._finalizer()  # closes the connection if opened here
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
