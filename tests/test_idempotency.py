@@ -745,9 +745,9 @@ async def test_finding_02_a_store_down_after_the_body_ran_returns_the_result(
 
 
 def test_finding_02_the_docstring_says_what_happens_after_fn_ran() -> None:
-    doc = IdempotencyStore.run.__doc__ or ""
+    doc = " ".join((IdempotencyStore.run.__doc__ or "").split())
     assert "record_lost" in doc
-    assert "claim the\n                key; ``fn`` was not run" in doc
+    assert "claim the key; ``fn`` was not run" in doc
 
 
 # -- interrupted while claiming: no phantom claim (finding 5) -------------------------
