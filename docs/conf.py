@@ -97,9 +97,28 @@ def _constant_doc(*event: Any) -> None:
             return
 
 
+def _is_private_class(base: Any) -> bool:
+    module = getattr(base, "__module__", "")
+    return module.startswith("paios_reliability") and base.__name__.startswith("_")
+
+
+def _public_bases(app: Any, name: str, obj: Any, options: Any, bases: list) -> None:
+    """Under "Bases", show a private helper class (`_Metric`) as its own bases."""
+    public: list[Any] = []
+    pending = list(bases)
+    while pending:
+        base = pending.pop(0)
+        if _is_private_class(base):
+            pending[:0] = base.__bases__
+        elif base not in public:
+            public.append(base)
+    bases[:] = public
+
+
 def setup(app: Any) -> None:
     app.connect("viewcode-follow-imported", _follow_imported)
     app.connect("autodoc-process-docstring", _constant_doc)
+    app.connect("autodoc-process-bases", _public_bases)
 
 
 html_theme = "furo"
