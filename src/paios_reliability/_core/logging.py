@@ -71,10 +71,10 @@ def configure_logging(
 
     Every line is redacted before it is written, whoever logged it (the
     library, structlog or stdlib callers, third-party libraries): values under
-    secret-looking keys, secret-shaped text in every value and in tracebacks
-    (see :func:`~paios_reliability._core.redaction.redact_text`). Tracebacks never
-    include frame locals: JSON mode renders them as structured frames
-    (``exc_type``, ``exc_value``, ``frames``) without ``locals``.
+    secret-looking keys, secret-shaped text in every value and in tracebacks.
+    Tracebacks never include frame locals: JSON mode renders them as
+    structured frames (``exc_type``, ``exc_value``, ``frames``) without
+    ``locals``.
 
     Args:
         json: ``True`` for one JSON object per line, ``False`` for readable

@@ -372,9 +372,10 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
     thread wake-up latency (well under 50 ms). Prefer cooperative code (read
     :func:`remaining`, pass it to your client's timeout) so abandoned work
     does not pile up: at most 32 abandoned calls may run at once per process
-    (see :mod:`paios_reliability._policies.workers`); past that a call is refused with
-    :class:`BulkheadFullError` before it starts. A call whose budget is
-    already spent (an enclosing deadline ran out) is not started at all.
+    (the gauge ``paios_reliability_timeout_abandoned_workers`` counts them);
+    past that a call is refused with :class:`BulkheadFullError` before it
+    starts. A call whose budget is already spent (an enclosing deadline ran
+    out) is not started at all.
 
     With the policies switched off (:func:`set_active(False)
     <paios_reliability.set_active>`) the function is called straight through.
