@@ -688,7 +688,9 @@ async def test_finding_02_a_store_error_after_the_body_ran_is_retried_not_raised
 
     def writer_finishes(event: pr.Event) -> None:
         if event.name == "paios_reliability.store.unavailable" and blockers:
-            blockers.pop().execute("COMMIT")
+            blocker = blockers.pop()
+            blocker.execute("COMMIT")
+            blocker.close()
 
     with capture_events() as events, pr.add_event_hook(writer_finishes):
         if mode == "sync":
