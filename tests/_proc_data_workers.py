@@ -120,6 +120,12 @@ def kill_loop(kind: str, path: str, rounds: str, seed: str) -> dict[str, object]
 
     rng = random.Random(int(seed))
     write("A")
+    # Kill within a window a few saves long: on a slow or loaded machine a
+    # fixed 30 ms could end every child before its first save completes.
+    started = time.perf_counter()
+    for which in "BABA":
+        write(which)
+    window = max(0.03, (time.perf_counter() - started))
     states: dict[str, int] = {}
     stale_seen = 0
     directory = os.path.dirname(path) or "."
@@ -132,7 +138,7 @@ def kill_loop(kind: str, path: str, rounds: str, seed: str) -> dict[str, object]
             while True:
                 write("AB"[n % 2])
                 n += 1
-        time.sleep(rng.uniform(0, 0.03))
+        time.sleep(rng.uniform(0, window))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         try:
