@@ -46,9 +46,17 @@ def server(marker: str) -> None:
         time.sleep(seconds)
         return "done"
 
+    @app.tool()
+    async def stuck(seconds: float) -> str:
+        """Wait in a worker thread (a blocking client without a timeout)."""
+        import asyncio
+
+        await asyncio.to_thread(time.sleep, seconds)
+        return "done"
+
     reason: list[str] = []
     atexit.register(lambda: _mark(marker, reason[0] if reason else "none"))
-    reason.append(run_stdio(app, interval=0.2))
+    reason.append(run_stdio(app, interval=0.2, stop_grace=1.0))
 
 
 def watch(marker: str) -> None:

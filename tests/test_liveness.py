@@ -142,6 +142,32 @@ def test_stdio_server_exits_on_stdin_eof(
     assert list((runtime_dir / "mcp").glob("*.json")) == []
 
 
+def test_stdio_server_exits_on_eof_while_a_worker_thread_is_stuck(
+    server: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    # A tool awaiting a blocking call in a worker thread (asyncio.to_thread,
+    # no socket timeout) used to keep the process alive, after the server
+    # had stopped, until that call returned: asyncio.run and the interpreter
+    # both wait for the default executor's threads.
+    proc, marker = server
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    _handshake(proc.stdin, proc.stdout)
+    _send(
+        proc.stdin,
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "stuck", "arguments": {"seconds": 3600}},
+        },
+    )
+    time.sleep(0.3)  # the call is in its worker thread (either way, no hang)
+    proc.stdin.close()
+    assert proc.wait(GONE_WITHIN) == 0
+    assert marker.read_text() == "eof"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_stdio_server_stops_cleanly_on_signal(
     server: tuple[subprocess.Popen[bytes], Path], signum: signal.Signals

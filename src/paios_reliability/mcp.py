@@ -18,10 +18,13 @@ be turned into a result. ``import paios_reliability`` never imports it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import inspect
 import math
 import re
+import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import (
     TYPE_CHECKING,
@@ -527,6 +530,10 @@ def run_stdio(
 
     Stopping cancels the calls in flight and waits at most ``stop_grace``
     seconds for them; ``atexit`` handlers run after the return as usual.
+    Work a tool handed to a thread (``asyncio.to_thread``,
+    ``run_in_executor(None, ...)``) gets the same grace and is then left
+    behind (``mcp.threads_left``): a blocking call without a timeout never
+    keeps the process alive.
     With ``drain`` (opt-in; 30 matches systemd's and launchd's default stop
     timeout), SIGINT and SIGTERM first drain: new
     :func:`resilient_tool` calls are refused with a retryable
@@ -600,6 +607,10 @@ async def _serve_until_stopped(
     from ._core.events import emit
 
     loop = asyncio.get_running_loop()
+    # asyncio.run, and then the interpreter, wait for every thread of the
+    # default executor: one tool stuck in asyncio.to_thread would keep the
+    # process alive after the server stopped.
+    loop.set_default_executor(_DaemonThreads(name, stop_grace))
     stopping = asyncio.Event()
     reasons: list[StopReason] = []
 
@@ -645,9 +656,72 @@ async def _serve_until_stopped(
     return reason
 
 
+class _DaemonThreads(concurrent.futures.ThreadPoolExecutor):
+    """A default executor whose threads never hold the process open.
+
+    Each job runs on its own daemon thread; ``shutdown`` waits at most
+    ``grace`` seconds for the jobs still running, then lets them be
+    (``mcp.threads_left`` says how many). A ``ThreadPoolExecutor`` only
+    because asyncio accepts nothing else as a default executor.
+    """
+
+    def __init__(self, name: str, grace: float) -> None:
+        super().__init__(max_workers=1, thread_name_prefix=f"mcp:{name}")
+        self._label = name
+        self._grace = grace
+        self._running: set[threading.Thread] = set()
+        self._guard = threading.Lock()
+
+    def submit(
+        self, fn: Callable[..., R], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[R]:
+        future: concurrent.futures.Future[R] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(result)
+            finally:
+                with self._guard:
+                    self._running.discard(thread)
+
+        thread = threading.Thread(
+            target=run, name=f"mcp:{self._label}:worker", daemon=True
+        )
+        with self._guard:
+            self._running.add(thread)
+        thread.start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if not wait:
+            return
+        give_up = time.monotonic() + self._grace
+        with self._guard:
+            running = list(self._running)
+        for thread in running:
+            thread.join(max(0.0, give_up - time.monotonic()))
+        left = sum(thread.is_alive() for thread in running)
+        if left:
+            from ._core.events import emit
+
+            emit(
+                "mcp",
+                "threads_left",
+                level="warning",
+                subject=self._label,
+                count=left,
+                grace=self._grace,
+            )
+
+
 async def _drain(name: str, serving: asyncio.Future[None], grace: float) -> None:
     import asyncio
-    import time
 
     from ._core.events import emit
 
