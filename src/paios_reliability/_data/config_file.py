@@ -1050,31 +1050,13 @@ class ConfigReport:
 def _import_model(spec: str | type[Any]) -> type[Any]:
     if isinstance(spec, type):
         return spec
-    module_name, sep, attr = str(spec).partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(
-            f"--model must look like 'package.module:Class', got {spec!r}",
-            code="USAGE_ERROR",
-        )
-    import importlib
-    import sys
+    from .._core.imports import import_object
 
-    # Like `python -m`, find modules in the current directory too.
-    added = os.getcwd() not in sys.path
-    if added:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"cannot import the model {spec!r}: {exc}", code="USAGE_ERROR"
-        ) from exc
-    finally:
-        if added:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(os.getcwd())
+    obj = import_object(
+        str(spec),
+        form="--model must look like 'package.module:Class'",
+        what="the model",
+    )
     from pydantic import BaseModel
 
     if not (isinstance(obj, type) and issubclass(obj, BaseModel)):

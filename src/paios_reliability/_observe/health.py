@@ -691,21 +691,11 @@ class HealthRegistry:
 
 
 def _load_registry(spec: str) -> HealthRegistry:
-    import importlib
+    from .._core.imports import import_object
 
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(
-            f"--registry needs module:attribute, got {spec!r}", code="USAGE_ERROR"
-        )
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"cannot load health registry {spec!r}: {exc}", code="USAGE_ERROR"
-        ) from exc
+    obj = import_object(
+        spec, form="--registry needs module:attribute", what="health registry"
+    )
     if not isinstance(obj, HealthRegistry) and callable(obj):
         obj = obj()
     if not isinstance(obj, HealthRegistry):

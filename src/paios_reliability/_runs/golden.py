@@ -20,10 +20,8 @@ check`` runs the same comparison in CI.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,21 +82,9 @@ def load_target(spec: str) -> Callable[[], Any]:
     Raises:
         ConfigError: ``USAGE_ERROR`` when it cannot be imported or called.
     """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(
-            f"target must be module:function, got {spec!r}", code="USAGE_ERROR"
-        )
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"cannot load target {spec!r}: {exc}", code="USAGE_ERROR"
-        ) from exc
+    from .._core.imports import import_object
+
+    obj = import_object(spec, form="target must be module:function", what="target")
     if not callable(obj):
         raise ConfigError(f"target {spec!r} is not callable", code="USAGE_ERROR")
     fn: Callable[[], Any] = obj

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
-import sys
 from typing import Any
 
 __all__ = ["register"]
@@ -40,23 +37,12 @@ def _hours(text: str) -> int:
 
 def _dispatcher(spec: str) -> Any:
     from .._core.exceptions import ConfigError
+    from .._core.imports import import_object
     from .._observe.alerts import AlertDispatcher
 
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(
-            f"--deliver needs module:attribute, got {spec!r}", code="USAGE_ERROR"
-        )
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"cannot load dispatcher {spec!r}: {exc}", code="USAGE_ERROR"
-        ) from exc
+    obj = import_object(
+        spec, form="--deliver needs module:attribute", what="dispatcher"
+    )
     if not isinstance(obj, AlertDispatcher) and callable(obj):
         obj = obj()
     if not isinstance(obj, AlertDispatcher):

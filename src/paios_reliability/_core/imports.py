@@ -1,0 +1,45 @@
+"""Loading an object a user names as ``module:attribute`` (a CLI option, a setting)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+from .exceptions import ConfigError
+
+__all__ = ["import_object"]
+
+
+def import_object(spec: str, *, form: str, what: str) -> Any:
+    """The object ``spec`` names as ``package.module:attribute``.
+
+    The attribute may be dotted (``module:Class.factory``). Modules in the
+    current directory are found too, as ``python -m`` finds them.
+
+    Args:
+        spec: The name, e.g. ``"myapp.health:registry"``.
+        form: The start of the error for a malformed ``spec``, e.g.
+            ``"--registry needs module:attribute"``.
+        what: What is being loaded, for the error, e.g. ``"health registry"``.
+
+    Raises:
+        ConfigError: ``USAGE_ERROR`` when ``spec`` is malformed or the module
+            or attribute cannot be imported.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"{form}, got {spec!r}", code="USAGE_ERROR")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"cannot load {what} {spec!r}: {exc}", code="USAGE_ERROR"
+        ) from exc
+    return obj
