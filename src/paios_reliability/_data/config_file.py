@@ -261,10 +261,17 @@ def _nested_model(annotation: Any) -> Any:
 
     from pydantic import BaseModel
 
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    def is_model(candidate: Any) -> bool:
+        # On 3.10, isinstance(list[int], type) is True and issubclass fails.
+        try:
+            return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+        except TypeError:
+            return False
+
+    if is_model(annotation):
         return annotation
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+    if len(args) == 1 and is_model(args[0]):
         return args[0]
     return None
 
