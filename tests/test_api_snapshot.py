@@ -86,6 +86,8 @@ def _describe_class(name: str, cls: type) -> list[str]:
         for attr, raw in vars(owner).items():
             if attr.startswith("_") and attr not in dunders:
                 continue
+            if attr.startswith("model_") and attr != "model_config":
+                continue  # pydantic's bookkeeping; 2.0 keeps model_fields here
             if isinstance(raw, property):
                 members[attr] = f"    property {attr}"
             elif isinstance(raw, (classmethod, staticmethod)):
