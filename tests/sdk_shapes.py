@@ -31,7 +31,11 @@ import multidict
 import requests
 import requests.structures
 import yarl
-from mcp.shared.exceptions import MCPError
+
+try:  # not installable beside the lowest dependency versions (tests_lowest)
+    from mcp.shared.exceptions import MCPError
+except ImportError:
+    MCPError = None
 
 Headers = Mapping[str, str]
 
@@ -340,7 +344,7 @@ HTTP_SHAPES: dict[str, Callable[[int], BaseException]] = {
     "text-reason": lambda status: Exception(f"{status} {_PHRASES[status]}"),
 }  # fmt: skip
 JSONRPC_SHAPES: dict[str, Callable[[int], BaseException]] = {
-    "mcp2": mcp2_error,
+    **({"mcp2": mcp2_error} if MCPError is not None else {}),
     "mcp1": mcp1_error,
     "dict": jsonrpc_dict_error,
     "text": lambda code: Exception(f"MCP error {code}: the peer said no"),

@@ -31,6 +31,9 @@ from typing import Any
 
 import anyio
 import pytest
+
+pytest.importorskip("mcp")
+
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
