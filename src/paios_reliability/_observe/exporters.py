@@ -101,7 +101,7 @@ def export_opentelemetry(
     event) are exported too. Counters become ``ObservableCounter`` and gauges
     ``ObservableGauge``, read at each collection. Histograms become real
     OpenTelemetry ``Histogram`` instruments with the same bucket boundaries
-    (as the advisory boundaries, honoured by the SDK since 1.23): every
+    (as the advisory boundaries, honoured by the SDK since 1.30): every
     observation from the call on is recorded into them too, so the exported
     buckets are real; earlier observations are not replayed. The circuit
     breaker state is the gauge ``paios_reliability_circuit_breaker_state``
@@ -157,7 +157,7 @@ def export_opentelemetry(
                 metric.name, callbacks=[observe(metric)], description=metric.description
             )
         else:
-            instrument = _otel_histogram(the_meter, metric)
+            instrument = otel_histogram(the_meter, metric)
             record: Callable[[float, dict[str, str]], None] = instrument.record
             with ours._lock:
                 metric._mirrors = (*metric._mirrors, record)
@@ -175,15 +175,14 @@ def export_opentelemetry(
     return Restorer(undo)
 
 
-def _otel_histogram(meter: Any, metric: Histogram) -> Any:
-    try:
-        return meter.create_histogram(
-            metric.name,
-            description=metric.description,
-            explicit_bucket_boundaries_advisory=list(metric.buckets),
-        )
-    except TypeError:  # opentelemetry-api < 1.23: no advisory; configure a View
-        return meter.create_histogram(metric.name, description=metric.description)
+def otel_histogram(meter: Any, metric: Histogram, *, unit: str = "") -> Any:
+    """An OpenTelemetry histogram with ``metric``'s name and bucket boundaries."""
+    return meter.create_histogram(
+        metric.name,
+        unit=unit,
+        description=metric.description,
+        explicit_bucket_boundaries_advisory=list(metric.buckets),
+    )
 
 
 def _missing(module: str, extra: str) -> Exception:

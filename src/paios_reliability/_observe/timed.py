@@ -174,14 +174,6 @@ def _global_instrument(histogram: Histogram) -> Any:
 
 
 def _otel_histogram(meter: Any, histogram: Histogram) -> Any:
-    try:
-        return meter.create_histogram(
-            histogram.name,
-            unit="s",
-            description=histogram.description,
-            explicit_bucket_boundaries_advisory=list(histogram.buckets),
-        )
-    except TypeError:  # an API older than bucket advice (< 1.23)
-        return meter.create_histogram(
-            histogram.name, unit="s", description=histogram.description
-        )
+    from .exporters import otel_histogram
+
+    return otel_histogram(meter, histogram, unit="s")
