@@ -214,7 +214,8 @@ def test_redis_keys_are_namespaced_and_expire(redis_url: str) -> None:
 def test_redis_store_accepts_a_client(redis_url: str) -> None:
     import redis
 
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    # A bounded client (redis-py before 5 leaves socket_timeout unset).
+    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5.0)
     store = RedisStore(client, prefix=f"c-{uuid.uuid4().hex}")
     assert store.update("k", increment, ttl=60) == 1
     assert store.update("k", increment, ttl=60) == 2
