@@ -134,6 +134,7 @@ def _run_quietly(
 ) -> int:
     import logging
 
+    from .._core.events import flush_log_summary
     from ..testing import FakeClock, set_testing
 
     # The failures below are staged: keep Python's last-resort handler from
@@ -151,6 +152,9 @@ def _run_quietly(
             with clock.install(), set_testing(True):
                 return _run(out, Path(tmp), clock, kept)
     finally:
+        # Counts of staged failures are written now, while the quiet handler
+        # is still in place, not at exit over the finished transcript.
+        flush_log_summary()
         logger.removeHandler(quiet)
 
 
@@ -215,7 +219,7 @@ def _breaker_sections(demo: _Demo) -> None:
 
     @resilient(
         name="tools.search",
-        timeout=5.0,
+        timeout=0.5,
         retry={"attempts": 3, "deadline": 1.0, "wait_initial": 0.05},
         breaker=breaker,
         fallback=lambda exc: (
