@@ -17,6 +17,7 @@ import glob
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 
 import nox
@@ -150,9 +151,12 @@ def fast(session: nox.Session) -> None:
     the quick start's venv.
     """
     requirements = nox.project.dependency_groups(PYPROJECT, "tests")
-    session.run("python", "-m", "pip", "install", "--quiet", "-e", ".", *requirements)
+    # sys.executable: "python" on PATH may be a pyenv interpreter put there
+    # by _expose_pyenv_interpreters, not the venv that runs nox.
+    python = sys.executable
+    session.run(python, "-m", "pip", "install", "--quiet", "-e", ".", *requirements)
     session.run(
-        "python", "-m", "pytest", *_pytest_args(session), "-q", "-m", "not stress",
+        python, "-m", "pytest", *_pytest_args(session), "-q", "-m", "not stress",
         env={"PYTHONDONTWRITEBYTECODE": "1"},
     )  # fmt: skip
 
