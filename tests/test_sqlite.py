@@ -327,7 +327,7 @@ def test_write_transaction_budget_bounds_the_retries(tmp_path: Path) -> None:
     try:
         with (
             clock.install(),
-            pytest.raises(TransientError),
+            pytest.raises(TransientError) as info,
             write_transaction(waiter, budget=0.5, max_attempts=1000),
         ):
             pass  # pragma: no cover
@@ -335,6 +335,10 @@ def test_write_transaction_budget_bounds_the_retries(tmp_path: Path) -> None:
         holder.rollback()
     assert 1 <= len(clock.sleeps) < 1000
     assert sum(clock.sleeps) <= 0.5 + 1e-9
+    # The budget, not max_attempts, ended it: one attempt per wait, plus one,
+    # and the last wait is clipped so the waits use the budget exactly.
+    assert f"failed {len(clock.sleeps) + 1} time(s)" in str(info.value)
+    assert sum(clock.sleeps) >= 0.5 - 1e-9
     holder.close()
     waiter.close()
 
