@@ -175,12 +175,8 @@ def layer_violations(imports: list[Import]) -> list[str]:
     return problems
 
 
-def package_cycles(imports: list[Import]) -> list[list[str]]:
-    graph: dict[str, set[str]] = {}
-    for imp in imports:
-        a, b = _floor(imp.source), _floor(imp.target)
-        if a != b and a in FLOORS and b in FLOORS:
-            graph.setdefault(a, set()).add(b)
+def cycles_in(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle a depth-first walk of ``graph`` meets, as closed paths."""
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
     stack: list[str] = []
@@ -200,6 +196,15 @@ def package_cycles(imports: list[Import]) -> list[list[str]]:
         if node not in state:
             visit(node)
     return cycles
+
+
+def package_cycles(imports: list[Import]) -> list[list[str]]:
+    graph: dict[str, set[str]] = {}
+    for imp in imports:
+        a, b = _floor(imp.source), _floor(imp.target)
+        if a != b and a in FLOORS and b in FLOORS:
+            graph.setdefault(a, set()).add(b)
+    return cycles_in(graph)
 
 
 def test_every_module_is_on_a_floor_or_public() -> None:
@@ -281,25 +286,7 @@ def module_cycles(imports: list[Import]) -> list[list[str]]:
     for imp in imports:
         if imp.source != imp.target and not imp.type_checking:
             graph.setdefault(imp.source, set()).add(imp.target)
-    cycles: list[list[str]] = []
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                cycles.append([*stack[stack.index(nxt) :], nxt])
-            elif nxt not in state:
-                visit(nxt)
-        stack.pop()
-        state[node] = 2
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node)
-    return cycles
+    return cycles_in(graph)
 
 
 def test_no_import_cycles_between_modules() -> None:
