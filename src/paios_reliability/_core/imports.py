@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -16,7 +17,8 @@ def import_object(spec: str, *, form: str, what: str) -> Any:
     """The object ``spec`` names as ``package.module:attribute``.
 
     The attribute may be dotted (``module:Class.factory``). Modules in the
-    current directory are found too, as ``python -m`` finds them.
+    current directory are found too, as ``python -m`` finds them; ``sys.path``
+    is left as it was.
 
     Args:
         spec: The name, e.g. ``"myapp.health:registry"``.
@@ -32,7 +34,8 @@ def import_object(spec: str, *, form: str, what: str) -> Any:
     if not sep or not module_name or not attr:
         raise ConfigError(f"{form}, got {spec!r}", code="USAGE_ERROR")
     cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
         sys.path.insert(0, cwd)
     try:
         obj: Any = importlib.import_module(module_name)
@@ -42,4 +45,8 @@ def import_object(spec: str, *, form: str, what: str) -> Any:
         raise ConfigError(
             f"cannot load {what} {spec!r}: {exc}", code="USAGE_ERROR"
         ) from exc
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(cwd)
     return obj

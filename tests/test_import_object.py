@@ -1,0 +1,54 @@
+"""`module:attribute` names given on the command line or in settings."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from paios_reliability import ConfigError
+from paios_reliability._core.imports import import_object
+
+
+@pytest.fixture
+def module_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    name = f"mod_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(
+        "class Factory:\n    @staticmethod\n    def build():\n        return 42\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))]
+    )
+    return name
+
+
+def test_a_module_in_the_current_directory_loads_and_sys_path_is_left_alone(
+    module_in_cwd: str,
+) -> None:
+    before = list(sys.path)
+    build = import_object(f"{module_in_cwd}:Factory.build", form="f", what="thing")
+    assert build() == 42
+    assert sys.path == before
+
+
+@pytest.mark.parametrize("spec", ["no_colon", ":attr", "module:", ""])
+def test_a_malformed_name_is_a_usage_error_naming_the_form(spec: str) -> None:
+    with pytest.raises(ConfigError, match=r"--x needs module:attribute, got ") as info:
+        import_object(spec, form="--x needs module:attribute", what="thing")
+    assert info.value.code == "USAGE_ERROR"
+    assert repr(spec) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "spec", ["surely_not_a_module_here:x", "json:no_such_attribute"]
+)
+def test_what_cannot_be_imported_is_a_usage_error_naming_it(spec: str) -> None:
+    before = list(sys.path)
+    with pytest.raises(ConfigError, match=r"cannot load health registry ") as info:
+        import_object(spec, form="f", what="health registry")
+    assert info.value.code == "USAGE_ERROR"
+    assert repr(spec) in str(info.value)
+    assert sys.path == before
