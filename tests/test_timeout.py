@@ -481,6 +481,26 @@ def test_abandoned_worker_travels_on_the_error_and_is_accounted_for() -> None:
     assert clone.worker.done()
 
 
+def test_a_done_callback_runs_when_a_job_ends_even_if_it_was_never_abandoned() -> None:
+    # Worker.add_done_callback promised "when it ends"; only abandoned jobs
+    # ran their callbacks.
+    from paios_reliability._policies import workers as _workers
+
+    release = threading.Event()
+    ended: list[str] = []
+    job = _workers.Worker("job", release.wait, (10,), {}, contextvars.copy_context())
+    job.add_done_callback(lambda: ended.append("callback"))
+    _workers._POOL.start(job)
+    assert not job.done()
+    release.set()
+    assert job.wait(10)
+    deadline = time.monotonic() + 10
+    while not ended and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert ended == ["callback"]
+    assert job.value is True
+
+
 def test_abandoned_workers_are_bounded_and_refused_beyond_the_bound() -> None:
     from paios_reliability._policies import workers as _workers
 

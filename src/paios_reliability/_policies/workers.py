@@ -154,8 +154,8 @@ class Worker:
             # Nobody will read the outcome: drop it (and the frames it holds).
             self.value = self.error = None
             _POOL.abandoned_ended(self)
-            for callback in callbacks:
-                _call_quietly(callback)
+        for callback in callbacks:
+            _call_quietly(callback)
 
     # -- on the calling thread ----------------------------------------------------
 
