@@ -72,13 +72,11 @@ if TYPE_CHECKING:
         DatabaseError,
         DatabaseLockedError,
         DatabaseOpenError,
-        DatabaseReport,
-        check_database,
-        checkpoint,
         open_database,
         read_transaction,
         write_transaction,
     )
+    from ._data.db_maintenance import DatabaseReport, check_database, checkpoint
     from ._data.signed import VOLATILE_KEYS, read_signed, stable_hash, write_signed
     from ._observe.alert_rules import (
         DEFAULT_ALERT_RULES,
@@ -218,7 +216,7 @@ _LAZY: dict[str, str] = {
     "DatabaseError": "_data.database",
     "DatabaseLockedError": "_data.database",
     "DatabaseOpenError": "_data.database",
-    "DatabaseReport": "_data.database",
+    "DatabaseReport": "_data.db_maintenance",
     "DesktopChannel": "_observe.alerts",
     "Event": "_core.events",
     "EventStore": "_observe.eventstore",
@@ -296,8 +294,8 @@ _LAZY: dict[str, str] = {
     "audit_event": "_core.taxonomy",
     "chaos": "_policies.chaos",
     "chaos_enabled": "_policies.chaos",
-    "check_database": "_data.database",
-    "checkpoint": "_data.database",
+    "check_database": "_data.db_maintenance",
+    "checkpoint": "_data.db_maintenance",
     "classify": "_core.taxonomy",
     "compare_and_set": "_runs.cas",
     "configure_logging": "_core.logging",

@@ -12,7 +12,7 @@ from typing_extensions import assert_type
 
 import paios_reliability as pr
 from paios_reliability._data.credentials import CredentialReport, credential_status
-from paios_reliability._data.database import CheckpointResult
+from paios_reliability._data.db_maintenance import CheckpointResult
 
 # -- SQLite -----------------------------------------------------------------------------
 

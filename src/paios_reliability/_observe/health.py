@@ -502,7 +502,7 @@ class HealthRegistry:
         target = os.fspath(path)
 
         def database() -> CheckValue:
-            from .._data.database import check_database
+            from .._data.db_maintenance import check_database
 
             report = check_database(target)
             if report.problems:

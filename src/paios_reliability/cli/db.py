@@ -12,7 +12,7 @@ __all__ = ["register"]
 
 
 def _cmd_db_check(args: argparse.Namespace) -> int:
-    from .._data.database import check_database
+    from .._data.db_maintenance import check_database
 
     reports = [check_database(path, full=args.full) for path in args.paths]
     if args.fix:

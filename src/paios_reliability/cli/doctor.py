@@ -304,7 +304,8 @@ def _check_service_units(_tmp: Path) -> str:
 
 
 def _check_sqlite(tmp: Path) -> str:
-    from .._data.database import check_database, open_database, write_transaction
+    from .._data.database import open_database, write_transaction
+    from .._data.db_maintenance import check_database
 
     path = tmp / "doctor.sqlite"
     with open_database(path) as conn:
