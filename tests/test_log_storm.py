@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 )
 
 import paios_reliability as pr
-from paios_reliability._core import events as _events
+from paios_reliability._core import event_log as _event_log
 from paios_reliability._core.events import emit
 from paios_reliability.testing import FakeClock, capture_events
 
@@ -313,7 +313,7 @@ def test_memory_is_bounded_and_evicted_counts_are_written(
                     subject=f"s{key}",
                     exc=raised(OSError("x")),
                 )
-        summary = _events._summary
+        summary = _event_log._summary
         assert summary is not None
         assert len(summary._tallies) <= 3
         evicted = captured.summaries()
@@ -343,7 +343,7 @@ def test_threads_share_one_count(captured: Captured, clock: FakeClock) -> None:
         t.start()
     for t in workers:
         t.join(timeout=120)
-    _events.flush_log_summary()
+    _event_log.flush_log_summary()
     assert len(captured.full("paios_reliability.store.unavailable")) == 1
     (summary,) = captured.summaries()
     assert summary["suppressed"] == threads * per_thread - 1
@@ -393,18 +393,18 @@ def test_set_log_summary_rejects_bad_settings(
 
 
 def test_set_log_summary_restores_the_previous_setting() -> None:
-    before = _events._summary
+    before = _event_log._summary
     assert before is not None
     with pr.set_log_summary(5.0, max_keys=7):
-        current = _events._summary
+        current = _event_log._summary
         assert current is not None
         assert (current.interval, current.max_keys) == (5.0, 7)
         with pr.set_log_summary(None):
-            assert _events._summary is None
-        inner = _events._summary
+            assert _event_log._summary is None
+        inner = _event_log._summary
         assert inner is not None
         assert inner.interval == 5.0
-    after = _events._summary
+    after = _event_log._summary
     assert after is not None
     assert (after.interval, after.max_keys) == (before.interval, before.max_keys)
 
@@ -419,7 +419,7 @@ def test_summary_lines_carry_no_secret(captured: Captured, clock: FakeClock) -> 
             subject=f"https://u:{secret}@api",
             exc=raised(OSError(f"token={secret}")),
         )
-    _events.flush_log_summary()
+    _event_log.flush_log_summary()
     assert len(captured.summaries()) == 1
     assert secret not in captured.text
     assert secret not in json.dumps(captured.records)
@@ -475,7 +475,7 @@ class SummaryMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.emitted))
     @rule()
     def flush(self) -> None:
-        _events.flush_log_summary()
+        _event_log.flush_log_summary()
         self.records.append((self.clock.monotonic(), None, 0))
 
     def _written(self) -> Counter[str]:
@@ -491,7 +491,7 @@ class SummaryMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_is_lost(self) -> None:
-        summary = _events._summary
+        summary = _event_log._summary
         assert summary is not None
         pending: Counter[str] = Counter()
         for tally in summary._tallies.values():

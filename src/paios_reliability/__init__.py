@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._core.catalog import CATALOG, Catalog, CatalogEntry
-    from ._core.events import Event, add_event_hook, emit_event, set_log_summary
+    from ._core.event import Event
+    from ._core.event_log import set_log_summary
+    from ._core.events import add_event_hook, emit_event
     from ._core.exceptions import (
         ApprovalRequiredError,
         BulkheadFullError,
@@ -218,7 +220,7 @@ _LAZY: dict[str, str] = {
     "DatabaseOpenError": "_data.database",
     "DatabaseReport": "_data.db_maintenance",
     "DesktopChannel": "_observe.alerts",
-    "Event": "_core.events",
+    "Event": "_core.event",
     "EventStore": "_observe.eventstore",
     "EventStoreChannel": "_observe.alerts",
     "Failover": "_policies.failover",
@@ -335,7 +337,7 @@ _LAZY: dict[str, str] = {
     "sd_notify": "_ops.sd_notify",
     "set_active": "_core.settings",
     "set_chaos": "_policies.chaos",
-    "set_log_summary": "_core.events",
+    "set_log_summary": "_core.event_log",
     "set_metrics": "_observe.metrics",
     "stable_hash": "_data.signed",
     "timed": "_observe.timed",

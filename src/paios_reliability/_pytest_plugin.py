@@ -20,7 +20,7 @@ from ._core import (
     clock as _clock,
 )
 from ._core import (
-    events as _events,
+    event_log as _event_log,
 )
 from ._core import (
     settings as _config,
@@ -36,7 +36,7 @@ def _paios_reliability_isolation() -> Iterator[None]:
     switches = _config.snapshot()
     restore_clock = _clock.set_clock(_clock.get_clock())
     rules = _taxonomy.CATALOG.snapshot()
-    summary = _events.isolate_log_summary()
+    summary = _event_log.isolate_log_summary()
     try:
         yield
     finally:

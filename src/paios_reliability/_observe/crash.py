@@ -447,7 +447,7 @@ class CrashHandler:
             with contextlib.suppress(Exception):
                 import logging
 
-                from .._core.events import log_redacted
+                from .._core.event_log import log_redacted
 
                 log_redacted(
                     logging.getLogger("paios_reliability.crash"),
@@ -589,7 +589,7 @@ def _log_asyncio_redacted(context: dict[str, Any]) -> None:
     """
     import logging
 
-    from .._core.events import log_redacted
+    from .._core.event_log import log_redacted
 
     message = str(context.get("message") or "Unhandled exception in event loop")
     lines = [message]

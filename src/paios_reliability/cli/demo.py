@@ -134,7 +134,7 @@ def _run_quietly(
 ) -> int:
     import logging
 
-    from .._core.events import flush_log_summary
+    from .._core.event_log import flush_log_summary
     from ..testing import FakeClock, set_testing
 
     # The failures below are staged: keep Python's last-resort handler from
