@@ -262,7 +262,8 @@ def _clean_stale(target: str) -> int:
     prefix = _tmp_prefix(target)
     removed = 0
     try:
-        entries = list(os.scandir(directory))
+        with os.scandir(directory) as scan:
+            entries = list(scan)
     except OSError:
         return 0
     for entry in entries:

@@ -318,20 +318,21 @@ def _read_stat(path: str) -> list[bytes]:
 def _members(pgid: int) -> list[tuple[int, int, str]] | None:
     """``(pid, ppid, state)`` of every process in group ``pgid``; None without /proc."""
     try:
-        entries = os.scandir(_PROC)
+        # A list, not a scandir iterator: a Ctrl-C arriving between opening
+        # an iterator and entering its `with` would leave it unclosed.
+        names = os.listdir(_PROC)
     except OSError:  # pragma: no cover - not Linux
         return None
     found = []
-    with entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = _read_stat(f"{_PROC}/{entry.name}/stat")
-                if int(fields[2]) == pgid:
-                    found.append((int(entry.name), int(fields[1]), fields[0].decode()))
-            except (OSError, IndexError, ValueError):
-                continue  # exited while we looked
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            fields = _read_stat(f"{_PROC}/{name}/stat")
+            if int(fields[2]) == pgid:
+                found.append((int(name), int(fields[1]), fields[0].decode()))
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
     return found
 
 
