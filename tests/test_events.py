@@ -19,7 +19,12 @@ from hypothesis import strategies as st
 
 import paios_reliability as pr
 from paios_reliability._core import events as _events
-from paios_reliability._core.events import emit, hook_errors, valid_name_part
+from paios_reliability._core.events import (
+    emit,
+    emit_event,
+    hook_errors,
+    valid_name_part,
+)
 from paios_reliability.testing import capture_events
 
 
@@ -38,7 +43,7 @@ def records_of(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogR
 
 def test_emit_builds_a_named_frozen_event() -> None:
     with pr.trace(run_id="r-1") as span, capture_events() as captured:
-        event = emit(
+        event = emit_event(
             "retry", "scheduled", level="warning", subject="fetch", attempt=2, wait=0.5
         )
 
@@ -123,7 +128,7 @@ def test_a_raising_hook_is_logged_and_breaks_nothing(
 
     before = hook_errors()
     with pr.add_event_hook(broken), pr.add_event_hook(lambda e: after.append(e.name)):
-        event = emit("limiter", "rejected", subject="api")
+        event = emit_event("limiter", "rejected", subject="api")
 
     assert event.name == "paios_reliability.limiter.rejected"
     assert after == ["paios_reliability.limiter.rejected"]
@@ -294,7 +299,7 @@ def test_default_hook_never_fails_whatever_the_field_names(
     logger.propagate = False  # keep the example quiet; the logger still runs
     before = hook_errors()
     try:
-        event = emit("prop", "check", **fields)
+        event = emit_event("prop", "check", **fields)
     finally:
         logger.setLevel(old_level)
         logger.propagate = old_propagate
@@ -431,14 +436,12 @@ def test_fields_may_use_any_name() -> None:
 
 
 def test_emit_is_in_the_public_module_registry() -> None:
-    assert _events.Event is pr.Event
+    assert _events.emit_event is pr.emit_event
     assert _events.add_event_hook is pr.add_event_hook
 
 
 def test_to_dict_redacts_secret_fields_and_secrets_in_error_text() -> None:
-    from paios_reliability._core.events import emit
-
-    event = emit(
+    event = emit_event(
         "unit",
         "redaction",
         api_key="sk-live-123",

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import paios_reliability as pr
-from paios_reliability._core.events import Event
+from paios_reliability._core.event import Event
 from paios_reliability.testing import FakeClock
 
 DAY = 86400.0

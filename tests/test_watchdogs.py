@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import paios_reliability as pr
-from paios_reliability._core.events import Event
+from paios_reliability._core.event import Event
 from paios_reliability._ops.watchdogs import _Silence
 
 # A wait that only bounds a hang; the events themselves release the tests.

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast
 
 from ._core.clock import FakeClock, get_clock
-from ._core.events import Event, add_event_hook
+from ._core.event import Event
+from ._core.events import add_event_hook
 from ._core.settings import is_testing, set_testing, testing_attempts
 from ._runs import golden
 

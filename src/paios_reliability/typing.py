@@ -19,7 +19,7 @@ from typing import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-    from ._core.events import Event
+    from ._core.event import Event
     from ._core.taxonomy import Failure
     from ._observe.alerts import Alert
     from ._policies.outcome import Outcome

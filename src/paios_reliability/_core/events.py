@@ -23,20 +23,20 @@ emitted the event.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from .event import _EMPTY, Event
-from .event_log import log_event, log_redacted
 from .settings import Restorer
 from .trace import current_trace
 
 if TYPE_CHECKING:
     from ..typing import EventHook
+    from .event import Event
 
-__all__ = ["Event", "Level", "add_event_hook", "emit", "emit_event"]
+__all__ = ["Level", "add_event_hook", "emit", "emit_event"]
 
 Level = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -98,14 +98,63 @@ def emit(
     subject: str | None = None,
     exc: BaseException | None = None,
     **fields: Any,
-) -> Event:
-    """Build an event and hand it to the default log hook and every added hook.
+) -> None:
+    """Report a state change to the default log hook and every added hook.
 
     ``primitive`` and ``action`` are positional-only, so any other name
     (even ``action=``) can be a field. Never raises because of a hook.
-    Returns the event (handy in tests).
+
+    The event is built only if something can receive it: an added hook, or
+    stdlib logging, which the host may have configured once it imported it.
+    A process that did neither (a hook script) pays one check per event and
+    never loads :mod:`dataclasses` or :mod:`logging` for events it would
+    drop unseen.
     """
-    event = Event(
+    if _hooks or "logging" in sys.modules:
+        _publish(
+            _build(
+                primitive, action, level=level, subject=subject, exc=exc, fields=fields
+            )
+        )
+
+
+def emit_event(
+    primitive: str,
+    action: str,
+    /,
+    *,
+    level: Level = "info",
+    subject: str | None = None,
+    exc: BaseException | None = None,
+    **fields: Any,
+) -> Event:
+    """Emit an application's own event, like the library's; returns it.
+
+    The event goes through the same hooks, logs, event stores and metrics
+    as the library's own. ``primitive`` and ``action`` are positional-only,
+    so any other name (even ``action=``) can be a field. Never raises
+    because of a hook.
+    """
+    event = _build(
+        primitive, action, level=level, subject=subject, exc=exc, fields=fields
+    )
+    _publish(event)
+    return event
+
+
+def _build(
+    primitive: str,
+    action: str,
+    /,
+    *,
+    level: Level,
+    subject: str | None,
+    exc: BaseException | None,
+    fields: dict[str, Any],
+) -> Event:
+    from .event import _EMPTY, Event  # on the first event built, not at import
+
+    return Event(
         name=f"paios_reliability.{primitive}.{action}",
         level=level,
         subject=subject,
@@ -114,10 +163,14 @@ def emit(
         timestamp=time.time(),
         exc=exc,
     )
+
+
+def _publish(event: Event) -> None:
+    from .event_log import log_event
+
     _deliver(log_event, event)
     for hook in _hooks:
         _deliver(hook, event)
-    return event
 
 
 def _deliver(hook: EventHook, event: Event) -> None:
@@ -128,6 +181,8 @@ def _deliver(hook: EventHook, event: Event) -> None:
         _hook_errors += 1
         try:
             import logging
+
+            from .event_log import log_redacted
 
             log_redacted(
                 logging.getLogger("paios_reliability.events"),
@@ -142,8 +197,3 @@ def _deliver(hook: EventHook, event: Event) -> None:
 def valid_name_part(part: str) -> bool:
     """Whether ``part`` may be a primitive or action name (lower snake case)."""
     return bool(_NAME_PART.match(part))
-
-
-#: The public name of :func:`emit`: an application's own events go through
-#: the same hooks, logs, event stores and metrics as the library's.
-emit_event = emit

@@ -9,16 +9,30 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 __all__ = ["Restorer", "is_active", "is_testing", "set_active", "set_testing"]
 
 
-@dataclass(frozen=True, slots=True)
 class _Switches:
-    active: bool = True
-    testing: bool = False
-    testing_attempts: int | None = None
+    """One immutable snapshot of the switches (swapped whole, never changed)."""
+
+    __slots__ = ("active", "testing", "testing_attempts")
+
+    def __init__(
+        self,
+        *,
+        active: bool = True,
+        testing: bool = False,
+        testing_attempts: int | None = None,
+    ) -> None:
+        self.active = active
+        self.testing = testing
+        self.testing_attempts = testing_attempts
+
+    def but(self, **changes: bool | int | None) -> _Switches:
+        """A copy with ``changes`` applied."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        return _Switches(**{**values, **changes})
 
 
 _lock = threading.Lock()
@@ -83,7 +97,7 @@ def set_active(active: bool) -> Restorer:
     Returns:
         A :class:`Restorer` that brings back the previous value.
     """
-    return _swap(replace(_state, active=bool(active)))
+    return _swap(_state.but(active=bool(active)))
 
 
 def is_active() -> bool:
@@ -110,7 +124,7 @@ def set_testing(testing: bool = True, *, attempts: int | None = None) -> Restore
     """
     if attempts is not None and attempts < 1:
         raise ValueError(f"set_testing(attempts=...) must be >= 1, got {attempts!r}")
-    return _swap(replace(_state, testing=bool(testing), testing_attempts=attempts))
+    return _swap(_state.but(testing=bool(testing), testing_attempts=attempts))
 
 
 def is_testing() -> bool:

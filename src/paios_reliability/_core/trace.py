@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import inspect
 import os
 import re
 import sys
@@ -21,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from .dispatch import through_method_descriptors
+from .dispatch import is_coroutine_function, through_method_descriptors
 
 if TYPE_CHECKING:
     pass
@@ -170,7 +169,7 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
     @through_method_descriptors
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         trace_id, context = self._trace_id, self._context
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn):
             afn = cast(Callable[P, Awaitable[Any]], fn)
 
             @functools.wraps(fn)

@@ -21,7 +21,6 @@ import re
 import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .._core.clock import get_clock
@@ -38,6 +37,8 @@ from .atomic import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pydantic import BaseModel
 
 __all__ = [
@@ -67,22 +68,30 @@ class SaveResult:
         dry_run: True if nothing was written on purpose.
     """
 
-    __slots__ = ("_diff", "_source", "backup", "changed", "dry_run")
+    __slots__ = ("_backup", "_diff", "_source", "changed", "dry_run")
 
     def __init__(
         self,
         changed: bool,
-        backup: Path | None,
+        backup: str | os.PathLike[str] | None,
         diff: str | None = None,
         dry_run: bool = False,
         *,
         source: tuple[str, bytes | None, bytes] | None = None,
     ) -> None:
         self.changed = changed
-        self.backup = backup
+        self._backup = backup
         self.dry_run = dry_run
         self._diff = diff
         self._source = source
+
+    @property
+    def backup(self) -> Path | None:
+        if self._backup is None:
+            return None
+        from pathlib import Path  # not at import: a hook never reads it
+
+        return Path(self._backup)
 
     @property
     def diff(self) -> str:
@@ -466,7 +475,10 @@ class ConfigFile(Generic[M]):
             raise TypeError(
                 f"model must be a pydantic model class or None, got {model!r}"
             )
-        self.path = Path(path)
+        file = os.fspath(path)
+        if not isinstance(file, str):
+            raise TypeError(f"path must be a str or os.PathLike[str], got {path!r}")
+        self._file = file
         self.model = model
         self.mode = mode
         self.max_backups = backups
@@ -474,18 +486,29 @@ class ConfigFile(Generic[M]):
         self.lock_timeout = lock_timeout
         self.indent = indent
         self.max_bytes = max_bytes
-        self._toml = self.path.suffix.lower() == ".toml"
+        self._toml = _suffix(file).lower() == ".toml"
         self._thread_lock = threading.RLock()
 
     def __repr__(self) -> str:
         kind = "dict" if self.model is None else self.model.__name__
-        return f"ConfigFile({str(self.path)!r}, {kind})"
+        return f"ConfigFile({self._file!r}, {kind})"
+
+    @property
+    def path(self) -> Path:
+        """The file, as given."""
+        from pathlib import Path  # not at import: a hook never needs it
+
+        return Path(self._file)
 
     @property
     def backup_dir(self) -> Path:
         """Where backups go: ``<name>.backups/`` beside the (real) file."""
-        target = Path(_resolve(self.path))
-        return target.with_name(target.name + ".backups")
+        from pathlib import Path
+
+        return Path(self._backup_dir())
+
+    def _backup_dir(self) -> str:
+        return _resolve(self._file) + ".backups"
 
     # -- reading -------------------------------------------------------------------
 
@@ -496,7 +519,7 @@ class ConfigFile(Generic[M]):
         code: str | None = None,
         message: str = "",
     ) -> ConfigError:
-        return ConfigError(message, path=str(self.path), errors=errors, code=code)
+        return ConfigError(message, path=self._file, errors=errors, code=code)
 
     def _parse(self, raw: bytes | str) -> Any:
         try:
@@ -601,11 +624,11 @@ class ConfigFile(Generic[M]):
 
     def _io_error(self, doing: str, exc: OSError) -> ConfigError:
         """A :class:`ConfigIOError` for an operating-system failure, naming the cause."""
-        cause = describe_os_error(exc, self.path)
+        cause = describe_os_error(exc, self._file)
         fallback = "CONFIG_INVALID" if doing == "read" else "OS_ERROR"
         return ConfigIOError(
-            f"cannot {doing} configuration file {self.path}: {cause}",
-            path=str(self.path),
+            f"cannot {doing} configuration file {self._file}: {cause}",
+            path=self._file,
             errors=[("<file>", f"cannot {doing}: {cause}")],
             code=os_error_code(exc) or fallback,
             cause=exc,
@@ -613,7 +636,7 @@ class ConfigFile(Generic[M]):
 
     def _read_bytes(self) -> bytes | None:
         try:
-            return read_regular_file(self.path, max_bytes=self.max_bytes)
+            return read_regular_file(self._file, max_bytes=self.max_bytes)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -640,7 +663,7 @@ class ConfigFile(Generic[M]):
             raise self._error(
                 [("<file>", "does not exist")],
                 code="CONFIG_MISSING",
-                message=f"configuration file {self.path} does not exist",
+                message=f"configuration file {self._file} does not exist",
             )
         return self.validate(self._default)
 
@@ -709,7 +732,7 @@ class ConfigFile(Generic[M]):
                 changed=True,
                 backup=None,
                 dry_run=True,
-                source=(str(self.path), current, new),
+                source=(self._file, current, new),
             )
         self.render(value)  # invalid: fail before waiting for the lock
         with self._locked():
@@ -786,7 +809,7 @@ class ConfigFile(Generic[M]):
             raise TypeError(
                 f"the update function {name} returned a {type(result).__name__}; "
                 f"it must return None (after changing the value in place) or a "
-                f"{expected.__name__}. Nothing was written to {self.path}"
+                f"{expected.__name__}. Nothing was written to {self._file}"
             )
         if (
             self.model is None
@@ -796,7 +819,7 @@ class ConfigFile(Generic[M]):
             raise TypeError(
                 f"the update function {name} returned a part of the config (as "
                 "setdefault() or get() do), not the whole of it; return None "
-                f"after changing it in place. Nothing was written to {self.path}"
+                f"after changing it in place. Nothing was written to {self._file}"
             )
 
     def _commit(self, value: M) -> SaveResult:
@@ -807,7 +830,7 @@ class ConfigFile(Generic[M]):
     def _locked(self) -> Iterator[None]:
         with self._thread_lock, contextlib.ExitStack() as stack:
             try:
-                stack.enter_context(file_lock(self.path, timeout=self.lock_timeout))
+                stack.enter_context(file_lock(self._file, timeout=self.lock_timeout))
             except OSError as exc:
                 raise self._io_error("lock", exc) from exc
             yield
@@ -816,15 +839,15 @@ class ConfigFile(Generic[M]):
         current = self._read_bytes()
         if current == new:
             return SaveResult(changed=False, backup=None, diff="")
-        backup: Path | None = None
+        backup: str | None = None
         try:
             backup = self._make_backup() if current is not None else None
-            atomic_write(self.path, new, mode=self.mode)
+            atomic_write(self._file, new, mode=self.mode)
         except BaseException as exc:
             if backup is not None:
                 # The version it kept is still the current one: no history.
                 with contextlib.suppress(OSError):
-                    backup.unlink()
+                    os.unlink(backup)
             if isinstance(exc, OSError):
                 raise self._io_error("write", exc) from exc
             raise
@@ -839,68 +862,71 @@ class ConfigFile(Generic[M]):
         except ConfigError:
             try:
                 if current is not None:
-                    atomic_write(self.path, current)
+                    atomic_write(self._file, current)
                 else:
                     with contextlib.suppress(FileNotFoundError):
-                        self.path.unlink()
+                        os.unlink(self._file)
             except OSError as exc:
                 raise self._io_error("restore", exc) from exc
-            emit("config_file", "restored", level="error", subject=str(self.path))
+            emit("config_file", "restored", level="error", subject=self._file)
             raise
         emit(
             "config_file",
             action,
             # Routine writes are DEBUG: a host logging INFO hears nothing.
             level="warning" if action == "rolled_back" else "debug",
-            subject=str(self.path),
-            backup=None if backup is None else str(backup),
+            subject=self._file,
+            backup=backup,
             size=len(new),
             **fields,
         )
         return SaveResult(
-            changed=True, backup=backup, source=(str(self.path), current, new)
+            changed=True, backup=backup, source=(self._file, current, new)
         )
 
     # -- backups -------------------------------------------------------------------
 
     def backups(self) -> list[Path]:
         """Backups of earlier versions, newest first."""
+        from pathlib import Path
+
+        return [Path(backup) for backup in self._backup_files()]
+
+    def _backup_files(self) -> list[str]:
+        """Paths of the backups, newest first."""
+        directory = self._backup_dir()
         try:
-            names = [
-                entry.name
-                for entry in os.scandir(self.backup_dir)
-                if _BACKUP_NAME.match(entry.name)
-            ]
+            names = [n for n in os.listdir(directory) if _BACKUP_NAME.match(n)]
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return [self.backup_dir / n for n in sorted(names, reverse=True)]
+        return [os.path.join(directory, n) for n in sorted(names, reverse=True)]
 
-    def _make_backup(self) -> Path | None:
+    def _make_backup(self) -> str | None:
         if self.max_backups == 0:
             return None
-        directory = self.backup_dir
+        directory = self._backup_dir()
         with contextlib.suppress(FileExistsError):  # not a directory: said below
-            directory.mkdir(mode=0o700, exist_ok=True)
-        if not directory.is_dir():
+            os.mkdir(directory, 0o700)
+        if not os.path.isdir(directory):
             raise self._error(
                 [("<backups>", f"{directory} exists and is not a directory")],
                 code="NOT_A_DIRECTORY",
                 message=(
-                    f"cannot back up configuration file {self.path}: the backup "
+                    f"cannot back up configuration file {self._file}: the backup "
                     f"directory {directory} exists and is not a directory"
                 ),
             )
         now = _dt.datetime.fromtimestamp(get_clock().time(), _dt.timezone.utc)
-        existing = self.backups()
+        existing = self._backup_files()
         if existing:
-            match = _BACKUP_NAME.match(existing[0].name)
+            match = _BACKUP_NAME.match(os.path.basename(existing[0]))
             assert match is not None
             last = _backup_time(match.group(1))
             # Names sort in save order even if the clock stands still or steps back.
             now = max(now, last + _dt.timedelta(microseconds=1))
         stamp = now.strftime("%Y%m%dT%H%M%S%f") + "Z"
-        backup = directory / (stamp + self.path.suffix)
-        source = _resolve(self.path)
+        backup = os.path.join(directory, stamp + _suffix(self._file))
+        source = _resolve(self._file)
         try:
             # The data file is about to be *replaced* (new inode), so the old
             # inode lives on unchanged under this second name: a free backup.
@@ -914,9 +940,9 @@ class ConfigFile(Generic[M]):
         return backup
 
     def _rotate_backups(self) -> None:
-        for old in self.backups()[self.max_backups :]:
+        for old in self._backup_files()[self.max_backups :]:
             with contextlib.suppress(FileNotFoundError):
-                old.unlink()
+                os.unlink(old)
 
     def rollback(self, steps: int = 1) -> SaveResult:
         """Restore the ``steps``-th newest valid backup.
@@ -936,7 +962,7 @@ class ConfigFile(Generic[M]):
             current = self._read_bytes()
             found = 0
             seen = {current}
-            for backup in self.backups():
+            for backup in self._backup_files():
                 try:
                     raw = read_regular_file(backup, max_bytes=self.max_bytes)
                     self.validate(raw)
@@ -948,12 +974,12 @@ class ConfigFile(Generic[M]):
                 found += 1
                 if found == steps:
                     return self._write_locked(
-                        raw, action="rolled_back", restored=str(backup)
+                        raw, action="rolled_back", restored=backup
                     )
         raise self._error(
             [("<backups>", f"no valid backup {steps} step(s) back")],
             code="CONFIG_MISSING",
-            message=f"cannot roll back {self.path}: only {found} valid backup(s)",
+            message=f"cannot roll back {self._file}: only {found} valid backup(s)",
         )
 
 
@@ -975,7 +1001,14 @@ def _backup_time(stamp: str) -> _dt.datetime:
     )
 
 
-def _copy_private(source: str, backup: Path) -> None:
+def _suffix(path: str) -> str:
+    """The final component's suffix, as :attr:`pathlib.PurePath.suffix` gives it."""
+    name = os.path.basename(path.rstrip(os.sep))
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
+
+
+def _copy_private(source: str, backup: str) -> None:
     """Copy ``source`` to a new ``backup`` that is never more readable than it.
 
     ``shutil.copy2`` creates the copy with the umask's mode and copies the
@@ -994,7 +1027,7 @@ def _copy_private(source: str, backup: Path) -> None:
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
-            backup.unlink()
+            os.unlink(backup)
         raise
     os.close(fd)
     with contextlib.suppress(OSError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._core.events import Event
+    from .._core.event import Event
     from .._core.settings import Restorer
     from ..typing import Clock
     from .alerts import AlertDispatcher

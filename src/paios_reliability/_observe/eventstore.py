@@ -40,7 +40,7 @@ from .._core.settings import Restorer
 from .._core.trace import current_trace
 
 if TYPE_CHECKING:
-    from .._core.events import Event
+    from .._core.event import Event
 
 __all__ = [
     "EventStore",

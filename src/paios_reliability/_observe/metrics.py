@@ -36,7 +36,7 @@ from .._core.exceptions import ConfigError
 from .._core.settings import Restorer
 
 if TYPE_CHECKING:
-    from .._core.events import Event
+    from .._core.event import Event
 
 __all__ = [
     "DEFAULT_BUCKETS",
