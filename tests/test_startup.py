@@ -19,7 +19,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Each costs several milliseconds (with what it imports) in a fresh process.
-AVOIDED = ("dataclasses", "inspect", "logging", "pathlib", "pydantic", "asyncio")
+AVOIDED = (
+    "asyncio",
+    "dataclasses",
+    "inspect",
+    "logging",
+    "pathlib",
+    "pydantic",
+    "typing",
+)
 
 
 def _benchmark_hook(name: str) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from .settings import Restorer
+from .typing_lite import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..typing import Clock

@@ -11,7 +11,13 @@ import functools
 import sys
 from collections.abc import Callable
 from types import FunctionType, MethodType
-from typing import Any, TypeVar, cast
+
+from .typing_lite import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    D = TypeVar("D", bound=Callable[..., Any])
 
 __all__ = [
     "callable_name",
@@ -19,8 +25,6 @@ __all__ = [
     "is_coroutine_function",
     "through_method_descriptors",
 ]
-
-D = TypeVar("D", bound=Callable[..., Any])
 
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, a flag of the code object
 
@@ -90,4 +94,4 @@ def through_method_descriptors(decorate: D) -> D:
             return type(fn)(decorate(*args[:-1], fn.__func__))
         return decorate(*args)
 
-    return cast(D, apply)
+    return cast("D", apply)

@@ -27,18 +27,20 @@ import sys
 import threading
 import time
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
 
 from .settings import Restorer
 from .trace import current_trace
+from .typing_lite import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     from ..typing import EventHook
     from .event import Event
 
-__all__ = ["Level", "add_event_hook", "emit", "emit_event"]
+    Level = Literal["debug", "info", "warning", "error", "critical"]
 
-Level = Literal["debug", "info", "warning", "error", "critical"]
+__all__ = ["add_event_hook", "emit", "emit_event"]
 
 _NAME_PART = re.compile(r"^[a-z][a-z0-9_]*$")
 

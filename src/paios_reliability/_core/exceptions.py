@@ -46,9 +46,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar
 
 from .signals import trust_own_codes
+from .typing_lite import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 __all__ = [
     "ApprovalRequiredError",

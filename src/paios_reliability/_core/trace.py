@@ -16,19 +16,20 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .dispatch import is_coroutine_function, through_method_descriptors
+from .typing_lite import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Awaitable
+    from typing import Any, ParamSpec, TypeVar
+
+    P = ParamSpec("P")
+    T = TypeVar("T")
 
 __all__ = ["current_trace", "extract", "inject", "new_id", "trace", "traceparent"]
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
@@ -170,14 +171,14 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         trace_id, context = self._trace_id, self._context
         if is_coroutine_function(fn):
-            afn = cast(Callable[P, Awaitable[Any]], fn)
+            afn = cast("Callable[P, Awaitable[Any]]", fn)
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 with trace(trace_id, **context):
                     return await afn(*args, **kwargs)
 
-            return cast(Callable[P, T], async_wrapper)
+            return cast("Callable[P, T]", async_wrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:

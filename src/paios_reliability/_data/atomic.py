@@ -40,15 +40,16 @@ import threading
 import time
 from collections.abc import Iterator
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, TextIO, overload
 
 from .._core.budget import cap_wait
 from .._core.clock import get_clock
 from .._core.events import emit
 from .._core.exceptions import LockConflictError
+from .._core.typing_lite import TYPE_CHECKING, overload
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
+    from typing import IO, Any, BinaryIO, Literal, TextIO
 
 __all__ = ["atomic_open", "atomic_write"]
 

@@ -21,11 +21,12 @@ import re
 import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from types import GenericAlias
 
 from .._core.clock import get_clock
 from .._core.events import emit
 from .._core.exceptions import ConfigError, ConfigIOError
+from .._core.typing_lite import TYPE_CHECKING, overload
 from .atomic import (
     MAX_READ_BYTES,
     _resolve,
@@ -38,8 +39,25 @@ from .atomic import (
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any, Generic, TypeVar
 
     from pydantic import BaseModel
+
+    # The config's value type: a pydantic model, or dict[str, Any] without one.
+    M = TypeVar("M")
+
+    class _Generic(Generic[M]):
+        pass
+
+else:
+
+    class _Generic:
+        """``ConfigFile[Model]`` at run time, as ``list[int]``, without typing."""
+
+        __slots__ = ()
+        __class_getitem__ = classmethod(GenericAlias)
+
+    M = None  # the base's parameter matters to type checkers only
 
 __all__ = [
     "ConfigFile",
@@ -48,9 +66,6 @@ __all__ = [
     "config_validate",
     "validation_errors",
 ]
-
-# The config's value type: a pydantic model, or dict[str, Any] without one.
-M = TypeVar("M")
 
 _BACKUP_NAME = re.compile(r"^(\d{8}T\d{12})Z(?:\.[^/]*)?$")
 _MAX_DIFF_LINES = 2000
@@ -381,7 +396,7 @@ class _JsonText:
         self.text = text
 
 
-class ConfigFile(Generic[M]):
+class ConfigFile(_Generic[M]):
     """A configuration file: a plain JSON object, or validated by a pydantic model.
 
     Args:

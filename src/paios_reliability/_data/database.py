@@ -23,12 +23,12 @@ import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
 
 from .._core.budget import cap_wait
 from .._core.clock import get_clock
 from .._core.events import emit
 from .._core.exceptions import PermanentError, ReliabilityError, TransientError
+from .._core.typing_lite import TYPE_CHECKING
 from .atomic import (
     _READ_FLAGS,
     NotARegularFileError,
@@ -37,7 +37,9 @@ from .atomic import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from typing import Any, Literal
+
+    Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 __all__ = [
     "DatabaseError",
@@ -54,8 +56,6 @@ _SYNCHRONOUS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 # is creating right now; we wait for it instead of calling it a placeholder.
 _FRESH_FILE_GRACE = 2.0
 _MEMORY = ":memory:"
-
-Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
 class DatabaseError(PermanentError, sqlite3.DatabaseError):

@@ -17,15 +17,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn, ParamSpec, TypeVar, overload
 
 from .._core.budget import set_budget_deadline
 from .._core.events import emit
+from .._core.typing_lite import TYPE_CHECKING, overload
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn, ParamSpec
+
+    P = ParamSpec("P")
 
 __all__ = ["hook"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def _margin(budget: float) -> float:
