@@ -178,3 +178,16 @@ def test_the_coroutine_check_agrees_with_inspect_before_inspect_is_loaded() -> N
     assert done.stdout.startswith("True "), done.stdout
     assert "'coro': True" in done.stdout
     assert "'plain': False" in done.stdout
+
+
+def test_config_file_is_still_subscriptable_at_run_time(tmp_path: Path) -> None:
+    import typing
+
+    import paios_reliability as pr
+
+    alias = pr.ConfigFile[dict[str, typing.Any]]
+    assert typing.get_origin(alias) is pr.ConfigFile
+    assert typing.get_args(alias) == (dict[str, typing.Any],)
+    config = alias(tmp_path / "c.json", default={})
+    assert isinstance(config, pr.ConfigFile)
+    assert config.load() == {}
