@@ -44,7 +44,7 @@ from paios_reliability import (
     audit_event,
 )
 from paios_reliability._data.atomic import file_lock
-from paios_reliability._data.credentials import credential_status
+from paios_reliability._data.credential_status import credential_status
 from paios_reliability.testing import CapturedEvents, FakeClock, capture_events
 from strategies import SENTINEL_PREFIX, secret_keys
 

@@ -62,14 +62,14 @@ if TYPE_CHECKING:
     )
     from ._data.atomic import atomic_open, atomic_write
     from ._data.config_file import ConfigFile, SaveResult
-    from ._data.credentials import (
+    from ._data.credential_formats import (
         AuthProfilesFormat,
-        Credential,
         CredentialFormat,
-        CredentialStore,
         PaiosFormat,
-        credential_status,
     )
+    from ._data.credential_model import Credential
+    from ._data.credential_status import credential_status
+    from ._data.credentials import CredentialStore
     from ._data.database import (
         DatabaseError,
         DatabaseLockedError,
@@ -206,15 +206,15 @@ _LAZY: dict[str, str] = {
     "ConfigIOError": "_core.exceptions",
     "Counter": "_observe.metrics",
     "CrashHandler": "_observe.crash",
-    "Credential": "_data.credentials",
-    "CredentialFormat": "_data.credentials",
+    "Credential": "_data.credential_model",
+    "CredentialFormat": "_data.credential_formats",
     "CredentialError": "_core.exceptions",
     "CredentialExpiredError": "_core.exceptions",
     "CredentialIOError": "_core.exceptions",
     "CredentialMissingError": "_core.exceptions",
     "CredentialStore": "_data.credentials",
-    "PaiosFormat": "_data.credentials",
-    "AuthProfilesFormat": "_data.credentials",
+    "PaiosFormat": "_data.credential_formats",
+    "AuthProfilesFormat": "_data.credential_formats",
     "DatabaseError": "_data.database",
     "DatabaseLockedError": "_data.database",
     "DatabaseOpenError": "_data.database",
@@ -303,7 +303,7 @@ _LAZY: dict[str, str] = {
     "configure_logging": "_core.logging",
     "hook": "_ops.hook",
     "counter": "_observe.metrics",
-    "credential_status": "_data.credentials",
+    "credential_status": "_data.credential_status",
     "current_trace": "_core.trace",
     "daily_report": "_observe.alerts",
     "deadline": "_policies.timeout",

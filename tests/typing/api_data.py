@@ -11,7 +11,10 @@ from pydantic import BaseModel
 from typing_extensions import assert_type
 
 import paios_reliability as pr
-from paios_reliability._data.credentials import CredentialReport, credential_status
+from paios_reliability._data.credential_status import (
+    CredentialReport,
+    credential_status,
+)
 from paios_reliability._data.db_maintenance import CheckpointResult
 
 # -- SQLite -----------------------------------------------------------------------------

@@ -799,7 +799,7 @@ def _credentials(paths: Sequence[str], found: _Findings) -> list[dict[str, Any]]
     out: list[dict[str, Any]] = []
     for path in paths:
         # Imported only when needed: it pulls in pydantic (~0.3 s cold).
-        from .._data.credentials import credential_status
+        from .._data.credential_status import credential_status
 
         report = credential_status(path)
         attention = [

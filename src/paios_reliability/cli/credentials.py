@@ -12,7 +12,7 @@ __all__ = ["register"]
 
 
 def _cmd_credentials_status(args: argparse.Namespace) -> int:
-    from .._data.credentials import credential_status
+    from .._data.credential_status import credential_status
 
     path = require_file(args.path, what="credential store")
     report = credential_status(path)

@@ -374,7 +374,8 @@ def _check_config_file(tmp: Path) -> str:
 def _check_credentials(tmp: Path) -> str:
     import datetime as dt
 
-    from .._data.credentials import Credential, CredentialStore
+    from .._data.credential_model import Credential
+    from .._data.credentials import CredentialStore
 
     path = tmp / "auth.json"
     store = CredentialStore(path, create=True)
