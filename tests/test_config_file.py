@@ -32,7 +32,7 @@ from hostile_files import (
     state,
 )
 from paios_reliability import ConfigError, ConfigFile, SaveResult
-from paios_reliability._data.config_file import config_validate
+from paios_reliability._data.config_validate import config_validate
 from paios_reliability.testing import FakeClock, capture_events
 
 WORKERS = str(Path(__file__).with_name("_proc_data_workers.py"))

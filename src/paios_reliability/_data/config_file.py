@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import math
 import os
 import re
 import stat
@@ -36,12 +35,22 @@ from .atomic import (
     os_error_code,
     read_regular_file,
 )
+from .config_format import (
+    _dump_json,
+    _is_part_of,
+    _json_copy,
+    _JsonText,
+    _keep_undeclared,
+    _no_duplicates,
+    _NotJson,
+    _reject_constant,
+    _TomlData,
+    validation_errors,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, Generic, TypeVar
-
-    from pydantic import BaseModel
 
     # The config's value type: a pydantic model, or dict[str, Any] without one.
     M = TypeVar("M")
@@ -59,13 +68,7 @@ else:
 
     M = None  # the base's parameter matters to type checkers only
 
-__all__ = [
-    "ConfigFile",
-    "ConfigReport",
-    "SaveResult",
-    "config_validate",
-    "validation_errors",
-]
+__all__ = ["ConfigFile", "SaveResult"]
 
 _BACKUP_NAME = re.compile(r"^(\d{8}T\d{12})Z(?:\.[^/]*)?$")
 _MAX_DIFF_LINES = 2000
@@ -153,197 +156,6 @@ def _unified_diff(path: str, old: bytes | None, new: bytes) -> str:
     return "".join(out)
 
 
-_PLAIN_KEY = re.compile(r"^[^.\[\]\"]+$")
-
-
-def _loc_to_path(loc: Sequence[object]) -> str:
-    """``("servers", 0, "port")`` -> ``servers[0].port``.
-
-    A key that is empty or holds ``.``, ``[``, ``]`` or ``"`` is written as
-    ``["the key"]`` (JSON-quoted), so every path reads back unambiguously.
-    """
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _PLAIN_KEY.match(str(part)):
-            out += f".{part}" if out else str(part)
-        else:
-            out += f"[{json.dumps(str(part), ensure_ascii=False)}]"
-    return out or "<root>"
-
-
-def validation_errors(exc: Exception) -> list[tuple[str, str]]:
-    """``(field_path, message)`` pairs from a pydantic ``ValidationError``."""
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
-        return [("<root>", str(exc))]
-    try:
-        items = errors(include_url=False, include_input=False)
-    except TypeError:  # pragma: no cover - older pydantic signature
-        items = errors()
-    return [(_loc_to_path(e.get("loc", ())), str(e.get("msg", ""))) for e in items]
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-class _TomlData:
-    """A parsed TOML document (read-only; may hold dates JSON cannot)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: dict[str, Any]) -> None:
-        self.value = value
-
-
-class _NotJson(Exception):
-    def __init__(self, where: str, why: str) -> None:
-        super().__init__(why)
-        self.where = where
-        self.why = why
-
-
-def _json_copy(value: object, where: str) -> Any:
-    """A deep copy of ``value`` if JSON can hold it exactly, else :class:`_NotJson`."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise _NotJson(where, f"{value!r} is not valid JSON")
-        return float(value)
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                # json.dumps would quietly turn 1 into "1": a different file.
-                raise _NotJson(
-                    where or "<root>",
-                    f"key {key!r} is a {type(key).__name__}; JSON keys are strings",
-                )
-            out[key] = _json_copy(item, _child(where, key))
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_json_copy(item, _child(where, i)) for i, item in enumerate(value)]
-    raise _NotJson(
-        where or "<root>", f"a {type(value).__name__} cannot be written as JSON"
-    )
-
-
-def _child(where: str, part: str | int) -> str:
-    if not where:
-        return _loc_to_path([part])
-    return where + _loc_to_path(["x", part])[1:]
-
-
-def _dump_json(value: Any, indent: int | None) -> bytes:
-    return (json.dumps(value, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _is_part_of(candidate: object, whole: object, depth: int = 0) -> bool:
-    """Whether ``candidate`` is (by identity) a container nested inside ``whole``."""
-    if depth > 200:
-        return False
-    children: Any
-    if isinstance(whole, dict):
-        children = whole.values()
-    elif isinstance(whole, list):
-        children = whole
-    else:
-        return False
-    return any(
-        child is candidate or _is_part_of(candidate, child, depth + 1)
-        for child in children
-    )
-
-
-def _declared_keys(model: Any) -> set[str]:
-    keys: set[str] = set()
-    for name, field in model.model_fields.items():
-        keys.add(name)
-        for alias in (field.alias, field.validation_alias, field.serialization_alias):
-            if isinstance(alias, str):
-                keys.add(alias)
-    return keys
-
-
-def _nested_model(annotation: Any) -> Any:
-    """The model class a field holds directly or as ``X | None``, else None."""
-    import typing
-
-    from pydantic import BaseModel
-
-    def is_model(candidate: Any) -> bool:
-        # On 3.10, isinstance(list[int], type) is True and issubclass fails.
-        try:
-            return isinstance(candidate, type) and issubclass(candidate, BaseModel)
-        except TypeError:
-            return False
-
-    if is_model(annotation):
-        return annotation
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if len(args) == 1 and is_model(args[0]):
-        return args[0]
-    return None
-
-
-def _ignores_extras(model: Any) -> bool:
-    return model.model_config.get("extra") in (None, "ignore")
-
-
-def _restore_undeclared(model: Any, old: dict[str, Any], new: dict[str, Any]) -> bool:
-    changed = False
-    if _ignores_extras(model):
-        declared = _declared_keys(model)
-        for key, value in old.items():
-            if key not in declared and key not in new:
-                new[key] = value
-                changed = True
-    for name, field in model.model_fields.items():
-        sub = _nested_model(field.annotation)
-        key = field.serialization_alias or field.alias or name
-        if (
-            sub is not None
-            and isinstance(old.get(key), dict)
-            and isinstance(new.get(key), dict)
-        ):
-            changed = _restore_undeclared(sub, old[key], new[key]) or changed
-    return changed
-
-
-def _keep_undeclared(
-    model: Any, new: bytes, current: bytes, indent: int | None
-) -> bytes:
-    """``new`` plus the keys of ``current`` the model does not declare.
-
-    A model with the default ``extra="ignore"`` never sees keys another
-    program wrote; writing back only what it declares would delete them.
-    """
-    try:
-        old = json.loads(current.decode("utf-8-sig"))
-        fresh = json.loads(new)
-    except ValueError:
-        return new
-    if not (isinstance(old, dict) and isinstance(fresh, dict)):
-        return new
-    if not _restore_undeclared(model, old, fresh):
-        return new
-    return _dump_json(fresh, indent)
-
-
 @contextlib.asynccontextmanager
 async def _held_in_thread(
     locked: Callable[[], contextlib.AbstractContextManager[None]],
@@ -385,15 +197,6 @@ async def _held_in_thread(
     finally:
         release.set()
         await asyncio.to_thread(holder.join)
-
-
-class _JsonText:
-    """Checked JSON text, to be validated by the model in JSON mode."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
 
 
 class ConfigFile(_Generic[M]):
@@ -1047,106 +850,3 @@ def _copy_private(source: str, backup: str) -> None:
     os.close(fd)
     with contextlib.suppress(OSError):
         os.utime(backup, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-# -- the CLI's `config validate` ---------------------------------------------------------
-
-
-class ConfigReport:
-    """What :func:`config_validate` found (``paios-reliability config validate``).
-
-    Attributes:
-        path: The file checked.
-        model: The model's ``module:Class`` name.
-        errors: ``(field_path, message)`` pairs; empty when valid.
-        diff: With ``dry_run``, the unified diff from the file to the
-            canonical form :meth:`ConfigFile.save` would write ("" if none).
-    """
-
-    __slots__ = ("diff", "errors", "model", "path")
-
-    def __init__(
-        self,
-        path: str,
-        model: str,
-        errors: Sequence[tuple[str, str]] = (),
-        diff: str = "",
-    ) -> None:
-        self.path = path
-        self.model = model
-        self.errors = tuple(errors)
-        self.diff = diff
-
-    @property
-    def ok(self) -> bool:
-        """True when the file is valid."""
-        return not self.errors
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "model": self.model,
-            "ok": self.ok,
-            "errors": [list(e) for e in self.errors],
-            "diff": self.diff,
-        }
-
-    def to_text(self) -> str:
-        if self.ok:
-            head = f"{self.path}: valid {self.model}"
-        else:
-            head = f"{self.path}: INVALID {self.model} ({len(self.errors)} problem(s))"
-        lines = [head, *(f"  {field}: {message}" for field, message in self.errors)]
-        if self.diff:
-            lines.append(self.diff.rstrip("\n"))
-        return "\n".join(lines)
-
-
-def _import_model(spec: str | type[Any]) -> type[Any]:
-    if isinstance(spec, type):
-        return spec
-    from .._core.imports import import_object
-
-    obj = import_object(
-        str(spec),
-        form="--model must look like 'package.module:Class'",
-        what="the model",
-    )
-    from pydantic import BaseModel
-
-    if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
-        raise ConfigError(f"{spec!r} is not a pydantic model class", code="USAGE_ERROR")
-    return obj
-
-
-def config_validate(
-    path: str | os.PathLike[str],
-    model: str | type[BaseModel],
-    *,
-    dry_run: bool = False,
-) -> ConfigReport:
-    """Validate a config file against a model; never writes.
-
-    Args:
-        path: The configuration file.
-        model: A pydantic model class, or its ``"module:Class"`` name.
-        dry_run: Also compute the diff to the canonical form ``save`` writes.
-
-    Returns:
-        A :class:`ConfigReport` (``.ok``, ``.errors``, ``.to_text()``).
-
-    Raises:
-        ConfigError: ``USAGE_ERROR`` if ``model`` cannot be imported or is not
-            a pydantic model (a problem with the command, not the file).
-    """
-    cls = _import_model(model)
-    name = f"{cls.__module__}:{cls.__qualname__}"
-    config: ConfigFile[Any] = ConfigFile(path, cls)
-    try:
-        value = config.load()
-    except ConfigError as exc:
-        return ConfigReport(str(path), name, exc.errors or [("<file>", str(exc))])
-    diff = ""
-    if dry_run and not config._toml:
-        diff = config.save(value, dry_run=True).diff
-    return ConfigReport(str(path), name, (), diff)

@@ -18,7 +18,7 @@ from pydantic import (
 from .._core.exceptions import (
     ConfigError,
 )
-from .config_file import validation_errors
+from .config_format import validation_errors
 from .credential_model import _UTC, Credential
 
 __all__ = ["AuthProfilesFormat", "CredentialFormat", "PaiosFormat"]

@@ -20,7 +20,7 @@ from .._core.exceptions import (
     ConfigError,
 )
 from .._core.redaction import is_secret_key, redact_text
-from .config_file import validation_errors
+from .config_format import validation_errors
 
 __all__ = ["Credential"]
 

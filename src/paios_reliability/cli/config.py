@@ -11,7 +11,7 @@ __all__ = ["register"]
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
-    from .._data.config_file import config_validate
+    from .._data.config_validate import config_validate
 
     path = require_file(args.path, what="config file")
     report = config_validate(path, args.model, dry_run=args.dry_run)
