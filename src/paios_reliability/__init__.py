@@ -80,23 +80,21 @@ if TYPE_CHECKING:
     )
     from ._data.db_maintenance import DatabaseReport, check_database, checkpoint
     from ._data.signed import VOLATILE_KEYS, read_signed, stable_hash, write_signed
+    from ._observe.alert_channels import (
+        AppriseChannel,
+        DesktopChannel,
+        EventStoreChannel,
+        LogChannel,
+        WebhookChannel,
+    )
+    from ._observe.alert_model import Alert, AlertLevel
     from ._observe.alert_rules import (
         DEFAULT_ALERT_RULES,
         AlertRule,
         AlertRules,
         install_default_alerts,
     )
-    from ._observe.alerts import (
-        Alert,
-        AlertDispatcher,
-        AlertLevel,
-        AppriseChannel,
-        DesktopChannel,
-        EventStoreChannel,
-        LogChannel,
-        WebhookChannel,
-        daily_report,
-    )
+    from ._observe.alerts import AlertDispatcher, daily_report
     from ._observe.crash import CrashHandler, install_crash_handler
     from ._observe.daily import DailyReport, build_daily_report
     from ._observe.eventstore import EventStore, StoredEvent
@@ -177,14 +175,14 @@ if TYPE_CHECKING:
 # public name -> private module that defines it
 _LAZY: dict[str, str] = {
     "AdaptiveLimiter": "_policies.adaptive",
-    "Alert": "_observe.alerts",
+    "Alert": "_observe.alert_model",
     "AlertChannel": "typing",
     "AlertDispatcher": "_observe.alerts",
-    "AlertLevel": "_observe.alerts",
+    "AlertLevel": "_observe.alert_model",
     "AlertRule": "_observe.alert_rules",
     "AlertRules": "_observe.alert_rules",
     "AllocationSite": "_observe.leaks",
-    "AppriseChannel": "_observe.alerts",
+    "AppriseChannel": "_observe.alert_channels",
     "ApprovalRequiredError": "_core.exceptions",
     "Bulkhead": "_policies.bulkhead",
     "BulkheadFullError": "_core.exceptions",
@@ -219,10 +217,10 @@ _LAZY: dict[str, str] = {
     "DatabaseLockedError": "_data.database",
     "DatabaseOpenError": "_data.database",
     "DatabaseReport": "_data.db_maintenance",
-    "DesktopChannel": "_observe.alerts",
+    "DesktopChannel": "_observe.alert_channels",
     "Event": "_core.event",
     "EventStore": "_observe.eventstore",
-    "EventStoreChannel": "_observe.alerts",
+    "EventStoreChannel": "_observe.alert_channels",
     "Failover": "_policies.failover",
     "FailoverExhaustedError": "_core.exceptions",
     "Failure": "_core.taxonomy",
@@ -251,7 +249,7 @@ _LAZY: dict[str, str] = {
     "Limit": "_policies.limits",
     "LockConflictError": "_core.exceptions",
     "LockManager": "_runs.locks",
-    "LogChannel": "_observe.alerts",
+    "LogChannel": "_observe.alert_channels",
     "MemoryStore": "_stores",
     "MetricsRegistry": "_observe.metrics",
     "OccurrenceThreshold": "_policies.ratelimit",
@@ -286,7 +284,7 @@ _LAZY: dict[str, str] = {
     "TransientError": "_core.exceptions",
     "UnsupportedEventLoopError": "_core.exceptions",
     "Versioned": "_runs.cas",
-    "WebhookChannel": "_observe.alerts",
+    "WebhookChannel": "_observe.alert_channels",
     "acompare_and_set": "_runs.cas",
     "add_event_hook": "_core.events",
     "aget_versioned": "_runs.cas",

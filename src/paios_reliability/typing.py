@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from ._core.event import Event
     from ._core.taxonomy import Failure
-    from ._observe.alerts import Alert
+    from ._observe.alert_model import Alert
     from ._policies.outcome import Outcome
     from ._policies.resilient import Layer
 

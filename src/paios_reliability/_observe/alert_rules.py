@@ -242,7 +242,7 @@ def _bound(table: collections.OrderedDict[tuple[str, str], Any]) -> None:
 def _send(
     dispatcher: AlertDispatcher, level: str, rule: AlertRule, event: Event
 ) -> None:
-    from .alerts import AlertLevel
+    from .alert_model import AlertLevel
 
     name = event.name.removeprefix(_PREFIX)
     subject = f": {event.subject}" if event.subject else ""
