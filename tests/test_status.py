@@ -29,9 +29,9 @@ from paios_reliability import (
     RedisStore,
     SQLiteStore,
 )
-from paios_reliability._observe.status import (
+from paios_reliability._observe.status import collect_status
+from paios_reliability._observe.status_sources import (
     StatusSources,
-    collect_status,
     load_status_sources,
 )
 from paios_reliability.cli import main

@@ -121,12 +121,8 @@ if TYPE_CHECKING:
         set_metrics,
     )
     from ._observe.resources import ResourceTracker, TrackedResource
-    from ._observe.status import (
-        StatusSources,
-        SystemStatus,
-        collect_status,
-        load_status_sources,
-    )
+    from ._observe.status import SystemStatus, collect_status
+    from ._observe.status_sources import StatusSources, load_status_sources
     from ._observe.timed import timed
     from ._ops.exit_with_parent import ParentWatch, exit_with_parent
     from ._ops.heartbeat import Heartbeat, HeartbeatStatus
@@ -230,13 +226,13 @@ _LAZY: dict[str, str] = {
     "HeartbeatStatus": "_ops.heartbeat",
     "HealthCheckResult": "_observe.health",
     "HealthRegistry": "_observe.health",
-    "StatusSources": "_observe.status",
+    "StatusSources": "_observe.status_sources",
     "SystemStatus": "_observe.status",
     "collect_status": "_observe.status",
     "DailyReport": "_observe.daily",
     "build_daily_report": "_observe.daily",
     "create_status_app": "_web.app",
-    "load_status_sources": "_observe.status",
+    "load_status_sources": "_observe.status_sources",
     "HealthReport": "_observe.health",
     "Hedge": "_policies.hedge",
     "Histogram": "_observe.metrics",

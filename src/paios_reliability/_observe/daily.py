@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .status import StatusSources, SystemStatus
+    from .status import SystemStatus
+    from .status_sources import StatusSources
 
 __all__ = ["DailyReport", "build_daily_report"]
 

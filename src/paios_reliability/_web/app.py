@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from .._observe.health import HealthRegistry
     from .._observe.metrics import MetricsRegistry
-    from .._observe.status import StatusSources
+    from .._observe.status_sources import StatusSources
 
 __all__ = ["create_status_app", "is_loopback", "serve"]
 
@@ -223,11 +223,8 @@ def create_status_app(  # noqa: PLR0915 - the routes close over one configuratio
     )
     from starlette.routing import Route
 
-    from .._observe.status import (
-        collect_status,
-        load_status_sources,
-        read_events,
-    )
+    from .._observe.status import collect_status, read_events
+    from .._observe.status_sources import load_status_sources
 
     src = load_status_sources() if sources is None else sources
     registry = health

@@ -25,7 +25,7 @@ exit codes: 0 done, 1 nothing released (no live lock under KEY), 10 bad usage.
 
 def _store_url(args: argparse.Namespace) -> str:
     from .._core.exceptions import ConfigError
-    from .._observe.status import load_status_sources
+    from .._observe.status_sources import load_status_sources
 
     if args.store:
         return str(load_status_sources(state_stores=[args.store]).state_stores[0])

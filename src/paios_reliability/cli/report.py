@@ -56,7 +56,7 @@ def _dispatcher(spec: str) -> Any:
 def _cmd_daily(args: argparse.Namespace) -> int:
     from .._data.atomic import atomic_write
     from .._observe.daily import build_daily_report
-    from .._observe.status import load_status_sources
+    from .._observe.status_sources import load_status_sources
 
     sources = load_status_sources(
         args.config,

@@ -43,7 +43,7 @@ def _read_token(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .._observe.status import load_status_sources
+    from .._observe.status_sources import load_status_sources
     from .._web.app import serve
 
     sources = load_status_sources(

@@ -44,7 +44,8 @@ def _use_color(choice: str) -> bool:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .._observe.status import collect_status, load_status_sources
+    from .._observe.status import collect_status
+    from .._observe.status_sources import load_status_sources
 
     sources = load_status_sources(
         args.config,
