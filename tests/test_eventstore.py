@@ -26,11 +26,8 @@ from paios_reliability import (
 )
 from paios_reliability._core.events import emit as library_emit
 from paios_reliability._data import database as _sqlite
-from paios_reliability._observe.eventstore import (
-    parse_duration,
-    parse_time,
-    query_command,
-)
+from paios_reliability._observe.time_args import parse_duration, parse_time
+from paios_reliability.cli.events import query_command
 
 HELPERS = Path(__file__).parent / "_proc_ops_helpers.py"
 

@@ -356,7 +356,7 @@ def daily_report(  # noqa: PLR0915 - one linear report, section by section
     Returns:
         The report text.
     """
-    from .eventstore import parse_time
+    from .time_args import parse_time
 
     now = time.time()
     start = parse_time(since, now=now)

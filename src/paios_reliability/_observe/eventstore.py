@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from .._core.exceptions import ConfigError
 from .._core.settings import Restorer
 from .._core.trace import current_trace
+from .time_args import TimeArg, parse_time
 
 if TYPE_CHECKING:
     from .._core.event import Event
@@ -46,8 +46,6 @@ __all__ = [
     "EventStore",
     "EventStoreStats",
     "StoredEvent",
-    "parse_time",
-    "query_command",
 ]
 
 T = TypeVar("T")
@@ -184,82 +182,6 @@ class EventStoreStats:
     dropped: int
     errors: int
     pending: int
-
-
-# -- time arguments ----------------------------------------------------------------
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_MAX_SECONDS = 100 * 365 * 86400.0
-
-TimeArg = float | int | _dt.datetime | _dt.timedelta | str
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration like ``90s``, ``15m``, ``1h30m``, ``2d``, ``1w``.
-
-    Raises:
-        ConfigError: ``USAGE_ERROR`` for anything else.
-    """
-    compact = text.strip().replace(" ", "")
-    if not compact:
-        raise ConfigError("empty duration", code="USAGE_ERROR")
-    total = 0.0
-    pos = 0
-    for match in _DURATION.finditer(compact):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2).lower()]
-        pos = match.end()
-    if pos != len(compact) or pos == 0:
-        raise ConfigError(
-            f"invalid duration {text!r}: use e.g. 90s, 15m, 1h30m, 2d, 1w",
-            code="USAGE_ERROR",
-        )
-    if total > _MAX_SECONDS:
-        raise ConfigError(f"duration {text!r} is too long", code="USAGE_ERROR")
-    return total
-
-
-def parse_time(value: TimeArg, *, now: float | None = None) -> float:
-    """An absolute time (seconds since the epoch) from a flexible argument.
-
-    Args:
-        value: A number (epoch seconds), an aware datetime (a naive one is
-            taken as UTC), a timedelta (that long before ``now``), a duration
-            string (``"1h"``: that long ago), or an ISO 8601 timestamp string.
-        now: The reference time (default: ``time.time()``).
-
-    Raises:
-        ConfigError: ``USAGE_ERROR`` for a value that is none of these.
-    """
-    reference = time.time() if now is None else now
-    if isinstance(value, bool):
-        raise ConfigError(f"invalid time {value!r}", code="USAGE_ERROR")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, _dt.datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
-        return aware.timestamp()
-    if isinstance(value, _dt.timedelta):
-        return reference - value.total_seconds()
-    if isinstance(value, str):
-        try:
-            return reference - parse_duration(value)
-        except ConfigError:
-            pass
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            return parse_time(_dt.datetime.fromisoformat(text), now=reference)
-        except ValueError:
-            raise ConfigError(
-                f"invalid time {value!r}: use a duration (1h, 30m, 2d) or an "
-                "ISO 8601 timestamp",
-                code="USAGE_ERROR",
-            ) from None
-    raise ConfigError(f"invalid time {value!r}", code="USAGE_ERROR")
 
 
 # -- encoding --------------------------------------------------------------------
@@ -993,53 +915,3 @@ def _row_to_event(row: Sequence[Any]) -> StoredEvent:
         level=row[7],
         metadata=metadata,
     )
-
-
-# -- CLI -------------------------------------------------------------------------
-
-
-def query_command(
-    db: str | os.PathLike[str],
-    *,
-    trace: str | None = None,
-    category: str | None = None,
-    action: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    level: str | None = None,
-    service: str | None = None,
-    limit: int | None = 100,
-    as_json: bool = False,
-) -> tuple[str, int]:
-    """What ``paios-reliability events query DB ...`` does.
-
-    Opens the store read-only (a missing file is an error, never created).
-
-    Returns:
-        ``(text, exit_status)``: one line per event (or a JSON array with
-        ``as_json``), oldest first; status 0 (also when nothing matched).
-
-    Raises:
-        ReliabilityError: The file is missing or not a database
-            (``FILE_NOT_FOUND``, ``DB_NOT_A_DATABASE``), or a bad filter
-            (``USAGE_ERROR``); the CLI prints one line and exits with its code.
-    """
-    store = EventStore(db, readonly=True)
-    try:
-        events = store.query(
-            trace_id=trace,
-            category=category,
-            action=action,
-            since=since,
-            until=until,
-            level=level,
-            service=service,
-            limit=limit,
-        )
-    finally:
-        store.close()
-    if as_json:
-        return json.dumps([e.to_dict() for e in events], indent=2), 0
-    if not events:
-        return "no events matched", 0
-    return "\n".join(e.to_line() for e in events), 0

@@ -107,7 +107,7 @@ def _resolve(base: str, entry: str) -> str:
 
 
 def _parse_config(path: str) -> StatusSources:
-    from .eventstore import parse_duration
+    from .time_args import parse_duration
 
     data = _read_toml(path)
     section = data.get("status", {})

@@ -94,7 +94,7 @@ def _int_param(
 def _time_param(name: str, raw: str | None) -> float | None:
     if raw is None:
         return None
-    from .._observe.eventstore import parse_time
+    from .._observe.time_args import parse_time
 
     try:
         return parse_time(raw)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from typing import Any
 
 from ._common import add_command, emit
@@ -11,8 +13,6 @@ __all__ = ["register"]
 
 
 def _cmd_events_query(args: argparse.Namespace) -> int:
-    from .._observe.eventstore import query_command
-
     return emit(
         query_command(
             args.db,
@@ -27,6 +27,55 @@ def _cmd_events_query(args: argparse.Namespace) -> int:
             as_json=args.json,
         )
     )
+
+
+def query_command(
+    db: str | os.PathLike[str],
+    *,
+    trace: str | None = None,
+    category: str | None = None,
+    action: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    level: str | None = None,
+    service: str | None = None,
+    limit: int | None = 100,
+    as_json: bool = False,
+) -> tuple[str, int]:
+    """What ``paios-reliability events query DB ...`` prints, and its exit status.
+
+    Opens the store read-only (a missing file is an error, never created).
+
+    Returns:
+        ``(text, exit_status)``: one line per event (or a JSON array with
+        ``as_json``), oldest first; status 0 (also when nothing matched).
+
+    Raises:
+        ReliabilityError: The file is missing or not a database
+            (``FILE_NOT_FOUND``, ``DB_NOT_A_DATABASE``), or a bad filter
+            (``USAGE_ERROR``); the CLI prints one line and exits with its code.
+    """
+    from .._observe.eventstore import EventStore
+
+    store = EventStore(db, readonly=True)
+    try:
+        events = store.query(
+            trace_id=trace,
+            category=category,
+            action=action,
+            since=since,
+            until=until,
+            level=level,
+            service=service,
+            limit=limit,
+        )
+    finally:
+        store.close()
+    if as_json:
+        return json.dumps([e.to_dict() for e in events], indent=2), 0
+    if not events:
+        return "no events matched", 0
+    return "\n".join(e.to_line() for e in events), 0
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
