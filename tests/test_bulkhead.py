@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 import paios_reliability as pr
 from paios_reliability import Bulkhead, BulkheadFullError, RateLimitedError
 from paios_reliability._core.clock import SYSTEM_CLOCK
-from paios_reliability._policies import bulkhead as bulkhead_module
+from paios_reliability._policies import bulkhead_engines as bulkhead_module
 from paios_reliability._stores import now_ns, seconds_to_ns
 from paios_reliability.testing import FakeClock, capture_events
 from paios_reliability.typing import StateStore

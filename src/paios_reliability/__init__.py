@@ -138,7 +138,8 @@ if TYPE_CHECKING:
     from ._ops.watchdogs import HangWatchdog, StallWatchdog
     from ._policies.adaptive import AdaptiveLimiter
     from ._policies.boundary import error_boundary
-    from ._policies.breaker import CircuitBreaker, CircuitBreakerStats
+    from ._policies.breaker import CircuitBreaker
+    from ._policies.breaker_state import CircuitBreakerStats
     from ._policies.budget import RetryBudget, RetryBudgetState
     from ._policies.bulkhead import Bulkhead, BulkheadStats
     from ._policies.chaos import Chaos, chaos, chaos_enabled, set_chaos
@@ -193,7 +194,7 @@ _LAZY: dict[str, str] = {
     "Checkpoint": "_runs.checkpoint",
     "CheckpointStore": "_runs.checkpoint",
     "CircuitBreaker": "_policies.breaker",
-    "CircuitBreakerStats": "_policies.breaker",
+    "CircuitBreakerStats": "_policies.breaker_state",
     "CircuitOpenError": "_core.exceptions",
     "ConfigError": "_core.exceptions",
     "ConfigFile": "_data.config_file",

@@ -311,8 +311,8 @@ def _shown(url: str) -> str:
 def _state_sections(
     url: str, capacity: Mapping[str, int], now: float
 ) -> tuple[list[BreakerStatus], list[UsageStatus]]:
-    from .._policies.breaker import _PHASES, OPEN, _effective, _State
-    from .._policies.bulkhead import _pruned
+    from .._policies.breaker_state import _PHASES, OPEN, _effective, _State
+    from .._policies.bulkhead_engines import _pruned
 
     now_ns = int(now * 1e9)
     breakers: list[BreakerStatus] = []

@@ -25,34 +25,45 @@ import contextlib
 import contextvars
 import functools
 import logging
-import threading
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import events as _events
 from .._core import settings as _config
-from .._core.clock import SYSTEM_CLOCK, get_clock
 from .._core.dispatch import is_async_callable, through_method_descriptors
 from .._core.events import emit
 from .._core.exceptions import CircuitOpenError, RateLimitedError
 from .._stores import (
-    NS,
     MemoryStore,
     StoreUnavailableError,
     check_count,
     check_name,
     check_optional_seconds,
     check_seconds,
-    complete,
-    now_ns,
     resolve_store,
     seconds_to_ns,
-    ttl_seconds,
 )
 from .._stores.engine import report_lost_write, store_down
+from .breaker_engines import _Cell, _LocalEngine, _StoreEngine
+from .breaker_state import (
+    _BUCKETS,
+    _NO_TICKET,
+    _PHASES,
+    _PRIMITIVE,
+    FAILURE,
+    IGNORED,
+    SUCCESS,
+    CircuitBreakerStats,
+    State,
+    Ticket,
+    Transition,
+    _Config,
+    _effective,
+    _stats,
+    reset,
+    trip,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -60,513 +71,11 @@ if TYPE_CHECKING:
     from ..typing import Clock, StateStore
     from .keyed import KeyedPolicy
 
-__all__ = ["CircuitBreaker", "CircuitBreakerStats", "doctor_check"]
+__all__ = ["CircuitBreaker", "doctor_check"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-R = TypeVar("R")
-
-State = Literal["closed", "open", "half_open"]
-
-CLOSED, OPEN, HALF_OPEN = 0, 1, 2
-_PHASES: tuple[State, State, State] = ("closed", "open", "half_open")
-SUCCESS, IGNORED, FAILURE = 1, 0, -1
-_BUCKETS = 10  # the failure-rate window is kept as this many time buckets
-_PRIMITIVE = "circuit_breaker"
 _DEBUG = 10
-
-# A ticket is what admission hands to the call: (epoch, permit); permit 0 is a
-# call admitted while closed, >0 a half-open probe. _NO_TICKET: admitted
-# without the store (fail-open), nothing to record.
-Ticket = tuple[int, int]
-_NO_TICKET: Ticket = (-1, -1)
-
-
-# -- the pure state machine ------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Config:
-    threshold: int | None  # consecutive failures that open; None: rule off
-    reset_ns: int  # first break duration; also the life of a probe permit
-    reset_max_ns: int | None  # growing break duration cap; None: constant
-    half_open_max: int
-    rate: float | None  # failure ratio that opens; None: rule off
-    bucket_ns: int
-    minimum_calls: int
-
-
-@dataclass(frozen=True, slots=True)
-class _State:
-    phase: int = CLOSED
-    epoch: int = 0
-    failures: int = 0  # consecutive counted failures while closed
-    opened_at: int = 0
-    open_until: int = 0  # first probe allowed at this time
-    opens: int = 0  # opens since the last close (grows the break)
-    probes: tuple[tuple[int, int], ...] = ()  # (permit, issued at) in flight
-    successes: int = 0  # successful probes in this half-open period
-    next_permit: int = 1
-    buckets: tuple[tuple[int, int, int], ...] = ()  # (index, calls, failures)
-
-    def to_json(self) -> list[Any]:
-        return [
-            self.phase,
-            self.epoch,
-            self.failures,
-            self.opened_at,
-            self.open_until,
-            self.opens,
-            [list(p) for p in self.probes],
-            self.successes,
-            self.next_permit,
-            [list(b) for b in self.buckets],
-        ]
-
-    @classmethod
-    def from_json(cls, data: Any) -> _State:
-        if data is None:
-            return _INITIAL
-        (phase, epoch, failures, opened_at, open_until, opens, probes, successes,
-         next_permit, buckets) = data  # fmt: skip
-        return cls(
-            phase,
-            epoch,
-            failures,
-            opened_at,
-            open_until,
-            opens,
-            tuple((p[0], p[1]) for p in probes),
-            successes,
-            next_permit,
-            tuple((b[0], b[1], b[2]) for b in buckets),
-        )
-
-
-_INITIAL = _State()
-
-# What a transition reports: (action, fields) for an event.
-Transition = tuple[str, dict[str, Any]]
-
-
-def _break_ns(cfg: _Config, opens: int) -> int:
-    if cfg.reset_max_ns is None or opens <= 1:
-        return cfg.reset_ns
-    # Integers cannot overflow; the exponent clamp keeps the number small.
-    return min(cfg.reset_ns << min(opens - 1, 64), cfg.reset_max_ns)
-
-
-def _window(
-    cfg: _Config, buckets: tuple[tuple[int, int, int], ...], now: int
-) -> tuple[tuple[int, int, int], ...]:
-    oldest = now // cfg.bucket_ns - _BUCKETS + 1
-    if not buckets or buckets[0][0] >= oldest:
-        return buckets
-    return tuple(b for b in buckets if b[0] >= oldest)
-
-
-def _effective(s: _State, now: int) -> tuple[_State, list[Transition]]:
-    """Open turns half-open lazily, at the first look after the break."""
-    if s.phase == OPEN and now >= s.open_until:
-        return (
-            replace(s, phase=HALF_OPEN, epoch=s.epoch + 1, probes=(), successes=0),
-            [("half_opened", {})],
-        )
-    return s, []
-
-
-def _open(
-    cfg: _Config, s: _State, now: int, reason: str, **fields: Any
-) -> tuple[_State, list[Transition]]:
-    opens = 1 if s.phase == CLOSED else s.opens + 1
-    duration = _break_ns(cfg, opens)
-    new = _State(
-        phase=OPEN,
-        epoch=s.epoch + 1,
-        opened_at=now,
-        open_until=now + duration,
-        opens=opens,
-        next_permit=s.next_permit,
-    )
-    return new, [("opened", {"reason": reason, "open_for": duration / 1e9, **fields})]
-
-
-def _close(s: _State, reason: str) -> tuple[_State, list[Transition]]:
-    return _State(epoch=s.epoch + 1, next_permit=s.next_permit), [
-        ("closed", {"reason": reason})
-    ]
-
-
-def admit(
-    cfg: _Config, s: _State, now: int
-) -> tuple[_State, Ticket | int, list[Transition]]:
-    """Admit a call or refuse it.
-
-    Returns the new state, then a ticket ``(epoch, permit)`` for an admitted
-    call or the nanoseconds until a call could be admitted, then transitions.
-    """
-    s, events = _effective(s, now)
-    if s.phase == CLOSED:
-        return s, (s.epoch, 0), events
-    if s.phase == OPEN:
-        return s, s.open_until - now, events
-    live = tuple(p for p in s.probes if now - p[1] < cfg.reset_ns)
-    if len(live) < cfg.half_open_max:
-        permit = s.next_permit
-        s = replace(s, probes=(*live, (permit, now)), next_permit=permit + 1)
-        return s, (s.epoch, permit), events
-    return s, min(p[1] for p in live) + cfg.reset_ns - now, events
-
-
-def record(
-    cfg: _Config, s: _State, now: int, ticket: Ticket, outcome: int
-) -> tuple[_State, list[Transition]]:
-    """Apply the outcome of an admitted call (SUCCESS, FAILURE or IGNORED)."""
-    epoch, permit = ticket
-    if epoch != s.epoch:
-        return s, []  # admitted in an earlier period: it no longer counts
-    if s.phase == CLOSED:
-        if outcome == IGNORED:
-            return s, []
-        failures = s.failures + 1 if outcome == FAILURE else 0
-        if cfg.threshold is not None and failures >= cfg.threshold:
-            return _open(cfg, s, now, "consecutive_failures", failures=failures)
-        buckets = s.buckets
-        if cfg.rate is not None:
-            index = now // cfg.bucket_ns
-            buckets = _window(cfg, buckets, now)
-            failed = 1 if outcome == FAILURE else 0
-            if buckets and buckets[-1][0] == index:
-                last = buckets[-1]
-                buckets = (*buckets[:-1], (index, last[1] + 1, last[2] + failed))
-            else:
-                buckets = (*buckets, (index, 1, failed))
-            calls = sum(b[1] for b in buckets)
-            failed_calls = sum(b[2] for b in buckets)
-            if calls >= cfg.minimum_calls and failed_calls / calls >= cfg.rate:
-                return _open(
-                    cfg, s, now, "failure_rate", calls=calls, failed_calls=failed_calls
-                )
-        if failures == s.failures and buckets is s.buckets:
-            return s, []
-        return replace(s, failures=failures, buckets=buckets), []
-    if s.phase == HALF_OPEN:
-        probes = tuple(p for p in s.probes if p[0] != permit)
-        if len(probes) == len(s.probes):
-            return s, []  # its permit already expired and was re-armed
-        if outcome == FAILURE:
-            return _open(cfg, s, now, "probe_failed")
-        if outcome == SUCCESS:
-            successes = s.successes + 1
-            if successes >= cfg.half_open_max:
-                return _close(s, "probes_succeeded")
-            return replace(s, probes=probes, successes=successes), []
-        return replace(s, probes=probes), []
-    return s, []
-
-
-def trip(cfg: _Config, s: _State, now: int) -> tuple[_State, list[Transition]]:
-    """Open by hand, now, for the (growing) break duration."""
-    return _open(cfg, s, now, "manual")
-
-
-def reset(s: _State) -> tuple[_State, list[Transition]]:
-    """Close by hand and forget every count."""
-    return _close(s, "manual")
-
-
-# -- stats --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CircuitBreakerStats:
-    """A snapshot of a breaker (of the shared state, on a shared store).
-
-    Attributes:
-        name: The breaker's name.
-        state: ``"closed"``, ``"open"`` or ``"half_open"``.
-        consecutive_failures: Counted failures in a row while closed.
-        window_calls: Counted calls in the failure-rate window (0 when the
-            rate rule is off).
-        window_failures: Failures among them.
-        opens: Times opened since the last close (grows the break duration).
-        retry_after: Seconds until a probe is allowed, when open.
-        probes_in_flight: Half-open probes running now.
-    """
-
-    name: str
-    state: State
-    consecutive_failures: int
-    window_calls: int
-    window_failures: int
-    opens: int
-    retry_after: float | None
-    probes_in_flight: int
-
-
-def _stats(name: str, cfg: _Config, s: _State, now: int) -> CircuitBreakerStats:
-    s, _ = _effective(s, now)
-    buckets = _window(cfg, s.buckets, now) if s.phase == CLOSED else ()
-    live = [p for p in s.probes if now - p[1] < cfg.reset_ns]
-    return CircuitBreakerStats(
-        name=name,
-        state=_PHASES[s.phase],
-        consecutive_failures=s.failures,
-        window_calls=sum(b[1] for b in buckets),
-        window_failures=sum(b[2] for b in buckets),
-        opens=s.opens,
-        retry_after=(s.open_until - now) / 1e9 if s.phase == OPEN else None,
-        probes_in_flight=len(live),
-    )
-
-
-# -- engines: where the state lives -------------------------------------------------
-
-
-class _Cell:
-    """The state of one breaker name in a MemoryStore, with its lock.
-
-    ``closed_ticket`` is the ticket for a call admitted while closed, or
-    ``None`` when not closed: one atomic attribute read admits a call.
-    """
-
-    __slots__ = ("closed_ticket", "lock", "state")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.state = _INITIAL
-        self.closed_ticket: Ticket | None = (0, 0)
-
-    def set(self, s: _State) -> None:
-        # Called with the lock held.
-        self.state = s
-        self.closed_ticket = (s.epoch, 0) if s.phase == CLOSED else None
-
-
-class _LocalEngine:
-    __slots__ = ("_cell", "_cfg", "_simple", "_slow_ns", "breaker")
-
-    local = True  # no I/O: async callers may use the sync methods
-
-    def __init__(self, breaker: CircuitBreaker, cell: _Cell) -> None:
-        self.breaker = breaker
-        self._cfg = breaker._cfg
-        self._cell = cell
-        self._slow_ns = breaker._slow_ns
-        # A success needs the lock only to reset a failure count.
-        self._simple = breaker._cfg.rate is None and breaker._slow_ns is None
-
-    def _now(self) -> int:
-        clock = get_clock(self.breaker._clock)
-        if clock is SYSTEM_CLOCK:  # the common case, one call instead of three
-            return int(_monotonic() * NS)
-        return now_ns(clock, False)
-
-    def enter(self) -> Ticket:
-        cell = self._cell
-        ticket = cell.closed_ticket
-        if ticket is not None:
-            return ticket
-        now = self._now()
-        s = cell.state
-        if s.phase == OPEN and now < s.open_until:
-            # Rejecting changes nothing: decide on the immutable snapshot,
-            # without the lock (the fail-fast hot path).
-            raise self.breaker._rejection(s.open_until - now, OPEN)
-        with cell.lock:
-            s, result, events = admit(self._cfg, cell.state, now)
-            if s is not cell.state:
-                cell.set(s)
-        if events:
-            self.breaker._emit(events)
-        if isinstance(result, int):
-            raise self.breaker._rejection(result, s.phase)
-        return result
-
-    def exit(self, ticket: Ticket, outcome: int, started: int) -> None:
-        cell = self._cell
-        if (
-            outcome == SUCCESS
-            and self._simple
-            and ticket[1] == 0
-            and cell.state.failures == 0
-        ):
-            return  # the hot path: nothing to reset, nothing to count
-        if outcome == IGNORED and ticket[1] == 0:
-            return
-        now = self._now()
-        if (
-            outcome == SUCCESS
-            and self._slow_ns is not None
-            and now - started >= self._slow_ns
-        ):
-            outcome = FAILURE
-        with cell.lock:
-            s, events = record(self._cfg, cell.state, now, ticket, outcome)
-            if s is not cell.state:
-                cell.set(s)
-        if events:
-            self.breaker._emit(events)
-
-    def started(self) -> int:
-        return self._now() if self._slow_ns is not None else 0
-
-    def apply(
-        self, fn: Callable[[_State, int], tuple[_State, list[Transition]]]
-    ) -> None:
-        cell = self._cell
-        now = self._now()
-        with cell.lock:
-            s, events = fn(cell.state, now)
-            cell.set(s)
-        self.breaker._emit(events)
-
-    def snapshot(self) -> tuple[_State, int]:
-        return self._cell.state, self._now()
-
-    async def aenter(self) -> Ticket:
-        return self.enter()
-
-    async def aexit(self, ticket: Ticket, outcome: int, started: int) -> None:
-        self.exit(ticket, outcome, started)
-
-
-class _StoreEngine:
-    """The breaker on a StateStore: one atomic update per state change."""
-
-    __slots__ = ("_cfg", "_key", "_slow_ns", "_store", "_ttl", "breaker")
-
-    local = False
-
-    def __init__(self, breaker: CircuitBreaker, store: StateStore) -> None:
-        self.breaker = breaker
-        self._cfg = breaker._cfg
-        self._store = store
-        self._key = f"{_PRIMITIVE}:{breaker.name}"
-        self._slow_ns = breaker._slow_ns
-        cfg = breaker._cfg
-        longest = (
-            max(cfg.reset_ns, cfg.reset_max_ns or 0, cfg.bucket_ns * _BUCKETS) / 1e9
-        )
-        self._ttl = max(ttl_seconds(longest), 7 * 86400.0)
-
-    def _now(self) -> int:
-        return now_ns(get_clock(self.breaker._clock), self._store.shared)
-
-    def started(self) -> int:
-        return self._now() if self._slow_ns is not None else 0
-
-    # Each operation has a pure step (shared by sync and async) and two
-    # three-line drivers.
-
-    def _admit_step(
-        self, now: int
-    ) -> Callable[[Any], tuple[Any, tuple[Ticket | int, int, list[Transition]]]]:
-        cfg = self._cfg
-
-        def step(data: Any) -> tuple[Any, tuple[Ticket | int, int, list[Transition]]]:
-            s = _State.from_json(data)
-            new, result, events = admit(cfg, s, now)
-            return (data if new is s else new.to_json()), (result, new.phase, events)
-
-        return step
-
-    def _record_step(
-        self, ticket: Ticket, outcome: int, now: int
-    ) -> Callable[[Any], tuple[Any, list[Transition]]]:
-        cfg = self._cfg
-
-        def step(data: Any) -> tuple[Any, list[Transition]]:
-            s = _State.from_json(data)
-            new, events = record(cfg, s, now, ticket, outcome)
-            return (data if new is s else new.to_json()), events
-
-        return step
-
-    def _admitted(self, outcome: tuple[Ticket | int, int, list[Transition]]) -> Ticket:
-        result, phase, events = outcome
-        if events:
-            self.breaker._emit(events)
-        if isinstance(result, int):
-            raise self.breaker._rejection(result, phase)
-        return result
-
-    def _outcome(self, outcome: int, started: int, now: int) -> int:
-        if (
-            outcome == SUCCESS
-            and self._slow_ns is not None
-            and now - started >= self._slow_ns
-        ):
-            return FAILURE
-        return outcome
-
-    def _run(self, step: Callable[[Any], tuple[Any, R]]) -> R:
-        return self._store.update(self._key, step, ttl=self._ttl)
-
-    async def _arun(self, step: Callable[[Any], tuple[Any, R]]) -> R:
-        return await self._store.aupdate(self._key, step, ttl=self._ttl)
-
-    def enter(self) -> Ticket:
-        try:
-            return self._admitted(self._run(self._admit_step(self._now())))
-        except StoreUnavailableError as exc:
-            return self.breaker._store_down(exc)
-
-    async def aenter(self) -> Ticket:
-        step = self._admit_step(self._now())
-
-        async def give_back(
-            outcome: tuple[Ticket | int, int, list[Transition]],
-        ) -> None:
-            # Cancelled while the store admitted us: hand the permit back.
-            if not isinstance(outcome[0], int):
-                await self.aexit(outcome[0], IGNORED, 0)
-
-        try:
-            return self._admitted(await complete(self._arun(step), give_back))
-        except StoreUnavailableError as exc:
-            return self.breaker._store_down(exc)
-
-    def exit(self, ticket: Ticket, outcome: int, started: int) -> None:
-        if ticket is _NO_TICKET or (outcome == IGNORED and ticket[1] == 0):
-            return
-        now = self._now()
-        step = self._record_step(ticket, self._outcome(outcome, started, now), now)
-        try:
-            events = self._run(step)
-        except StoreUnavailableError as exc:
-            self.breaker._record_lost(exc)
-            return
-        if events:
-            self.breaker._emit(events)
-
-    async def aexit(self, ticket: Ticket, outcome: int, started: int) -> None:
-        if ticket is _NO_TICKET or (outcome == IGNORED and ticket[1] == 0):
-            return
-        now = self._now()
-        step = self._record_step(ticket, self._outcome(outcome, started, now), now)
-        try:
-            # Even a second cancellation must not lose a probe's release.
-            events = await complete(self._arun(step))
-        except StoreUnavailableError as exc:
-            self.breaker._record_lost(exc)
-            return
-        if events:
-            self.breaker._emit(events)
-
-    def apply(
-        self, fn: Callable[[_State, int], tuple[_State, list[Transition]]]
-    ) -> None:
-        now = self._now()
-
-        def step(data: Any) -> tuple[Any, list[Transition]]:
-            new, events = fn(_State.from_json(data), now)
-            return new.to_json(), events
-
-        self.breaker._emit(self._store.update(self._key, step, ttl=self._ttl))
-
-    def snapshot(self) -> tuple[_State, int]:
-        return _State.from_json(self._store.get(self._key)), self._now()
 
 
 # -- the public class ---------------------------------------------------------------
@@ -578,7 +87,6 @@ _blocks: contextvars.ContextVar[tuple[tuple[object, Ticket, int], ...]] = (
 )
 _new_error = CircuitOpenError.__new__
 _log = logging.getLogger("paios_reliability")
-_monotonic = time.monotonic
 
 
 def _default_counts(exc: BaseException) -> bool:
