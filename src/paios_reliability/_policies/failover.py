@@ -28,7 +28,7 @@ __all__ = ["Failover", "failover"]
 
 
 def _describe(exc: BaseException) -> str:
-    from .retry import _describe as describe
+    from .retry_run import _describe as describe
 
     return describe(exc)
 
