@@ -220,7 +220,10 @@ class BudgetModel(RuleBasedStateMachine):
         self.events: list[tuple[int, str]] = []
 
     def _bucket(self) -> int:
-        return round(self.clock.monotonic() * 1e9) // self.width
+        # Truncated to integer nanoseconds as the library does (now_ns): a
+        # sum of waits like 52.8 s is 52.79999... in floats, so rounding
+        # would put the model one bucket ahead at an exact boundary.
+        return int(self.clock.monotonic() * 1e9) // self.width
 
     def _window(self) -> tuple[int, int]:
         oldest = self._bucket() - BUCKETS + 1
