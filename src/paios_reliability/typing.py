@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._core.taxonomy import Failure
     from ._observe.alert_model import Alert
     from ._policies.outcome import Outcome
-    from ._policies.resilient import Layer
+    from ._policies.resilient_stack import Layer
 
 __all__ = [
     "AsyncResilientFunction",
