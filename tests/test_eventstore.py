@@ -25,7 +25,7 @@ from paios_reliability import (
     trace,
 )
 from paios_reliability._core.events import emit as library_emit
-from paios_reliability._data import database as _sqlite
+from paios_reliability._data import transactions as _transactions
 from paios_reliability._observe.time_args import parse_duration, parse_time
 from paios_reliability.cli.events import query_command
 
@@ -185,7 +185,7 @@ def _interrupt_writes(
     ``SystemExit`` by the crash handler (or a Ctrl-C) lands in a main-thread
     flush. ``during`` runs there first (other threads emitting meanwhile).
     """
-    real = _sqlite.write_transaction
+    real = _transactions.write_transaction
 
     @contextlib.contextmanager
     def interrupted(conn: sqlite3.Connection, *args: Any, **kwargs: Any) -> Any:
@@ -194,7 +194,7 @@ def _interrupt_writes(
             during()
             raise interrupt
 
-    monkeypatch.setattr(_sqlite, "write_transaction", interrupted)
+    monkeypatch.setattr(_transactions, "write_transaction", interrupted)
 
 
 def _accounted(store: EventStore) -> bool:

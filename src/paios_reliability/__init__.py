@@ -75,11 +75,10 @@ if TYPE_CHECKING:
         DatabaseLockedError,
         DatabaseOpenError,
         open_database,
-        read_transaction,
-        write_transaction,
     )
     from ._data.db_maintenance import DatabaseReport, check_database, checkpoint
     from ._data.signed import VOLATILE_KEYS, read_signed, stable_hash, write_signed
+    from ._data.transactions import read_transaction, write_transaction
     from ._observe.alert_channels import (
         AppriseChannel,
         DesktopChannel,
@@ -321,7 +320,7 @@ _LAZY: dict[str, str] = {
     "is_retryable": "_core.taxonomy",
     "open_database": "_data.database",
     "read_signed": "_data.signed",
-    "read_transaction": "_data.database",
+    "read_transaction": "_data.transactions",
     "remaining": "_policies.timeout",
     "render_launchd": "_ops.service",
     "render_systemd": "_ops.service",
@@ -346,7 +345,7 @@ _LAZY: dict[str, str] = {
     "inject": "_core.trace",
     "extract": "_core.trace",
     "write_signed": "_data.signed",
-    "write_transaction": "_data.database",
+    "write_transaction": "_data.transactions",
 }
 
 __all__ = [

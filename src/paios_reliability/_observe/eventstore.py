@@ -491,7 +491,7 @@ class EventStore:
                 rows.append(encoded)
                 kept.append(row)
             batch = kept  # the dropped ones are counted; never re-queued
-            from .._data.database import write_transaction
+            from .._data.transactions import write_transaction
 
             conn = self._connection()
             with write_transaction(conn):
@@ -590,7 +590,7 @@ class EventStore:
         return conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
-        from .._data.database import write_transaction
+        from .._data.transactions import write_transaction
 
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version >= _SCHEMA_VERSION:
@@ -632,7 +632,7 @@ class EventStore:
 
     def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         """Run ``fn`` on the connection now (used by the crash handler)."""
-        from .._data.database import write_transaction
+        from .._data.transactions import write_transaction
 
         with self._io() as conn:
             if not write:
@@ -776,7 +776,7 @@ class EventStore:
         Returns:
             How many events were deleted.
         """
-        from .._data.database import write_transaction
+        from .._data.transactions import write_transaction
 
         cutoff = parse_time(older_than)
         if self._buffer:

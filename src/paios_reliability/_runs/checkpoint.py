@@ -162,7 +162,8 @@ class _SQLiteBackend:
             # Inherited through fork(): never use or close it here.
             self._abandoned.append(self._conn)
             self._conn = None
-        from .._data.database import open_database, write_transaction
+        from .._data.database import open_database
+        from .._data.transactions import write_transaction
 
         conn = open_database(
             self.path, busy_timeout_ms=self._busy_timeout_ms, check_same_thread=False
@@ -195,7 +196,7 @@ class _SQLiteBackend:
         checksum: str,
         now: float,
     ) -> tuple[Any, ...]:
-        from .._data.database import write_transaction
+        from .._data.transactions import write_transaction
 
         with self._lock:
             conn = self._connection()
@@ -223,7 +224,7 @@ class _SQLiteBackend:
         return (step, status, text, checksum, seq, created, now)
 
     def load(self, run_id: str) -> list[tuple[Any, ...]]:
-        from .._data.database import read_transaction
+        from .._data.transactions import read_transaction
 
         with self._lock:
             conn = self._connection()
@@ -239,7 +240,7 @@ class _SQLiteBackend:
         now: float,
     ) -> list[tuple[Any, ...]]:
         """Apply a restart / skip, then read the run (one transaction)."""
-        from .._data.database import read_transaction, write_transaction
+        from .._data.transactions import read_transaction, write_transaction
 
         with self._lock:
             conn = self._connection()
@@ -282,7 +283,7 @@ class _SQLiteBackend:
                 return self._records(conn, run_id)
 
     def delete(self, run_id: str) -> None:
-        from .._data.database import write_transaction
+        from .._data.transactions import write_transaction
 
         with self._lock:
             conn = self._connection()

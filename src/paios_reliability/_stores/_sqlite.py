@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from .._core.aio import require_asyncio
 from .._core.events import emit
 from .._core.exceptions import ReliabilityError, StoreUnavailableError
-from .._data.database import open_database, write_transaction
+from .._data.database import open_database
+from .._data.transactions import write_transaction
 
 __all__ = ["SQLiteStore"]
 

@@ -304,8 +304,9 @@ def _check_service_units(_tmp: Path) -> str:
 
 
 def _check_sqlite(tmp: Path) -> str:
-    from .._data.database import open_database, write_transaction
+    from .._data.database import open_database
     from .._data.db_maintenance import check_database
+    from .._data.transactions import write_transaction
 
     path = tmp / "doctor.sqlite"
     with open_database(path) as conn:
