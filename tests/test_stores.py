@@ -390,11 +390,11 @@ def test_a_hung_redis_gives_a_bounded_error(
 def test_doctor_checks_pass(tmp_path: Path) -> None:
     from paios_reliability._policies import breaker as _breaker
     from paios_reliability._policies import bulkhead as _bulkhead
-    from paios_reliability._policies import ratelimit as _ratelimit
+    from paios_reliability._policies import throttle as _throttle
 
     for check in (
         _breaker.doctor_check,
-        _ratelimit.doctor_check,
+        _throttle.doctor_check,
         _bulkhead.doctor_check,
     ):
         detail = check(tmp_path)

@@ -147,9 +147,10 @@ if TYPE_CHECKING:
     from ._policies.keyed import KeyedPolicy
     from ._policies.limits import Limit, Reservation
     from ._policies.outcome import Outcome
-    from ._policies.ratelimit import OccurrenceThreshold, RateLimiter, Throttle
+    from ._policies.ratelimit import RateLimiter
     from ._policies.resilient import resilient
     from ._policies.retry import retry, retry_context
+    from ._policies.throttle import OccurrenceThreshold, Throttle
     from ._policies.timeout import deadline, remaining, timeout
     from ._runs.cas import (
         CASResult,
@@ -248,7 +249,7 @@ _LAZY: dict[str, str] = {
     "LogChannel": "_observe.alert_channels",
     "MemoryStore": "_stores",
     "MetricsRegistry": "_observe.metrics",
-    "OccurrenceThreshold": "_policies.ratelimit",
+    "OccurrenceThreshold": "_policies.throttle",
     "Outcome": "_policies.outcome",
     "ParentWatch": "_ops.exit_with_parent",
     "PermanentError": "_core.exceptions",
@@ -274,7 +275,7 @@ _LAZY: dict[str, str] = {
     "RetryExhaustedError": "_core.exceptions",
     "StoreUnavailableError": "_core.exceptions",
     "StoredEvent": "_observe.eventstore",
-    "Throttle": "_policies.ratelimit",
+    "Throttle": "_policies.throttle",
     "TimeoutExceeded": "_core.exceptions",
     "TrackedResource": "_observe.resources",
     "TransientError": "_core.exceptions",

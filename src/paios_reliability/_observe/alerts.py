@@ -133,7 +133,7 @@ class AlertDispatcher:
                 f"alert channel names must be unique, got {names}", code="USAGE_ERROR"
             )
         if threshold is None:
-            from .._policies.ratelimit import OccurrenceThreshold
+            from .._policies.throttle import OccurrenceThreshold
 
             threshold = OccurrenceThreshold(5, 3600.0, name="alerts")
         self.channels: tuple[AlertChannel, ...] = tuple(chosen)

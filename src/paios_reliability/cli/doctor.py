@@ -433,7 +433,7 @@ def _check_breaker(tmp: Path) -> str:
 
 
 def _check_rate_limiter(tmp: Path) -> str:
-    from .._policies.ratelimit import doctor_check
+    from .._policies.throttle import doctor_check
 
     return doctor_check(tmp)
 
