@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import paios_reliability as pr
-from paios_reliability._observe import leaks
+from paios_reliability._observe import memory_readings
 
 SECRET = "sk-EXTRASECRET-0123456789"
 
@@ -273,15 +273,17 @@ def test_finding_psutil_readings_match_proc(
 ) -> None:
     """Off Linux, RSS spawned `ps`, and open files and threads were not read."""
     proc_values = (
-        leaks.read_rss(child.pid),
-        leaks.read_open_fds(child.pid),
-        leaks.read_threads(child.pid),
+        memory_readings.read_rss(child.pid),
+        memory_readings.read_open_fds(child.pid),
+        memory_readings.read_threads(child.pid),
     )
-    monkeypatch.setattr(leaks, "_LINUX", False)  # the path other platforms take
+    monkeypatch.setattr(
+        memory_readings, "_LINUX", False
+    )  # the path other platforms take
     psutil_values = (
-        leaks.read_rss(child.pid),
-        leaks.read_open_fds(child.pid),
-        leaks.read_threads(child.pid),
+        memory_readings.read_rss(child.pid),
+        memory_readings.read_open_fds(child.pid),
+        memory_readings.read_threads(child.pid),
     )
     rss_proc, fds_proc, threads_proc = proc_values
     rss_ps, fds_ps, threads_ps = psutil_values
@@ -301,10 +303,10 @@ def test_finding_psutil_readings_of_a_missing_process_are_unknown(
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait(timeout=60)
     for linux in (True, False):
-        monkeypatch.setattr(leaks, "_LINUX", linux)
-        assert leaks.read_rss(proc.pid) is None
-        assert leaks.read_open_fds(proc.pid) is None
-        assert leaks.read_threads(proc.pid) is None
+        monkeypatch.setattr(memory_readings, "_LINUX", linux)
+        assert memory_readings.read_rss(proc.pid) is None
+        assert memory_readings.read_open_fds(proc.pid) is None
+        assert memory_readings.read_threads(proc.pid) is None
 
 
 # -- packaging ---------------------------------------------------------------------------

@@ -24,13 +24,12 @@ from paios_reliability import (
     LeakReport,
     ResourceTracker,
 )
-from paios_reliability._observe.leaks import (
+from paios_reliability._observe.memory_readings import read_rss, sampling_times
+from paios_reliability._observe.trend import (
     _MIN_CONFIDENT_POINTS,
     _Z_999,
     _pairwise_slopes,
     _sen_lower_bound,
-    read_rss,
-    sampling_times,
     theil_sen,
 )
 from paios_reliability.testing import FakeClock, capture_events

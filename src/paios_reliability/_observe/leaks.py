@@ -46,21 +46,26 @@ should be gone, with where they were created.
 
 from __future__ import annotations
 
-import math
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._core.clock import get_clock
 from .._core.events import emit
 from .._core.exceptions import ConfigError
+from .memory_readings import MB, _traced_bytes, read_rss, sampling_times
 from .resources import ResourceTracker, TrackedResource
+from .trend import (
+    _MIN_CONFIDENT_POINTS,
+    _Z_999,
+    _median,
+    _pairwise_slopes,
+    _sen_lower_bound,
+)
 
 if TYPE_CHECKING:
     from ..typing import Clock
@@ -71,219 +76,7 @@ __all__ = [
     "LeakReport",
     "ResourceTracker",
     "TrackedResource",
-    "read_open_fds",
-    "read_rss",
-    "read_threads",
-    "sampling_times",
-    "theil_sen",
 ]
-
-T = TypeVar("T")
-MB = float(1 << 20)
-_PAGE_SIZE: int | None = None
-_LINUX: bool = sys.platform.startswith("linux")
-
-
-# -- reading memory ----------------------------------------------------------------
-
-
-def _page_size() -> int:
-    global _PAGE_SIZE  # noqa: PLW0603 - cached constant
-    if _PAGE_SIZE is None:
-        try:
-            _PAGE_SIZE = int(os.sysconf("SC_PAGE_SIZE"))
-        except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
-            _PAGE_SIZE = 4096
-    return _PAGE_SIZE
-
-
-def _psutil_process(pid: int | None) -> Any:
-    """A ``psutil.Process``, or ``None`` without psutil or without the process."""
-    import importlib
-
-    try:
-        # Through importlib: psutil ships no type information of its own.
-        psutil: Any = importlib.import_module("psutil")
-    except ImportError:
-        return None
-    try:
-        return psutil.Process(pid)
-    except (psutil.Error, ValueError):
-        return _GONE
-
-
-_GONE: Any = object()
-
-
-def read_rss(pid: int | None = None) -> int | None:
-    """Resident set size of ``pid`` (default: this process) in bytes.
-
-    Linux reads ``/proc/<pid>/statm`` (a few microseconds). Elsewhere psutil
-    answers when it is installed (extra ``psutil``); without it, ``ps`` is
-    spawned (milliseconds: fine at one sample a minute). Returns ``None``
-    when the process does not exist or the size cannot be read.
-    """
-    if _LINUX:
-        target = "self" if pid is None else str(int(pid))
-        try:
-            with open(f"/proc/{target}/statm", "rb") as fh:
-                fields = fh.read().split()
-            return int(fields[1]) * _page_size()
-        except (OSError, IndexError, ValueError):
-            return None
-    process = _psutil_process(pid)
-    if process is _GONE:
-        return None
-    if process is not None:
-        try:
-            return int(process.memory_info().rss)
-        except Exception:  # noqa: BLE001 - psutil.Error: gone or not permitted
-            return None
-    try:
-        out = subprocess.run(  # noqa: S603 - fixed program, numeric argument
-            ["ps", "-o", "rss=", "-p", str(os.getpid() if pid is None else int(pid))],  # noqa: S607 - ps is found on PATH on every POSIX system
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
-        return int(out) * 1024 if out else None
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return None
-
-
-def read_open_fds(pid: int | None = None) -> int | None:
-    """Open file descriptors (handles on Windows) of ``pid`` (default: this process).
-
-    Linux counts ``/proc/<pid>/fd``; elsewhere psutil answers when it is
-    installed. ``None`` when it cannot be known (no psutil, no process, not
-    permitted): a resource watch must tell "unknown" from "zero".
-    """
-    if _LINUX:
-        target = "self" if pid is None else str(int(pid))
-        try:
-            return len(os.listdir(f"/proc/{target}/fd"))
-        except OSError:
-            return None
-    process = _psutil_process(pid)
-    if process is None or process is _GONE:
-        return None
-    try:
-        count = process.num_handles() if os.name == "nt" else process.num_fds()
-        return int(count)
-    except Exception:  # noqa: BLE001 - psutil.Error: gone or not permitted
-        return None
-
-
-def read_threads(pid: int | None = None) -> int | None:
-    """Operating-system threads of ``pid`` (default: this process).
-
-    Counts every native thread, including those Python does not know about
-    (``threading.active_count()`` does not). Linux reads
-    ``/proc/<pid>/status``; elsewhere psutil answers when it is installed.
-    ``None`` when it cannot be known.
-    """
-    if _LINUX:
-        target = "self" if pid is None else str(int(pid))
-        try:
-            with open(f"/proc/{target}/status", "rb") as fh:
-                for line in fh:
-                    if line.startswith(b"Threads:"):
-                        return int(line.split()[1])
-        except (OSError, IndexError, ValueError):
-            return None
-        return None
-    process = _psutil_process(pid)
-    if process is None or process is _GONE:
-        return None
-    try:
-        return int(process.num_threads())
-    except Exception:  # noqa: BLE001 - psutil.Error: gone or not permitted
-        return None
-
-
-def _traced_bytes() -> int:
-    import tracemalloc
-
-    if not tracemalloc.is_tracing():
-        tracemalloc.start()
-    return int(tracemalloc.get_traced_memory()[0])
-
-
-def sampling_times(
-    start: float, interval: float, rnd: random.Random
-) -> Iterator[float]:
-    """Endless sample times after ``start``: one uniformly random moment in each
-    ``interval``-long slot (jittered slots).
-
-    Random moments make every phase of a periodic memory shape equally likely,
-    whatever its period; one per slot keeps the count per sub-window steady.
-    A fixed interval, or one jittered by only +-20 %, lets a cycle of about
-    the same period show the same phase for many samples in a row (aliasing).
-    """
-    slot = float(start)
-    while True:
-        slot += interval
-        yield slot + rnd.uniform(0.0, interval)
-
-
-# -- the estimator -----------------------------------------------------------------
-
-
-# Two-sided 99.9 %: a flat series clears the lower bound with probability < 0.05 %.
-_Z_999 = 3.2905
-# The fewest points for which that interval has a lower end at all.
-_MIN_CONFIDENT_POINTS = 9
-
-
-def _pairwise_slopes(points: list[tuple[float, float]]) -> list[float]:
-    slopes: list[float] = []
-    for i, (x1, y1) in enumerate(points):
-        for x2, y2 in points[i + 1 :]:
-            if x2 != x1:
-                slopes.append((y2 - y1) / (x2 - x1))
-    slopes.sort()
-    return slopes
-
-
-def _median(ordered: list[float]) -> float:
-    n = len(ordered)
-    mid = n // 2
-    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
-def _sen_lower_bound(ordered: list[float], n: int, z: float) -> float | None:
-    """Lower end of Sen's two-sided confidence interval for the slope.
-
-    ``ordered`` are the sorted pairwise slopes of ``n`` points. Under "no
-    trend" Kendall's S has variance n(n-1)(2n+5)/18; the bound is the slope of
-    rank (N - z*sd(S)) / 2 among the N pairwise slopes (Sen 1968), linearly
-    interpolated. It needs no assumption about the noise beyond independence.
-    ``None`` when there are too few points for that confidence.
-    """
-    count = len(ordered)
-    rank = (count - z * math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0)) / 2.0
-    if rank < 1.0:
-        return None
-    below = int(rank)  # 1-based
-    if below >= count:
-        return ordered[-1]
-    frac = rank - below
-    return ordered[below - 1] + frac * (ordered[below] - ordered[below - 1])
-
-
-def theil_sen(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """Theil-Sen slope of ``(x, y)`` points and the share of pairs rising.
-
-    Returns:
-        ``(slope, rising)``: the median of the pairwise slopes, and the
-        fraction of pairs (with distinct x) whose slope is positive.
-        ``(0.0, 0.0)`` for fewer than two distinct x.
-    """
-    slopes = _pairwise_slopes(points)
-    if not slopes:
-        return 0.0, 0.0
-    return _median(slopes), sum(1 for s in slopes if s > 0) / len(slopes)
 
 
 @dataclass(frozen=True, slots=True)

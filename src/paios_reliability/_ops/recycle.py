@@ -525,7 +525,7 @@ class RecyclingWorker(Generic[R]):
             self._recycle(child, "max_requests")
             return
         if self.max_rss_mb is not None:
-            from .._observe.leaks import read_rss
+            from .._observe.memory_readings import read_rss
 
             rss = read_rss(child.process.pid)
             if rss is not None and rss / _MB > self.max_rss_mb:
