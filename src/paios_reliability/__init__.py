@@ -108,10 +108,8 @@ if TYPE_CHECKING:
         LeakMonitor,
         LeakReport,
     )
+    from ._observe.metric_types import Counter, Gauge, Histogram
     from ._observe.metrics import (
-        Counter,
-        Gauge,
-        Histogram,
         MetricsRegistry,
         counter,
         gauge,
@@ -199,7 +197,7 @@ _LAZY: dict[str, str] = {
     "ConfigError": "_core.exceptions",
     "ConfigFile": "_data.config_file",
     "ConfigIOError": "_core.exceptions",
-    "Counter": "_observe.metrics",
+    "Counter": "_observe.metric_types",
     "CrashHandler": "_observe.crash",
     "Credential": "_data.credential_model",
     "CredentialFormat": "_data.credential_formats",
@@ -221,7 +219,7 @@ _LAZY: dict[str, str] = {
     "Failover": "_policies.failover",
     "FailoverExhaustedError": "_core.exceptions",
     "Failure": "_core.taxonomy",
-    "Gauge": "_observe.metrics",
+    "Gauge": "_observe.metric_types",
     "HangWatchdog": "_ops.watchdogs",
     "Heartbeat": "_ops.heartbeat",
     "HeartbeatStatus": "_ops.heartbeat",
@@ -236,7 +234,7 @@ _LAZY: dict[str, str] = {
     "load_status_sources": "_observe.status_sources",
     "HealthReport": "_observe.health",
     "Hedge": "_policies.hedge",
-    "Histogram": "_observe.metrics",
+    "Histogram": "_observe.metric_types",
     "IdempotencyStore": "_runs.idempotency",
     "IntegrityError": "_core.exceptions",
     "KeyedPolicy": "_policies.keyed",

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._core.settings import Restorer
-from .metrics import Counter, Gauge, Histogram, MetricsRegistry, _Any, get_metrics
+from .metric_types import Counter, Gauge, Histogram, _Any
+from .metrics import MetricsRegistry, get_metrics
 
 __all__ = ["export_opentelemetry", "export_prometheus"]
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 if TYPE_CHECKING:
     from ..typing import Clock
-    from .metrics import Histogram, MetricsRegistry
+    from .metric_types import Histogram
+    from .metrics import MetricsRegistry
 
 __all__ = ["timed"]
 
