@@ -33,7 +33,7 @@ from paios_reliability import (
     idempotency_key,
     idempotent,
 )
-from paios_reliability._runs.idempotency import claim_step
+from paios_reliability._runs.idempotency_steps import claim_step
 from paios_reliability._stores import now_ns, seconds_to_ns
 from paios_reliability.testing import FakeClock, capture_events
 from paios_reliability.typing import StateStore

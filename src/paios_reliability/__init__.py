@@ -159,7 +159,8 @@ if TYPE_CHECKING:
         get_versioned,
     )
     from ._runs.checkpoint import Checkpoint, CheckpointStore, ResumePlan
-    from ._runs.idempotency import IdempotencyStore, idempotency_key, idempotent
+    from ._runs.idempotency import IdempotencyStore, idempotent
+    from ._runs.idempotency_steps import idempotency_key
     from ._runs.locks import Lease, LockManager
     from ._stores import MemoryStore
     from ._stores._redis import RedisStore
@@ -312,7 +313,7 @@ _LAZY: dict[str, str] = {
     "get_versioned": "_runs.cas",
     "hedge": "_policies.hedge",
     "histogram": "_observe.metrics",
-    "idempotency_key": "_runs.idempotency",
+    "idempotency_key": "_runs.idempotency_steps",
     "idempotent": "_runs.idempotency",
     "install_crash_handler": "_observe.crash",
     "is_active": "_core.settings",
