@@ -96,7 +96,7 @@ if TYPE_CHECKING:
     from ._observe.alerts import AlertDispatcher, daily_report
     from ._observe.crash import CrashHandler, install_crash_handler
     from ._observe.daily import DailyReport, build_daily_report
-    from ._observe.eventstore import EventStore, StoredEvent
+    from ._observe.eventstore import EventStore
     from ._observe.exporters import export_opentelemetry, export_prometheus
     from ._observe.health import (
         HealthCheckResult,
@@ -120,6 +120,7 @@ if TYPE_CHECKING:
     from ._observe.resources import ResourceTracker, TrackedResource
     from ._observe.status import SystemStatus, collect_status
     from ._observe.status_sources import StatusSources, load_status_sources
+    from ._observe.stored_event import StoredEvent
     from ._observe.timed import timed
     from ._ops.exit_with_parent import ParentWatch, exit_with_parent
     from ._ops.heartbeat import Heartbeat, HeartbeatStatus
@@ -273,7 +274,7 @@ _LAZY: dict[str, str] = {
     "StallWatchdog": "_ops.watchdogs",
     "RetryExhaustedError": "_core.exceptions",
     "StoreUnavailableError": "_core.exceptions",
-    "StoredEvent": "_observe.eventstore",
+    "StoredEvent": "_observe.stored_event",
     "Throttle": "_policies.throttle",
     "TimeoutExceeded": "_core.exceptions",
     "TrackedResource": "_observe.resources",

@@ -36,8 +36,9 @@ from .alert_model import Alert, AlertLevel
 
 if TYPE_CHECKING:
     from ..typing import AlertChannel
-    from .eventstore import EventStore, StoredEvent
+    from .eventstore import EventStore
     from .health import HealthRegistry, HealthReport
+    from .stored_event import StoredEvent
 
 __all__ = ["AlertDispatcher", "ChannelStats", "daily_report"]
 

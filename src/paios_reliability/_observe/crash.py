@@ -38,7 +38,8 @@ from types import FrameType, TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 from .._core.events import emit
-from .eventstore import EventStore, StoredEvent
+from .eventstore import EventStore
+from .stored_event import StoredEvent
 
 if TYPE_CHECKING:
     import asyncio

@@ -686,7 +686,8 @@ def read_events(
         ConfigError: ``USAGE_ERROR`` for an unknown level.
         sqlite3.Error, OSError: The store cannot be opened or read.
     """
-    from .eventstore import _LEVELNO, LEVELS, _row_to_event
+    from .eventstore import _LEVELNO, LEVELS
+    from .stored_event import _row_to_event
 
     clauses: list[str] = []
     params: list[Any] = []
