@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import paios_reliability as pr
 from paios_reliability import ConfigError
 from paios_reliability._core.imports import import_object
 
@@ -52,3 +53,21 @@ def test_what_cannot_be_imported_is_a_usage_error_naming_it(spec: str) -> None:
     assert info.value.code == "USAGE_ERROR"
     assert repr(spec) in str(info.value)
     assert sys.path == before
+
+
+def test_missing_extra_names_the_module_and_the_extra() -> None:
+    from paios_reliability._core.imports import missing_extra
+
+    error = missing_extra("keyring", "keyring")
+    assert isinstance(error, pr.PermanentError)
+    assert error.code == "DEPENDENCY_MISSING"
+    assert str(error).startswith(
+        "keyring is not installed: pip install 'paios-reliability[keyring]'"
+    )
+    assert error.context["module"] == "keyring"
+    custom = missing_extra(
+        "mcp", "mcp", message="paios_reliability.mcp needs the mcp SDK"
+    )
+    assert str(custom).startswith(
+        "paios_reliability.mcp needs the mcp SDK: pip install 'paios-reliability[mcp]'"
+    )

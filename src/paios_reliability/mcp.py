@@ -491,12 +491,10 @@ def _require_sdk() -> None:
     try:
         import mcp.types  # noqa: F401
     except ImportError as exc:
-        from ._core.exceptions import PermanentError
+        from ._core.imports import missing_extra
 
-        raise PermanentError(
-            "paios_reliability.mcp needs the mcp SDK: pip install 'paios-reliability[mcp]'",
-            code="DEPENDENCY_MISSING",
-            context={"module": "mcp"},
+        raise missing_extra(
+            "mcp", "mcp", message="paios_reliability.mcp needs the mcp SDK"
         ) from exc
 
 

@@ -8,9 +8,9 @@ import os
 import sys
 from typing import Any
 
-from .exceptions import ConfigError
+from .exceptions import ConfigError, PermanentError
 
-__all__ = ["import_object"]
+__all__ = ["import_object", "missing_extra"]
 
 
 def import_object(spec: str, *, form: str, what: str) -> Any:
@@ -50,3 +50,25 @@ def import_object(spec: str, *, form: str, what: str) -> Any:
             with contextlib.suppress(ValueError):
                 sys.path.remove(cwd)
     return obj
+
+
+def missing_extra(
+    module: str, extra: str, *, message: str | None = None
+) -> PermanentError:
+    """The error for an optional dependency that is not installed.
+
+    Raise it ``from`` the ``ImportError``: ``DEPENDENCY_MISSING``, naming the
+    module and the extra that installs it.
+
+    Args:
+        module: The top-level module that failed to import, e.g. ``"keyring"``.
+        extra: The extra of this package that brings it, e.g. ``"keyring"``.
+        message: The start of the message instead of ``"<module> is not
+            installed"``.
+    """
+    head = message or f"{module} is not installed"
+    return PermanentError(
+        f"{head}: pip install 'paios-reliability[{extra}]'",
+        code="DEPENDENCY_MISSING",
+        context={"module": module},
+    )

@@ -62,13 +62,9 @@ def trace_opentelemetry(tracer: Any = None) -> Restorer:
         try:
             from opentelemetry import trace as otel_trace
         except ImportError as exc:
-            from .exceptions import PermanentError
+            from .imports import missing_extra
 
-            raise PermanentError(
-                "opentelemetry is not installed: pip install 'paios-reliability[otel]'",
-                code="DEPENDENCY_MISSING",
-                context={"module": "opentelemetry"},
-            ) from exc
+            raise missing_extra("opentelemetry", "otel") from exc
         tracer = otel_trace.get_tracer("paios_reliability")
     with _lock:
         previous, TRACING.tracer = TRACING.tracer, tracer

@@ -30,13 +30,9 @@ class _KeyringSecrets:
         try:
             import keyring
         except ImportError as exc:
-            from .._core.exceptions import PermanentError
+            from .._core.imports import missing_extra
 
-            raise PermanentError(
-                "keyring is not installed: pip install 'paios-reliability[keyring]'",
-                code="DEPENDENCY_MISSING",
-                context={"module": "keyring"},
-            ) from exc
+            raise missing_extra("keyring", "keyring") from exc
         if not service or ":" in service:
             raise ValueError(
                 f"keyring_service must be non-empty without ':', got {service!r}"

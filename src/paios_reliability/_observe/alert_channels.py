@@ -411,13 +411,9 @@ class AppriseChannel:
         try:
             import apprise
         except ImportError as exc:
-            from .._core.exceptions import PermanentError
+            from .._core.imports import missing_extra
 
-            raise PermanentError(
-                "apprise is not installed: pip install 'paios-reliability[apprise]'",
-                code="DEPENDENCY_MISSING",
-                context={"module": "apprise"},
-            ) from exc
+            raise missing_extra("apprise", "apprise") from exc
         items = [urls] if isinstance(urls, str) else list(urls)
         if not items:
             raise ConfigError(

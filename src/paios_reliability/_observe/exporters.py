@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .._core.imports import missing_extra
 from .._core.settings import Restorer
 from .metric_types import Counter, Gauge, Histogram, _Any
 from .metrics import MetricsRegistry, get_metrics
@@ -50,7 +51,7 @@ def export_prometheus(
             HistogramMetricFamily,
         )
     except ImportError as exc:
-        raise _missing("prometheus_client", "prometheus") from exc
+        raise missing_extra("prometheus_client", "prometheus") from exc
 
     ours = registry if registry is not None else get_metrics()
     target = prometheus_registry if prometheus_registry is not None else REGISTRY
@@ -128,7 +129,7 @@ def export_opentelemetry(
     try:
         from opentelemetry import metrics as otel_metrics
     except ImportError as exc:
-        raise _missing("opentelemetry", "otel") from exc
+        raise missing_extra("opentelemetry", "otel") from exc
 
     ours = registry if registry is not None else get_metrics()
     the_meter = (
@@ -183,14 +184,4 @@ def otel_histogram(meter: Any, metric: Histogram, *, unit: str = "") -> Any:
         unit=unit,
         description=metric.description,
         explicit_bucket_boundaries_advisory=list(metric.buckets),
-    )
-
-
-def _missing(module: str, extra: str) -> Exception:
-    from .._core.exceptions import PermanentError
-
-    return PermanentError(
-        f"{module} is not installed: pip install 'paios-reliability[{extra}]'",
-        code="DEPENDENCY_MISSING",
-        context={"module": module},
     )
