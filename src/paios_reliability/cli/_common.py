@@ -12,19 +12,24 @@ import argparse
 import os
 import textwrap
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._core.exceptions import ReliabilityError
+
+if TYPE_CHECKING:
+    from .._observe.status_sources import StatusSources
 
 __all__ = [
     "EXIT_CODES_HELP",
     "Handler",
     "add_command",
+    "add_source_arguments",
     "emit",
     "exit_for",
     "hint_for",
     "problem_exit",
     "require_file",
+    "sources_from",
 ]
 
 Handler = Callable[[argparse.Namespace], int]
@@ -196,3 +201,48 @@ def document(
     for action in parser._actions:
         if not action.help and action.dest in _OPTION_HELP:
             action.help = _OPTION_HELP[action.dest]
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that say where the status data is, as ``reliability.toml`` does.
+
+    For every command that reads it (``status``, ``serve``, ``report daily``);
+    :func:`sources_from` turns them into :class:`StatusSources`.
+    """
+    parser.add_argument(
+        "--config", metavar="PATH", help="this TOML file instead of reliability.toml"
+    )
+    parser.add_argument(
+        "--event-store",
+        action="append",
+        metavar="PATH",
+        help="an event store file (repeatable)",
+    )
+    parser.add_argument(
+        "--state-store",
+        action="append",
+        metavar="PATH|URL",
+        help="a state store: SQLite path or redis:// URL (repeatable)",
+    )
+    parser.add_argument(
+        "--health", metavar="MODULE:ATTR", help="a HealthRegistry as MODULE:ATTR"
+    )
+    parser.add_argument(
+        "--credentials",
+        action="append",
+        metavar="PATH",
+        help="a credential store file (repeatable)",
+    )
+
+
+def sources_from(args: argparse.Namespace) -> StatusSources:
+    """The sources the options of :func:`add_source_arguments` name."""
+    from .._observe.status_sources import load_status_sources
+
+    return load_status_sources(
+        args.config,
+        event_stores=args.event_store or (),
+        state_stores=args.state_store or (),
+        health=args.health,
+        credentials=args.credentials or (),
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._common import add_source_arguments, sources_from
+
 __all__ = ["register"]
 
 _EPILOG = """\
@@ -56,15 +58,8 @@ def _dispatcher(spec: str) -> Any:
 def _cmd_daily(args: argparse.Namespace) -> int:
     from .._data.atomic import atomic_write
     from .._observe.daily import build_daily_report
-    from .._observe.status_sources import load_status_sources
 
-    sources = load_status_sources(
-        args.config,
-        event_stores=args.event_store or (),
-        state_stores=args.state_store or (),
-        health=args.health,
-        credentials=args.credentials or (),
-    )
+    sources = sources_from(args)
     dispatcher = _dispatcher(args.deliver) if args.deliver else None
     report = build_daily_report(sources, hours=args.hours)
     markdown = report.to_markdown()
@@ -106,9 +101,5 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     daily.add_argument(
         "--deliver", metavar="MODULE:ATTR", help="send through this AlertDispatcher"
     )
-    daily.add_argument("--config", metavar="PATH")
-    daily.add_argument("--event-store", action="append", metavar="PATH")
-    daily.add_argument("--state-store", action="append", metavar="PATH|URL")
-    daily.add_argument("--health", metavar="MODULE:ATTR")
-    daily.add_argument("--credentials", action="append", metavar="PATH")
+    add_source_arguments(daily)
     daily.set_defaults(handler=_cmd_daily)

@@ -7,6 +7,8 @@ import contextlib
 import os
 from typing import Any
 
+from ._common import add_source_arguments, sources_from
+
 __all__ = ["register"]
 
 _EPILOG = """\
@@ -43,16 +45,9 @@ def _read_token(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .._observe.status_sources import load_status_sources
     from .._web.app import serve
 
-    sources = load_status_sources(
-        args.config,
-        event_stores=args.event_store or (),
-        state_stores=args.state_store or (),
-        health=args.health,
-        credentials=args.credentials or (),
-    )
+    sources = sources_from(args)
 
     def ready(port: int) -> None:
         print(f"serving on http://{args.host}:{port}/", flush=True)
@@ -76,11 +71,5 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     serve.add_argument("--port", type=int, default=8765, help="default 8765; 0: any")
     serve.add_argument("--token-file", metavar="PATH", help="file holding the token")
-    serve.add_argument(
-        "--config", metavar="PATH", help="this TOML file instead of reliability.toml"
-    )
-    serve.add_argument("--event-store", action="append", metavar="PATH")
-    serve.add_argument("--state-store", action="append", metavar="PATH|URL")
-    serve.add_argument("--health", metavar="MODULE:ATTR")
-    serve.add_argument("--credentials", action="append", metavar="PATH")
+    add_source_arguments(serve)
     serve.set_defaults(handler=_cmd_serve)

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from ._common import add_source_arguments, sources_from
+
 __all__ = ["register"]
 
 _EPILOG = """\
@@ -45,15 +47,8 @@ def _use_color(choice: str) -> bool:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from .._observe.status import collect_status
-    from .._observe.status_sources import load_status_sources
 
-    sources = load_status_sources(
-        args.config,
-        event_stores=args.event_store or (),
-        state_stores=args.state_store or (),
-        health=args.health,
-        credentials=args.credentials or (),
-    )
+    sources = sources_from(args)
     color = _use_color(args.color)
     runs = 0
     code = 0
@@ -85,22 +80,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    status.add_argument(
-        "--config", metavar="PATH", help="this TOML file instead of reliability.toml"
-    )
-    status.add_argument(
-        "--event-store", action="append", metavar="PATH", help="(repeatable)"
-    )
-    status.add_argument(
-        "--state-store",
-        action="append",
-        metavar="PATH|URL",
-        help="SQLite file or redis:// URL (repeatable)",
-    )
-    status.add_argument("--health", metavar="MODULE:ATTR", help="a HealthRegistry")
-    status.add_argument(
-        "--credentials", action="append", metavar="PATH", help="(repeatable)"
-    )
+    add_source_arguments(status)
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument(
         "--watch",
