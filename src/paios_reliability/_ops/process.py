@@ -21,8 +21,9 @@ What it adds:
 
 One lifecycle generator (:mod:`.process_lifecycle`) makes every decision
 (when to signal, what counts as gone, what to reap, which result or error to
-build) and yields the few operations that need I/O; the thin sync and asyncio
-drivers of :mod:`.process_drivers` perform them. :mod:`.process_call` checks
+build) and yields the few operations that need I/O; the sync and asyncio
+children of :mod:`.process_drivers` perform them, driven by
+:mod:`.._core.effects`. :mod:`.process_call` checks
 the arguments, :mod:`.process_group` signals and reaps the group.
 """
 
@@ -32,9 +33,10 @@ import sys
 import time
 from typing import Any, Literal, overload
 
+from .._core.effects import arun_effects, run_effects
 from .argv import Command, StrOrBytesPath, redact_argv
 from .process_call import Environment, File, _prepare
-from .process_drivers import _adrive, _AsyncChild, _drive, _SyncChild
+from .process_drivers import _AsyncChild, _SyncChild
 from .process_lifecycle import _lifecycle
 from .process_result import (
     ProcessError,
@@ -253,7 +255,7 @@ def run_process(
     child = _SyncChild()
     try:
         child.start(call)
-        return _drive(
+        return run_effects(
             _lifecycle(call, child.pid, started, child.settled), child.perform
         )
     finally:
@@ -391,7 +393,7 @@ async def arun_process(
     started = time.monotonic()
     child = await _AsyncChild.spawn(call)
     try:
-        return await _adrive(
+        return await arun_effects(
             _lifecycle(call, child.pid, started, child.settled), child.perform
         )
     finally:

@@ -1,4 +1,9 @@
-"""The two thin drivers of the process lifecycle: one selector (sync), one protocol (asyncio)."""
+"""The two children that perform the process lifecycle's operations: one selector (sync), one protocol (asyncio).
+
+:func:`~paios_reliability._core.effects.run_effects` and
+:func:`~paios_reliability._core.effects.arun_effects` hand each operation the
+lifecycle yields to :meth:`_SyncChild.perform` or :meth:`_AsyncChild.perform`.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Generator
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
 from .process_call import _Call
 from .process_group import _PROC, _group_alive, _signal_group
@@ -32,30 +37,11 @@ if TYPE_CHECKING:
 __all__: list[str] = []
 
 
-_R = TypeVar("_R")
-
-
 _READ_CHUNK = 1 << 16
 _WRITE_CHUNK = 1 << 20
 
 
 # -- sync driver ----------------------------------------------------------------------
-
-
-def _drive(gen: Generator[_Op, Any, _R], perform: Callable[[_Op], Any]) -> _R:
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            op = gen.send(value) if error is None else gen.throw(error)
-        except StopIteration as stop:
-            result: _R = stop.value
-            return result
-        value, error = None, None
-        try:
-            value = perform(op)
-        except BaseException as exc:  # noqa: BLE001 - the lifecycle ends the group, then re-raises
-            error = exc
 
 
 def _selector() -> selectors.BaseSelector:
@@ -283,22 +269,6 @@ def _kill_unsettled(proc: subprocess.Popen[bytes]) -> None:
 
 
 # -- asyncio driver -------------------------------------------------------------------
-
-
-async def _adrive(gen: Generator[_Op, Any, _R], perform: Callable[[_Op], Any]) -> _R:
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            op = gen.send(value) if error is None else gen.throw(error)
-        except StopIteration as stop:
-            result: _R = stop.value
-            return result
-        value, error = None, None
-        try:
-            value = await perform(op)
-        except BaseException as exc:  # noqa: BLE001 - the lifecycle ends the group, then re-raises
-            error = exc
 
 
 @functools.cache
