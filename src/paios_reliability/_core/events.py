@@ -29,7 +29,6 @@ import time
 from types import MappingProxyType
 
 from .settings import Restorer
-from .trace import current_trace
 from .typing_lite import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -155,6 +154,7 @@ def _build(
     fields: dict[str, Any],
 ) -> Event:
     from .event import _EMPTY, Event  # on the first event built, not at import
+    from .trace import current_trace
 
     return Event(
         name=f"paios_reliability.{primitive}.{action}",
