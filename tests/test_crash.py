@@ -244,3 +244,56 @@ def test_record_exception_never_raises_even_if_the_store_is_closed(
     h.store.close()
     h.record_exception(RuntimeError("late"))  # must not raise
     assert h.store.stats().dropped >= 1
+
+
+# The crash handler records SIGTERM from the signal handler, in the main
+# thread, between two bytecodes of whatever that thread was doing: its event
+# reaches every hook while the interrupted frame may hold one of their locks.
+# Found as a daemon that never stopped on SIGTERM (the log-storm summary's
+# lock was a plain Lock, held by the interrupted admit()).
+_REENTRY = {
+    "log summary": (
+        "from paios_reliability._core import event_log\n"
+        "held = event_log._summary._lock\n"
+        "def handle(signum, frame):\n"
+        "    emit('crash_handler', 'signal', level='warning', subject='t')\n"
+    ),
+    "metric": (
+        "counter = pr.MetricsRegistry().counter('signals_total', 'seen')\n"
+        "held = counter._lock\n"
+        "def handle(signum, frame):\n"
+        "    counter.inc()\n"
+    ),
+    "alert rules": (
+        "rules = pr.AlertRules()\n"
+        "held = rules._lock\n"
+        "def handle(signum, frame):\n"
+        "    rules.decide(pr.emit_event('crash_handler', 'recorded', level='error'))\n"
+    ),
+}
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals only")
+@pytest.mark.parametrize("where", sorted(_REENTRY))
+def test_a_signal_handler_never_waits_for_a_lock_its_own_thread_holds(
+    where: str,
+) -> None:
+    script = (
+        "import logging, signal\n"
+        "import paios_reliability as pr\n"
+        "from paios_reliability._core.events import emit\n"
+        + _REENTRY[where]
+        + "signal.signal(signal.SIGUSR1, handle)\n"
+        "with held:  # the interrupted frame is inside its critical section\n"
+        "    signal.raise_signal(signal.SIGUSR1)\n"
+        "print('returned')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "returned"

@@ -262,7 +262,10 @@ class _LogSummary:
     def __init__(self, interval: float, max_keys: int) -> None:
         self.interval = interval
         self.max_keys = max_keys
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler (the crash handler's SIGTERM) may log
+        # a failure while this thread is inside admit(); a plain Lock would
+        # wait for itself forever.
+        self._lock = threading.RLock()
         self._tallies: OrderedDict[tuple[Any, ...], _Tally] = OrderedDict()
         self._next_due = math.inf
 
@@ -318,7 +321,7 @@ class _LogSummary:
             ends = tally.since + self.interval
             if ends <= now:
                 due.append(tally.line())
-                del self._tallies[key]  # its next occurrence is logged in full
+                self._tallies.pop(key, None)  # its next occurrence is logged in full
             else:
                 next_due = min(next_due, ends)
         self._next_due = next_due

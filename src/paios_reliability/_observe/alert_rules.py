@@ -159,7 +159,9 @@ class AlertRules:
         for rule in (*(DEFAULT_ALERT_RULES if defaults else ()), *rules):
             self._rules[rule.event] = rule
         self._clock = get_clock(clock)
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler's event may be decided while this
+        # thread is inside decide().
+        self._lock = threading.RLock()
         self._counts: collections.OrderedDict[tuple[str, str], collections.deque[float]]
         self._counts = collections.OrderedDict()
         self._last: collections.OrderedDict[tuple[str, str], float] = (

@@ -149,7 +149,9 @@ class _Metric:
         self.description = description
         self.labelnames = labelnames
         self._max_series = max_series
-        self._lock = threading.Lock()
+        # Re-entrant: the event bridge may count an event a signal handler
+        # emits while this thread is inside an update.
+        self._lock = threading.RLock()
         self._series: dict[tuple[str, ...], Any] = {}
         self._overflowed = False
 
