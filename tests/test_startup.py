@@ -78,22 +78,14 @@ def test_the_benchmark_hook_does_its_work_without_the_costly_modules(
     assert len(list((tmp_path / "usage.json.backups").iterdir())) == 1
 
 
-def test_a_hook_that_listens_still_gets_every_event(tmp_path: Path) -> None:
-    """Events are skipped only when nothing could receive them."""
-    script = tmp_path / "hook.py"
+def _save_a_config_in_a_fresh_process(tmp_path: Path, setup: str) -> str:
+    """Stdout of a fresh interpreter that runs ``setup``, then edits a ConfigFile."""
+    script = tmp_path / "host.py"
     script.write_text(
-        textwrap.dedent(
-            """
-            import sys
-            import paios_reliability as pr
-
-            seen = []
-            pr.add_event_hook(lambda event: seen.append(event.name))
-            with pr.ConfigFile(sys.argv[1], default={}).edit() as data:
-                data["n"] = 1
-            print(seen)
-            """
-        )
+        "import sys\nimport paios_reliability as pr\n"
+        + textwrap.dedent(setup)
+        + "with pr.ConfigFile(sys.argv[1], default={}).edit() as data:\n"
+        + "    data['n'] = 1\n"
     )
     done = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "c.json")],
@@ -102,31 +94,29 @@ def test_a_hook_that_listens_still_gets_every_event(tmp_path: Path) -> None:
         timeout=60,
         check=True,
     )
-    assert "paios_reliability.config_file.updated" in done.stdout
+    return done.stdout
+
+
+def test_a_hook_that_listens_still_gets_every_event(tmp_path: Path) -> None:
+    """Events are skipped only when nothing could receive them."""
+    setup = """
+        import atexit
+        seen = []
+        pr.add_event_hook(lambda event: seen.append(event.name))
+        atexit.register(lambda: print(seen, "logging" in sys.modules))
+        """
+    out = _save_a_config_in_a_fresh_process(tmp_path, setup)
+    assert "paios_reliability.config_file.updated" in out
+    assert out.rstrip().endswith("False")  # received without logging loaded
 
 
 def test_events_reach_logging_once_the_host_imports_it(tmp_path: Path) -> None:
-    script = tmp_path / "host.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import logging, sys
-            import paios_reliability as pr
-
-            logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(message)s")
-            with pr.ConfigFile(sys.argv[1], default={}).edit() as data:
-                data["n"] = 1
-            """
-        )
-    )
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "c.json")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert "paios_reliability.config_file.updated" in done.stdout
+    setup = """
+        import logging
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(message)s")
+        """
+    out = _save_a_config_in_a_fresh_process(tmp_path, setup)
+    assert "paios_reliability.config_file.updated" in out
 
 
 ZOO = """

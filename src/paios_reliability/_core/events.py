@@ -168,9 +168,10 @@ def _build(
 
 
 def _publish(event: Event) -> None:
-    from .event_log import log_event
+    if "logging" in sys.modules:  # else no handler can have been configured
+        from .event_log import log_event
 
-    _deliver(log_event, event)
+        _deliver(log_event, event)
     for hook in _hooks:
         _deliver(hook, event)
 
