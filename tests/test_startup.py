@@ -9,6 +9,7 @@ work without loading the modules that cost the most start-up time.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -73,7 +74,8 @@ def test_the_benchmark_hook_does_its_work_without_the_costly_modules(
     assert "paios_reliability._data.config_file" in loaded  # the probe saw the work
     assert sorted(loaded.intersection(AVOIDED)) == []
     assert json.loads(usage.read_text()) == {"Bash": 2}
-    with sqlite3.connect(database) as conn:
+    # closing(): a connection's own `with` commits but never closes it.
+    with contextlib.closing(sqlite3.connect(database)) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (2,)
     assert len(list((tmp_path / "usage.json.backups").iterdir())) == 1
 
