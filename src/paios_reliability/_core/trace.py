@@ -17,7 +17,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, MutableMapping
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 
 from .dispatch import is_coroutine_function, through_method_descriptors
 from .typing_lite import TYPE_CHECKING, cast
@@ -25,6 +25,8 @@ from .typing_lite import TYPE_CHECKING, cast
 if TYPE_CHECKING:
     from collections.abc import Awaitable
     from typing import Any, ParamSpec, TypeVar
+
+    from .exc_info import ExcType, ExcValue, Traceback
 
     P = ParamSpec("P")
     T = TypeVar("T")
@@ -148,23 +150,13 @@ class trace:  # noqa: N801 - used like a function: `with trace(...)` / `@trace(.
     def __enter__(self) -> Mapping[str, str]:
         return self._enter()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         self._exit(exc)
 
     async def __aenter__(self) -> Mapping[str, str]:
         return self._enter()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         self._exit(exc)
 
     @through_method_descriptors

@@ -39,7 +39,6 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
-from types import TracebackType
 
 from .._core.budget import cap_wait
 from .._core.clock import get_clock
@@ -50,6 +49,8 @@ from .._core.typing_lite import TYPE_CHECKING, overload
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from typing import IO, Any, BinaryIO, Literal, TextIO
+
+    from .._core.exc_info import ExcType, ExcValue, Traceback
 
 __all__ = ["atomic_open", "atomic_write"]
 
@@ -467,12 +468,7 @@ class _AtomicFile:
     def __enter__(self) -> IO[Any]:
         return self.open()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         if exc_type is None:
             self.commit()
         else:

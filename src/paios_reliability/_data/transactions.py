@@ -13,7 +13,6 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from types import TracebackType
 
 from .._core.budget import cap_wait
 from .._core.clock import get_clock
@@ -24,6 +23,8 @@ from .database import _Connection, _in_transaction, _is_busy, _locked
 
 if TYPE_CHECKING:
     from typing import Any, Literal
+
+    from .._core.exc_info import ExcType, ExcValue, Traceback
 
     Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -180,12 +181,7 @@ class _WriteTransaction:
             )
         return conn
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         conn: sqlite3.Connection = self._conn() if self._weak else self._conn
         if exc_type is not None:
             if conn.in_transaction:

@@ -8,10 +8,10 @@ import inspect
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 if TYPE_CHECKING:
+    from .._core.exc_info import ExcType, ExcValue, Traceback
     from ..typing import Clock
     from .metric_types import Histogram
     from .metrics import MetricsRegistry
@@ -115,24 +115,14 @@ class timed:  # noqa: N801 - used like a function: `with timed(...)` / `@timed(.
         self._enter()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         self._exit(exc)
 
     async def __aenter__(self) -> timed:
         self._enter()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         self._exit(exc)
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from types import FrameType, TracebackType
+from types import FrameType
 
 __all__ = ["ParentWatch", "exit_with_parent"]
 
@@ -78,12 +78,7 @@ class ParentWatch:
     def __enter__(self) -> ParentWatch:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def _run(self) -> None:

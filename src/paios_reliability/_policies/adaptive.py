@@ -23,13 +23,15 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Literal, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
 from .._core.dispatch import is_async_callable
 from .._core.events import emit
 from .._core.exceptions import BulkheadFullError, TimeoutExceeded
+
+if TYPE_CHECKING:
+    from .._core.exc_info import ExcType, ExcValue, Traceback
 
 __all__ = ["AdaptiveLimiter", "next_limit"]
 
@@ -342,12 +344,7 @@ class _Held:
         self._slot = self._limiter.acquire(self._priority)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         slot, self._slot = self._slot, None
         if slot is not None:
             self._limiter.release(slot, exc)
@@ -355,12 +352,7 @@ class _Held:
     async def __aenter__(self) -> _Held:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         self.__exit__(exc_type, exc, tb)
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
 from .._core.dispatch import (
@@ -21,6 +20,9 @@ from .._core.dispatch import (
     is_async_callable,
     through_method_descriptors,
 )
+
+if TYPE_CHECKING:
+    from .._core.exc_info import ExcType, ExcValue, Traceback
 
 __all__ = ["error_boundary"]
 
@@ -166,12 +168,7 @@ class error_boundary:  # noqa: N801 - used like a function: `@error_boundary(...
         self.error = None
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
+    def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> bool:
         if (
             not isinstance(exc, Exception)
             or not _config.is_active()
@@ -185,10 +182,5 @@ class error_boundary:  # noqa: N801 - used like a function: `@error_boundary(...
     async def __aenter__(self) -> error_boundary:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
+    async def __aexit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> bool:
         return self.__exit__(exc_type, exc, tb)

@@ -26,7 +26,6 @@ import contextvars
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import events as _events
@@ -68,6 +67,7 @@ from .breaker_state import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .._core.exc_info import ExcType, ExcValue, Traceback
     from ..typing import Clock, StateStore
     from .keyed import KeyedPolicy
 
@@ -460,12 +460,7 @@ class CircuitBreaker:
             self._push(ticket, self._engine.started())
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         ticket, started = self._pop()
         if ticket is not _NO_TICKET:
             self._engine.exit(
@@ -478,12 +473,7 @@ class CircuitBreaker:
             self._push(ticket, self._engine.started())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         ticket, started = self._pop()
         if ticket is not _NO_TICKET:
             await self._engine.aexit(

@@ -19,7 +19,6 @@ import contextvars
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
@@ -41,6 +40,7 @@ from .bulkhead_engines import _PRIMITIVE, _LocalEngine, _Slots, _StoreEngine
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .._core.exc_info import ExcType, ExcValue, Traceback
     from ..typing import Clock, StateStore
     from .keyed import KeyedPolicy
 
@@ -292,12 +292,7 @@ class Bulkhead:
             self._push(self._engine.enter())
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         token = self._pop()
         if token is not _NOT_ENTERED and not (
             isinstance(exc, TimeoutExceeded)

@@ -12,7 +12,6 @@ import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import Token
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._core import settings as _config
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from tenacity import AsyncRetrying, RetryCallState, Retrying
     from tenacity import AttemptManager as _TenacityAttempt
 
+    from .._core.exc_info import ExcType, ExcValue, Traceback
     from ..typing import Clock
     from .budget import BudgetDecision, RetryBudget
 
@@ -514,12 +514,7 @@ class Attempt:
         run = self._run
         self._token = _enter_budget(run.policy.budget, run.start)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
+    def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> bool:
         token, self._token = self._token, None
         if token is not None:
             _deadline_var.reset(token)

@@ -40,6 +40,8 @@ from .._core.exceptions import TimeoutExceeded
 if TYPE_CHECKING:
     import asyncio
 
+    from .._core.exc_info import ExcType, ExcValue, Traceback
+
 __all__ = ["deadline", "remaining", "timeout"]
 
 P = ParamSpec("P")
@@ -265,12 +267,7 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
     def _raise_exceeded(self, mode: str, exc: BaseException | None) -> None:
         raise _exceeded(self.name, self.seconds, self._describe(), mode) from exc
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         scope, self._scope = self._scope, None
         if scope is not None:
             self._exit_scope(scope, exc_type, exc, tb)

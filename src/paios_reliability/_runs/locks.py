@@ -23,7 +23,6 @@ import os
 import random
 import socket
 from collections.abc import Callable, Generator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._core.clock import get_clock
@@ -44,6 +43,7 @@ from .._stores._renewal import Renewal, renew
 from .._stores.engine import report_lost_write
 
 if TYPE_CHECKING:
+    from .._core.exc_info import ExcType, ExcValue, Traceback
     from ..typing import Clock, StateStore
 
 __all__ = ["Lease", "LockManager"]
@@ -423,12 +423,7 @@ class Lease:
     def __enter__(self) -> Lease:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         if self._released:
             return
         try:
@@ -441,12 +436,7 @@ class Lease:
     async def __aenter__(self) -> Lease:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         if self._released:
             return
         try:
@@ -488,12 +478,7 @@ class _LockBlock:
         self._check_fresh()
         return self._entered(self._manager.acquire(self._key, self._ttl, self._wait))
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         lease, self._lease = self._lease, None
         if lease is not None:
             lease.__exit__(exc_type, exc, tb)
@@ -504,12 +489,7 @@ class _LockBlock:
             await self._manager.aacquire(self._key, self._ttl, self._wait)
         )
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
         lease, self._lease = self._lease, None
         if lease is not None:
             await lease.__aexit__(exc_type, exc, tb)
