@@ -17,12 +17,26 @@ from typing import TYPE_CHECKING, Any
 from .._core.exceptions import ReliabilityError
 
 if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from typing_extensions import Required, Unpack
+
     from .._observe.status_sources import StatusSources
+
+    class CommandText(TypedDict, total=False):
+        """The help texts of :func:`add_command` (and :func:`add_group`)."""
+
+        help: Required[str]
+        description: str | None
+        examples: Sequence[str]
+        epilog: str | None
+
 
 __all__ = [
     "EXIT_CODES_HELP",
     "Handler",
     "add_command",
+    "add_group",
     "add_source_arguments",
     "emit",
     "exit_for",
@@ -140,8 +154,9 @@ def add_command(
     name: str,
     *,
     help: str,
-    description: str,
-    examples: Sequence[str],
+    description: str | None = None,
+    examples: Sequence[str] = (),
+    epilog: str | None = None,
     handler: Handler | None = None,
 ) -> argparse.ArgumentParser:
     """Add a subcommand whose ``--help`` has a description, examples and exit codes.
@@ -152,20 +167,41 @@ def add_command(
         help: One line for the parent's command list.
         description: What the command does, a paragraph.
         examples: Command lines, shown under ``examples:``.
+        epilog: The text after the options, instead of the examples and the
+            table of exit codes (for a group that explains its own).
         handler: Called with the parsed arguments; returns the exit code.
     """
-    epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
-    epilog += "\n\n" + textwrap.fill(EXIT_CODES_HELP, width=78)
+    if epilog is None:
+        epilog = textwrap.fill(EXIT_CODES_HELP, width=78)
+        if examples:
+            lines = "\n".join(f"  {e}" for e in examples)
+            epilog = f"examples:\n{lines}\n\n{epilog}"
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=help,
-        description=textwrap.fill(description, width=78),
+        description=None
+        if description is None
+        else textwrap.fill(description, width=78),
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     if handler is not None:
         parser.set_defaults(handler=handler)
     return parser
+
+
+def add_group(
+    sub: argparse._SubParsersAction[Any], name: str, **text: Unpack[CommandText]
+) -> argparse._SubParsersAction[Any]:
+    """Add a command group (``NAME COMMAND ...``); returns the group's subparsers.
+
+    The arguments are :func:`add_command`'s. The chosen command is stored as
+    ``NAME_command``; one must be given.
+    """
+    group = add_command(sub, name, **text)
+    return group.add_subparsers(
+        dest=f"{name}_command", metavar="COMMAND", required=True
+    )
 
 
 # What the recurring options mean, for commands that declare them bare.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import add_command, problem_exit, require_file
+from ._common import add_command, add_group, problem_exit, require_file
 
 __all__ = ["register"]
 
@@ -21,7 +21,7 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``config`` command group (``config validate``)."""
-    config = add_command(
+    config_sub = add_group(
         sub,
         "config",
         help="configuration files",
@@ -29,9 +29,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         examples=[
             "paios-reliability config validate settings.json --model myapp.settings:Settings"
         ],
-    )
-    config_sub = config.add_subparsers(
-        dest="config_command", metavar="COMMAND", required=True
     )
     validate = add_command(
         config_sub,

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ._common import add_command, exit_for, problem_exit, require_file
+from ._common import add_command, add_group, exit_for, problem_exit, require_file
 
 __all__ = ["register"]
 
@@ -31,15 +31,12 @@ def _cmd_credentials_status(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``credentials`` command group (``credentials status``)."""
-    creds = add_command(
+    creds_sub = add_group(
         sub,
         "credentials",
         help="credential store status (never prints secrets)",
         description="Inspect a CredentialStore file; secrets are never printed.",
         examples=["paios-reliability credentials status ~/.myapp/credentials.json"],
-    )
-    creds_sub = creds.add_subparsers(
-        dest="credentials_command", metavar="COMMAND", required=True
     )
     status = add_command(
         creds_sub,

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ._common import add_command, exit_for
+from ._common import add_command, add_group, exit_for
 
 __all__ = ["register"]
 
@@ -69,14 +69,13 @@ def _fix_databases(args: argparse.Namespace, reports: list[Any]) -> int:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``db`` command group (``db check``)."""
-    db = add_command(
+    db_sub = add_group(
         sub,
         "db",
         help="SQLite database checks",
         description="Inspect SQLite databases without changing them.",
         examples=["paios-reliability db check state.sqlite"],
     )
-    db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     check = add_command(
         db_sub,
         "check",

@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any
 
-from ._common import add_command, emit
+from ._common import add_command, add_group, emit
 
 __all__ = ["register"]
 
@@ -80,15 +80,12 @@ def query_command(
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``events`` command group (``events query``)."""
-    events = add_command(
+    events_sub = add_group(
         sub,
         "events",
         help="query an event store (observability.sqlite)",
         description="Read the events an EventStore recorded; never writes.",
         examples=["paios-reliability events query observability.sqlite --since 1h"],
-    )
-    events_sub = events.add_subparsers(
-        dest="events_command", metavar="COMMAND", required=True
     )
     query = add_command(
         events_sub,

@@ -7,13 +7,12 @@ import json
 import sys
 from typing import Any
 
+from ._common import add_group
+
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``heartbeat`` command group."""
-    group = sub.add_parser("heartbeat", help="dead man's switch for scheduled jobs")
-    commands = group.add_subparsers(
-        dest="heartbeat_command", metavar="COMMAND", required=True
-    )
+    commands = add_group(sub, "heartbeat", help="dead man's switch for scheduled jobs")
     beat = commands.add_parser("beat", help="record that the job NAME ran now")
     check = commands.add_parser(
         "check", help="exit 1 (and report once) if NAME missed its beat"

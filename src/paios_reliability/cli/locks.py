@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any
 
+from ._common import add_command, add_group
+
 __all__ = ["register"]
 
 _EPILOG = """\
@@ -134,25 +136,14 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``locks`` command group."""
-    locks = sub.add_parser(
-        "locks",
-        help="list held locks, or force-release one",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    locks_sub = locks.add_subparsers(
-        dest="locks_command", metavar="COMMAND", required=True
+    locks_sub = add_group(
+        sub, "locks", help="list held locks, or force-release one", epilog=_EPILOG
     )
     for name, handler, text in (
         ("list", _cmd_list, "every live lease: key, owner, token, expiry"),
         ("release", _cmd_release, "free a lease whoever holds it (needs --force)"),
     ):
-        cmd = locks_sub.add_parser(
-            name,
-            help=text,
-            epilog=_EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        cmd = add_command(locks_sub, name, help=text, epilog=_EPILOG, handler=handler)
         if name == "release":
             cmd.add_argument("key", help="the lock key")
             cmd.add_argument(
@@ -162,4 +153,3 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             cmd.add_argument("--json", action="store_true", help="print JSON")
         cmd.add_argument("--store", metavar="PATH|URL", help="the state store")
         cmd.add_argument("--config", metavar="PATH")
-        cmd.set_defaults(handler=handler)

@@ -6,13 +6,12 @@ import argparse
 import json
 from typing import Any
 
+from ._common import add_group
+
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``mcp`` command group."""
-    group = sub.add_parser("mcp", help="stdio MCP servers started with run_stdio")
-    commands = group.add_subparsers(
-        dest="mcp_command", metavar="COMMAND", required=True
-    )
+    commands = add_group(sub, "mcp", help="stdio MCP servers started with run_stdio")
     sweep = commands.add_parser(
         "sweep",
         help="list registered servers whose client is gone; end them with --kill",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._common import add_group
+
 __all__ = ["register"]
 
 _EPILOG = """\
@@ -48,10 +50,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``replay`` command group."""
-    replay = sub.add_parser("replay", help="golden runs: replay and compare hashes")
-    replay_sub = replay.add_subparsers(
-        dest="replay_command", metavar="COMMAND", required=True
-    )
+    replay_sub = add_group(sub, "replay", help="golden runs: replay and compare hashes")
     check = replay_sub.add_parser(
         "check",
         help="replay a run and compare its output hash with the golden file",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import add_source_arguments, sources_from
+from ._common import add_group, add_source_arguments, sources_from
 
 __all__ = ["register"]
 
@@ -81,10 +81,7 @@ def _cmd_daily(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``report`` command group."""
-    report = sub.add_parser("report", help="reports over the event stores")
-    report_sub = report.add_subparsers(
-        dest="report_command", metavar="COMMAND", required=True
-    )
+    report_sub = add_group(sub, "report", help="reports over the event stores")
     daily = report_sub.add_parser(
         "daily",
         help="the last 24 h as Markdown (and a self-contained HTML page)",

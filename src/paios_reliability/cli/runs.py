@@ -7,6 +7,8 @@ import json
 import os
 from typing import Any
 
+from ._common import add_command, add_group
+
 __all__ = ["register"]
 
 _EPILOG = """\
@@ -164,24 +166,15 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``runs`` command group."""
-    runs = sub.add_parser(
-        "runs",
-        help="resumable runs: list, show, resume",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    runs_sub = runs.add_subparsers(
-        dest="runs_command", metavar="COMMAND", required=True
+    runs_sub = add_group(
+        sub, "runs", help="resumable runs: list, show, resume", epilog=_EPILOG
     )
     for name, handler, text in (
         ("list", _cmd_list, "every run: steps completed, running, failed"),
         ("show", _cmd_show, "one run's checkpoints in order"),
         ("resume", _cmd_resume, "prepare a run to resume and print its plan"),
     ):
-        cmd = runs_sub.add_parser(
-            name, help=text, epilog=_EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )  # fmt: skip
+        cmd = add_command(runs_sub, name, help=text, epilog=_EPILOG, handler=handler)
         if name != "list":
             cmd.add_argument("run_id", metavar="RUN_ID")
         if name == "resume":
@@ -196,4 +189,3 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         cmd.add_argument(
             "--state", action="store_true", help="--store is an SQLite state store"
         )
-        cmd.set_defaults(handler=handler)

@@ -7,7 +7,7 @@ import os
 import shutil
 from typing import Any
 
-from ._common import add_command, emit
+from ._common import add_command, add_group, emit
 
 __all__ = ["register"]
 
@@ -41,7 +41,7 @@ def _cmd_service_render(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``service`` command group (``service render``)."""
-    service = add_command(
+    service_sub = add_group(
         sub,
         "service",
         help="service unit files",
@@ -49,9 +49,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         examples=[
             "paios-reliability service render systemd --label myapp -- /usr/bin/python3 -m myapp"
         ],
-    )
-    service_sub = service.add_subparsers(
-        dest="service_command", metavar="COMMAND", required=True
     )
     render = add_command(
         service_sub,
