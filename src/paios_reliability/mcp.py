@@ -97,7 +97,11 @@ _FIRST_CLAUSE = re.compile(r"(?<=[a-z0-9)])[.;](?:\s|$)")
 
 
 class _InFlight:
-    """Tool calls running in this process, and whether new ones are refused (draining)."""
+    """Tool calls running in this process, and whether new ones are refused (draining).
+
+    ``with _in_flight:`` counts one call for its duration; entering raises
+    ``TransientError`` once the server is draining.
+    """
 
     __slots__ = ("count", "draining", "lock")
 
@@ -108,7 +112,7 @@ class _InFlight:
         self.count = 0
         self.draining = False
 
-    def enter(self) -> None:
+    def __enter__(self) -> None:
         with self.lock:
             if self.draining:
                 from ._core.exceptions import TransientError
@@ -119,7 +123,7 @@ class _InFlight:
                 )
             self.count += 1
 
-    def exit(self) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         with self.lock:
             self.count -= 1
 
@@ -238,11 +242,8 @@ def resilient_tool(
                     return await ainner(*args, **kwargs)
                 with _trace(label):
                     try:
-                        _in_flight.enter()
-                        try:
+                        with _in_flight:
                             return await ainner(*args, **kwargs)
-                        finally:
-                            _in_flight.exit()
                     except Exception as exc:
                         failed = handle.failed(exc)
                         if failed is None:
@@ -260,11 +261,8 @@ def resilient_tool(
                 return inner(*args, **kwargs)
             with _trace(label):
                 try:
-                    _in_flight.enter()
-                    try:
+                    with _in_flight:
                         return inner(*args, **kwargs)
-                    finally:
-                        _in_flight.exit()
                 except Exception as exc:
                     failed = handle.failed(exc)
                     if failed is None:
