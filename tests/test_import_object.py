@@ -10,7 +10,7 @@ import pytest
 
 import paios_reliability as pr
 from paios_reliability import ConfigError
-from paios_reliability._core.imports import import_object
+from paios_reliability._core.imports import import_instance, import_object
 
 
 @pytest.fixture
@@ -71,3 +71,26 @@ def test_missing_extra_names_the_module_and_the_extra() -> None:
     assert str(custom).startswith(
         "paios_reliability.mcp needs the mcp SDK: pip install 'paios-reliability[mcp]'"
     )
+
+
+def test_an_instance_is_taken_as_it_is_and_a_factory_is_called(
+    module_in_cwd: str,
+) -> None:
+    assert (
+        import_instance(f"{module_in_cwd}:Factory.build", int, form="f", what="n") == 42
+    )
+    factory = import_instance(f"{module_in_cwd}:Factory", type, form="f", what="cls")
+    assert factory.__name__ == "Factory"  # a type is an instance of type: not called
+
+
+@pytest.mark.parametrize(("cls", "article"), [(int, "an"), (str, "a")])
+def test_an_object_of_another_type_is_a_usage_error_naming_the_type(
+    cls: type, article: str
+) -> None:
+    spec = "uuid:NAMESPACE_DNS"  # a UUID, not callable
+    with pytest.raises(ConfigError) as info:
+        import_instance(spec, cls, form="f", what="thing")
+    assert str(info.value).startswith(
+        f"{spec!r} is not {article} {cls.__name__} (nor a function returning one)"
+    )
+    assert info.value.code == "USAGE_ERROR"

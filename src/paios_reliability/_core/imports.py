@@ -6,11 +6,13 @@ import contextlib
 import importlib
 import os
 import sys
-from typing import Any
+from typing import Any, TypeVar
 
 from .exceptions import ConfigError, PermanentError
 
-__all__ = ["import_object", "missing_extra"]
+__all__ = ["import_instance", "import_object", "missing_extra"]
+
+T = TypeVar("T")
 
 
 def import_object(spec: str, *, form: str, what: str) -> Any:
@@ -49,6 +51,29 @@ def import_object(spec: str, *, form: str, what: str) -> Any:
         if added:
             with contextlib.suppress(ValueError):
                 sys.path.remove(cwd)
+    return obj
+
+
+def import_instance(spec: str, cls: type[T], *, form: str, what: str) -> T:
+    """The ``cls`` instance ``spec`` names, or that a function it names returns.
+
+    Like :func:`import_object`, whose arguments these are; a callable that is
+    not a ``cls`` is called without arguments (a factory).
+
+    Raises:
+        ConfigError: ``USAGE_ERROR`` as :func:`import_object`, or when the
+            object is neither a ``cls`` nor a function returning one.
+    """
+    obj = import_object(spec, form=form, what=what)
+    if not isinstance(obj, cls) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, cls):
+        name = cls.__name__
+        article = "an" if name[:1].lower() in "aeiou" else "a"
+        raise ConfigError(
+            f"{spec!r} is not {article} {name} (nor a function returning one)",
+            code="USAGE_ERROR",
+        )
     return obj
 
 

@@ -691,19 +691,14 @@ class HealthRegistry:
 
 
 def _load_registry(spec: str) -> HealthRegistry:
-    from .._core.imports import import_object
+    from .._core.imports import import_instance
 
-    obj = import_object(
-        spec, form="--registry needs module:attribute", what="health registry"
+    return import_instance(
+        spec,
+        HealthRegistry,
+        form="--registry needs module:attribute",
+        what="health registry",
     )
-    if not isinstance(obj, HealthRegistry) and callable(obj):
-        obj = obj()
-    if not isinstance(obj, HealthRegistry):
-        raise ConfigError(
-            f"{spec!r} is not a HealthRegistry (nor a function returning one)",
-            code="USAGE_ERROR",
-        )
-    return obj
 
 
 def health_command(spec: str, *, as_json: bool = False) -> tuple[str, int]:

@@ -38,21 +38,15 @@ def _hours(text: str) -> int:
 
 
 def _dispatcher(spec: str) -> Any:
-    from .._core.exceptions import ConfigError
-    from .._core.imports import import_object
+    from .._core.imports import import_instance
     from .._observe.alerts import AlertDispatcher
 
-    obj = import_object(
-        spec, form="--deliver needs module:attribute", what="dispatcher"
+    return import_instance(
+        spec,
+        AlertDispatcher,
+        form="--deliver needs module:attribute",
+        what="dispatcher",
     )
-    if not isinstance(obj, AlertDispatcher) and callable(obj):
-        obj = obj()
-    if not isinstance(obj, AlertDispatcher):
-        raise ConfigError(
-            f"{spec!r} is not an AlertDispatcher (nor a function returning one)",
-            code="USAGE_ERROR",
-        )
-    return obj
 
 
 def _cmd_daily(args: argparse.Namespace) -> int:
