@@ -8,7 +8,8 @@ and never imports OpenTelemetry.
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -93,8 +94,9 @@ def _failed(span: Any, exc: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, code))
 
 
-def sync_span(tracer: Any, name: str, call: Callable[..., Any], *args: Any) -> Any:
-    """Run ``call(*args)`` inside a span named ``resilient <name>``."""
+@contextmanager
+def _span(tracer: Any, name: str) -> Iterator[None]:
+    """Run the block inside a span ``resilient <name>``; record what escapes it."""
     with tracer.start_as_current_span(
         f"resilient {name}",
         attributes={"paios.resilient.name": name},
@@ -102,24 +104,21 @@ def sync_span(tracer: Any, name: str, call: Callable[..., Any], *args: Any) -> A
         set_status_on_exception=False,
     ) as span:
         try:
-            return call(*args)
+            yield
         except BaseException as exc:
             _failed(span, exc)
             raise
+
+
+def sync_span(tracer: Any, name: str, call: Callable[..., Any], *args: Any) -> Any:
+    """Run ``call(*args)`` inside a span named ``resilient <name>``."""
+    with _span(tracer, name):
+        return call(*args)
 
 
 async def async_span(
     tracer: Any, name: str, call: Callable[..., Awaitable[Any]], *args: Any
 ) -> Any:
     """Await ``call(*args)`` inside a span named ``resilient <name>``."""
-    with tracer.start_as_current_span(
-        f"resilient {name}",
-        attributes={"paios.resilient.name": name},
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            return await call(*args)
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
+    with _span(tracer, name):
+        return await call(*args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,14 @@ __all__ = []
 
 _KEYRING_PREFIX = "keyring:"
 _KEYRING_FIELDS = ("token", "refresh_token")
+
+
+def _secrets(cred: Credential) -> Iterator[tuple[str, SecretStr]]:
+    """``(field name, secret)`` for each keychain-kept field ``cred`` has set."""
+    for field_name in _KEYRING_FIELDS:
+        secret = getattr(cred, field_name)
+        if secret is not None:
+            yield field_name, secret
 
 
 class _KeyringSecrets:
@@ -61,10 +70,7 @@ class _KeyringSecrets:
         out: dict[str, Credential] = {}
         for name, cred in profiles.items():
             update: dict[str, Any] = {}
-            for field_name in _KEYRING_FIELDS:
-                secret = getattr(cred, field_name)
-                if secret is None:
-                    continue
+            for field_name, secret in _secrets(cred):
                 try:
                     self._keyring.set_password(
                         self.service,
@@ -87,10 +93,7 @@ class _KeyringSecrets:
         out: dict[str, Credential] = {}
         for name, cred in profiles.items():
             update: dict[str, Any] = {}
-            for field_name in _KEYRING_FIELDS:
-                secret = getattr(cred, field_name)
-                if secret is None:
-                    continue
+            for field_name, secret in _secrets(cred):
                 value = secret.get_secret_value()
                 if not value.startswith(_KEYRING_PREFIX):
                     continue  # a plain token: moved at the next write

@@ -75,6 +75,19 @@ def _flush_all_at_exit() -> None:
 atexit.register(_flush_all_at_exit)
 
 
+def _emit_stored(action: str, name: str, cred: Credential, **fields: Any) -> None:
+    """The debug event of a profile ``name`` now stored as ``cred``."""
+    emit(
+        "credentials",
+        action,
+        level="debug",
+        subject=name,
+        provider=cred.provider,
+        expires_at=_iso(cred.expires_at),
+        **fields,
+    )
+
+
 class CredentialStore:
     """Named credentials in one JSON file shared by many processes.
 
@@ -210,6 +223,13 @@ class CredentialStore:
             path=name,
         )
 
+    def _missing(self, name: str) -> CredentialMissingError:
+        """The error for a profile ``name`` that the store does not hold."""
+        return CredentialMissingError(
+            f"no credential named {name!r} in {self.path}",
+            context={"name": name, "path": str(self.path)},
+        )
+
     # -- reading -------------------------------------------------------------
 
     def _profiles(self, *, fresh: bool = False) -> dict[str, Credential]:
@@ -277,10 +297,7 @@ class CredentialStore:
         profiles = self._profiles()
         cred = profiles.get(name)
         if cred is None:
-            raise CredentialMissingError(
-                f"no credential named {name!r} in {self.path}",
-                context={"name": name, "path": str(self.path)},
-            )
+            raise self._missing(name)
         with self._lock:
             pending = self._pending.get(name)
         if pending is not None and (cred.last_used is None or pending > cred.last_used):
@@ -438,14 +455,7 @@ class CredentialStore:
             profiles[name] = credential
             self._write(profiles, "set")
             self._usage_written(name, credential, uses)
-        emit(
-            "credentials",
-            "set",
-            level="debug",
-            subject=name,
-            provider=credential.provider,
-            expires_at=_iso(credential.expires_at),
-        )
+        _emit_stored("set", name, credential)
 
     def update(self, name: str, fn: Updater) -> Credential | None:
         """Change one profile with ``fn`` under the store's inter-process lock.
@@ -503,15 +513,7 @@ class CredentialStore:
             profiles[name] = new
             self._write(profiles, "update")
             self._usage_written(name, new, uses)
-        emit(
-            "credentials",
-            "updated",
-            level="debug",
-            subject=name,
-            provider=new.provider,
-            expires_at=_iso(new.expires_at),
-            created=old is None,
-        )
+        _emit_stored("updated", name, new, created=old is None)
         return new
 
     def delete(self, name: str) -> bool:
@@ -536,10 +538,7 @@ class CredentialStore:
             CredentialMissingError: No profile of that name.
         """
         if name not in self._profiles():
-            raise CredentialMissingError(
-                f"no credential named {name!r} in {self.path}",
-                context={"name": name, "path": str(self.path)},
-            )
+            raise self._missing(name)
         clock = get_clock()
         stamp = when or _now()
         if stamp.tzinfo is None:
@@ -686,12 +685,5 @@ class CredentialStore:
                 last = _later(new.last_used, None if old is None else old.last_used)
                 profiles[name] = new.model_copy(update={"last_used": last})
                 self._write(profiles, "refresh")
-        emit(
-            "credentials",
-            "refreshed",
-            level="debug",
-            subject=name,
-            provider=new.provider,
-            expires_at=_iso(new.expires_at),
-        )
+        _emit_stored("refreshed", name, new)
         return True

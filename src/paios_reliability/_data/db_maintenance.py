@@ -147,6 +147,17 @@ class DatabaseReport:
         return "\n".join(lines)
 
 
+def _header_problem(name: str) -> str | None:
+    """Why the file ``name`` cannot be opened as SQLite, judged by its header."""
+    try:
+        head = _read_header(name)
+    except OSError as exc:
+        return f"cannot read: {describe_os_error(exc)}"
+    if head != SQLITE_MAGIC:
+        return f"not an SQLite database (header {head!r})"
+    return None
+
+
 def check_database(
     path: str | os.PathLike[str], *, full: bool = False, busy_timeout_ms: int = 5000
 ) -> DatabaseReport:
@@ -206,25 +217,15 @@ def check_database(
                 "0-byte placeholder: SQLite would silently treat it as a new empty database",
             ),
         )
-    try:
-        head = _read_header(name)
-    except OSError as exc:
+    unusable = _header_problem(name)
+    if unusable is not None:
         return DatabaseReport(
             name,
             exists=True,
             size=st.st_size,
             check=check,
             wal_size=wal_size,
-            problems=(f"cannot read: {describe_os_error(exc)}",),
-        )
-    if head != SQLITE_MAGIC:
-        return DatabaseReport(
-            name,
-            exists=True,
-            size=st.st_size,
-            check=check,
-            wal_size=wal_size,
-            problems=(f"not an SQLite database (header {head!r})",),
+            problems=(unusable,),
         )
     problems: list[str] = []
     facts: dict[str, Any] = {}

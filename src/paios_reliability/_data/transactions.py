@@ -34,6 +34,20 @@ __all__ = ["read_transaction", "write_transaction"]
 # -- transactions --------------------------------------------------------------
 
 
+def _ran(conn: sqlite3.Connection, statement: str) -> bool:
+    """Execute ``statement``; False if the database lock stayed busy.
+
+    Any other error propagates.
+    """
+    try:
+        conn.execute(statement)
+    except sqlite3.OperationalError as exc:
+        if not _is_busy(exc):
+            raise
+        return False
+    return True
+
+
 def _begin(
     conn: sqlite3.Connection, statement: str, budget: float, max_attempts: int
 ) -> None:
@@ -45,14 +59,8 @@ def _begin(
     counted from the first attempt, and by ``max_attempts``.
     """
     started = time.monotonic()
-    try:
-        conn.execute(statement)
-    except sqlite3.OperationalError as exc:
-        if not _is_busy(exc):
-            raise
-    else:
-        return  # the common case: no bookkeeping
-    _begin_retry(conn, statement, budget, max_attempts, started)
+    if not _ran(conn, statement):  # the common case needs no bookkeeping
+        _begin_retry(conn, statement, budget, max_attempts, started)
 
 
 def _begin_retry(
@@ -115,12 +123,7 @@ def _begin_retry(
                 configured_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
             left_ms = max(0, int((budget - elapsed()) * 1000))
             conn.execute(f"PRAGMA busy_timeout = {min(configured_ms, left_ms)}")
-            try:
-                conn.execute(statement)
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
-            else:
+            if _ran(conn, statement):
                 return
     finally:
         if configured_ms is not None:
