@@ -38,6 +38,7 @@ from typing import (
 )
 
 from ._core import settings as _config
+from ._core.checks import positive_number
 from ._core.dispatch import callable_name, is_async_callable, through_method_descriptors
 
 if TYPE_CHECKING:
@@ -566,12 +567,8 @@ def run_stdio(
 
     _require_sdk()
     for label, given in (("stop_grace", stop_grace), ("drain", drain)):
-        if label == "drain" and given is None:
-            continue
-        if not (isinstance(given, (int, float)) and 0 < given < math.inf):
-            raise ValueError(
-                f"run_stdio({label}=...) must be a positive number, got {given!r}"
-            )
+        if label != "drain" or given is not None:
+            positive_number("run_stdio", label, given)
     from ._ops.exit_with_parent import exit_with_parent
 
     watch = exit_with_parent(interval=interval, grace=stop_grace + (drain or 0) + 5.0)

@@ -12,12 +12,13 @@ flushed.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import sys
 import threading
 from types import FrameType
+
+from .._core.checks import positive_number
 
 __all__ = ["ParentWatch", "exit_with_parent"]
 
@@ -182,17 +183,7 @@ def exit_with_parent(
     """
     global _active  # noqa: PLW0603 - one watch per process
     for label, value in (("interval", interval), ("grace", grace)):
-        given: object = value
-        if (
-            isinstance(given, bool)
-            or not isinstance(given, (int, float))
-            or not math.isfinite(given)
-            or given <= 0
-        ):
-            raise ValueError(
-                f"exit_with_parent({label}=...) must be a positive number of "
-                f"seconds, got {value!r}"
-            )
+        positive_number("exit_with_parent", label, value, unit=" of seconds")
     with _lock:
         if _active is not None and _active.active:
             return _active

@@ -13,10 +13,11 @@ survives restarts and is shared by every process that opens the same store.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from .._core.checks import positive_number
 
 if TYPE_CHECKING:
     from .._observe.alerts import AlertDispatcher
@@ -93,11 +94,13 @@ class Heartbeat:
                 f"Heartbeat name {name!r} is invalid: 1-100 letters, digits, '_.:-'"
             )
         self.name = name
-        self.every = _seconds("every", every, allow_zero=False)
+        self.every = positive_number("Heartbeat", "every", every, unit=" of seconds")
         self.grace = (
             self.every / 10
             if grace is None
-            else _seconds("grace", grace, allow_zero=True)
+            else positive_number(
+                "Heartbeat", "grace", grace, unit=" of seconds", allow_zero=True
+            )
         )
         self.store = store
         self._alerts = alerts
@@ -208,20 +211,6 @@ class Heartbeat:
 
     def __repr__(self) -> str:
         return f"Heartbeat(name={self.name!r}, every={self.every}, grace={self.grace})"
-
-
-def _seconds(label: str, value: object, *, allow_zero: bool) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not allow_zero)
-    ):
-        raise ValueError(
-            f"Heartbeat({label}=...) must be a positive number of seconds, got {value!r}"
-        )
-    return float(value)
 
 
 def _ago(seconds: float) -> str:

@@ -12,12 +12,13 @@ it stops and systemd restarts the hung service.
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
 import traceback
 from typing import TYPE_CHECKING, Literal
+
+from .._core.checks import positive_number
 
 if TYPE_CHECKING:
     import asyncio
@@ -52,19 +53,6 @@ class _Silence:
         since = self.silent_since if self.silent_since is not None else last
         self.silent_since = None
         return max(0.0, last - since)
-
-
-def _positive(owner: str, label: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"{owner}({label}=...) must be a positive number, got {value!r}"
-        )
-    return float(value)
 
 
 def _stack(thread_id: int | None) -> list[str]:
@@ -209,7 +197,7 @@ class StallWatchdog:
 
     def __init__(self, threshold: float = 1.0, *, name: str = "event_loop") -> None:
         self._watcher = _Watcher(
-            "stall", name, _positive("StallWatchdog", "threshold", threshold)
+            "stall", name, positive_number("StallWatchdog", "threshold", threshold)
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
@@ -286,7 +274,7 @@ class HangWatchdog:
 
     def __init__(self, timeout: float, *, name: str = "worker") -> None:
         self._watcher = _Watcher(
-            "hang", name, _positive("HangWatchdog", "timeout", timeout)
+            "hang", name, positive_number("HangWatchdog", "timeout", timeout)
         )
         self._ping = _Pinger()
 

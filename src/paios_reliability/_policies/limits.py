@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._core import settings as _config
+from .._core.checks import positive_number
 from .._core.clock import get_clock
 from .._core.events import emit
 from .._core.exceptions import RateLimitedError
@@ -43,19 +44,6 @@ __all__ = ["Limit", "Reservation", "WeightedLimits", "weighted_step"]
 Unit = Literal["cost", "call"]
 # Writes tried with a growing TTL before one is made whatever the horizon.
 _HORIZON_ATTEMPTS = 8
-
-
-def _positive(owner: str, label: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"{owner}({label}=...) must be a finite number > 0, got {value!r}"
-        )
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +73,10 @@ class Limit:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        _positive("Limit", "rate", self.rate)
-        _positive("Limit", "per", self.per)
+        positive_number("Limit", "rate", self.rate)
+        positive_number("Limit", "per", self.per)
         if self.burst is not None:
-            _positive("Limit", "burst", self.burst)
+            positive_number("Limit", "burst", self.burst)
         if self.unit not in ("cost", "call"):
             raise ValueError(
                 f"Limit(unit=...) must be 'cost' or 'call', got {self.unit!r}"
