@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .settings import Restorer
+from .settings import Restorer, swap_global
 from .typing_lite import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -59,16 +59,7 @@ def set_clock(clock: Clock) -> Restorer:
     Returns:
         A :class:`Restorer` that brings back the previous default.
     """
-    global _default
-    with _lock:
-        previous, _default = _default, clock
-
-    def undo() -> None:
-        global _default  # noqa: PLW0603
-        with _lock:
-            _default = previous
-
-    return Restorer(undo)
+    return swap_global(globals(), "_default", clock, _lock)
 
 
 class FakeClock:

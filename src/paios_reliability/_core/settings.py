@@ -63,17 +63,25 @@ class Restorer:
         self()
 
 
-def _swap(new: _Switches) -> Restorer:
-    global _state
-    with _lock:
-        old, _state = _state, new
+def swap_global(
+    namespace: dict[str, object], name: str, new: object, lock: threading.Lock
+) -> Restorer:
+    """Set a module global under ``lock``; the :class:`Restorer` puts the old value back.
+
+    ``namespace`` is the module's ``globals()``, ``name`` the global's name.
+    """
+    with lock:
+        old, namespace[name] = namespace[name], new
 
     def undo() -> None:
-        global _state  # noqa: PLW0603
-        with _lock:
-            _state = old
+        with lock:
+            namespace[name] = old
 
     return Restorer(undo)
+
+
+def _swap(new: _Switches) -> Restorer:
+    return swap_global(globals(), "_state", new, _lock)
 
 
 def snapshot() -> Restorer:
