@@ -33,5 +33,8 @@ def test_zero_passes_only_when_allowed() -> None:
     assert positive_number("Thing", "grace", 0, allow_zero=True) == 0.0
     with pytest.raises(ValueError, match="grace"):
         positive_number("Thing", "grace", 0)
-    with pytest.raises(ValueError, match="grace"):
-        positive_number("Thing", "grace", -1, allow_zero=True)
+    with pytest.raises(ValueError) as info:
+        positive_number("Thing", "grace", -1, unit=" of seconds", allow_zero=True)
+    assert (
+        str(info.value) == "Thing(grace=...) must be a number of seconds >= 0, got -1"
+    )

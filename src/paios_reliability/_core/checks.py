@@ -20,7 +20,8 @@ def positive_number(
         allow_zero: Accept 0 as well.
 
     Raises:
-        ValueError: ``"owner(label=...) must be a positive number, got value"``.
+        ValueError: ``"owner(label=...) must be a positive number, got value"``
+            (``"... must be a number >= 0, ..."`` with ``allow_zero``).
     """
     if (
         isinstance(value, bool)
@@ -29,7 +30,6 @@ def positive_number(
         or value < 0
         or (value == 0 and not allow_zero)
     ):
-        raise ValueError(
-            f"{owner}({label}=...) must be a positive number{unit}, got {value!r}"
-        )
+        wanted = f"a number{unit} >= 0" if allow_zero else f"a positive number{unit}"
+        raise ValueError(f"{owner}({label}=...) must be {wanted}, got {value!r}")
     return float(value)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .checks import positive_number
 from .event import _error_text
 from .settings import Restorer
 
@@ -417,16 +418,8 @@ def set_log_summary(
     Raises:
         ValueError: ``interval`` is negative or not finite, or ``max_keys`` < 1.
     """
-    seconds: object = interval  # checked at run time: callers may pass anything
-    if seconds is not None and (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not math.isfinite(seconds)
-        or seconds < 0
-    ):
-        raise ValueError(
-            f"set_log_summary(interval=...) must be a finite number >= 0 or None, got {interval!r}"
-        )
+    if interval is not None:
+        positive_number("set_log_summary", "interval", interval, allow_zero=True)
     keys: object = max_keys
     if isinstance(keys, bool) or not isinstance(keys, int) or keys < 1:
         raise ValueError(

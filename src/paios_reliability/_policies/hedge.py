@@ -12,7 +12,6 @@ draw on a :class:`RetryBudget`, so a slow dependency never doubles its load.
 from __future__ import annotations
 
 import functools
-import math
 import threading
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
+from .._core.checks import positive_number
 from .._core.dispatch import callable_name, is_async_callable
 from .._core.events import emit
 
@@ -65,15 +65,9 @@ class Hedge:
     ) -> None:
         from .budget import RetryBudget
 
-        wait: object = delay
-        if wait is not None and (
-            isinstance(wait, bool)
-            or not isinstance(wait, (int, float))
-            or not math.isfinite(wait)
-            or wait < 0
-        ):
-            raise ValueError(
-                f"hedge(delay=...) must be seconds >= 0 or None, got {delay!r}"
+        if delay is not None:
+            positive_number(
+                "hedge", "delay", delay, unit=" of seconds", allow_zero=True
             )
         pct: object = percentile
         if (
