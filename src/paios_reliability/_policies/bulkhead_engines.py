@@ -17,6 +17,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from .._core.clock import get_clock
+from .._core.effects import arun_effects, run_effects
 from .._core.events import emit
 from .._stores import (
     StoreUnavailableError,
@@ -480,60 +481,50 @@ class _StoreEngine:
                 attempt.waiter = None
                 raise b._full("lost its place in the queue, which is full")
 
-    def enter(self) -> object:
+    def _entering(self) -> Generator[tuple[str, Any], Any, object]:
+        """Enter: yields ("drive", steps), then ("update", step) to clean up a failure."""
         attempt = _Attempt(_new_id("lease"))
         steps = self._attempts(attempt)
         try:
-            drive(
-                steps,
-                self._store,
-                self._key,
-                ttl=self._ttl,
-                clock=get_clock(self.bulkhead._clock),
-            )
+            yield ("drive", steps)
         except BaseException as exc:
             steps.close()
             # Leave the queue, and drop the lease in case the last step took
             # it before an interrupt (dropping what was never taken is a no-op).
             with contextlib.suppress(StoreUnavailableError):
-                self._store.update(
-                    self._key,
-                    self._drop_step(attempt.lease, attempt.waiter),
-                    ttl=self._ttl,
-                )
+                yield ("update", self._drop_step(attempt.lease, attempt.waiter))
             if isinstance(exc, StoreUnavailableError):
                 return self.bulkhead._store_down(exc)
             raise
         return self._entered(attempt.lease)
 
-    async def aenter(self) -> object:
-        attempt = _Attempt(_new_id("lease"))
-        steps = self._attempts(attempt)
-        try:
+    def _perform(self, op: tuple[str, Any]) -> Any:
+        kind, arg = op
+        if kind == "drive":
+            clock = get_clock(self.bulkhead._clock)
+            return drive(arg, self._store, self._key, ttl=self._ttl, clock=clock)
+        return self._store.update(self._key, arg, ttl=self._ttl)
+
+    async def _aperform(self, op: tuple[str, Any]) -> Any:
+        kind, arg = op
+        if kind == "drive":
             # An update in flight when we are cancelled is still finished, so
-            # the clean-up below runs after it and sees what it did.
-            await adrive(
-                steps,
+            # the clean-up after it sees what it did.
+            return await adrive(
+                arg,
                 self._store,
                 self._key,
                 ttl=self._ttl,
                 clock=get_clock(self.bulkhead._clock),
                 finish_on_cancel=True,
             )
-        except BaseException as exc:
-            steps.close()
-            with contextlib.suppress(StoreUnavailableError):
-                await complete(
-                    self._store.aupdate(
-                        self._key,
-                        self._drop_step(attempt.lease, attempt.waiter),
-                        ttl=self._ttl,
-                    )
-                )
-            if isinstance(exc, StoreUnavailableError):
-                return self.bulkhead._store_down(exc)
-            raise
-        return self._entered(attempt.lease)
+        return await complete(self._store.aupdate(self._key, arg, ttl=self._ttl))
+
+    def enter(self) -> object:
+        return run_effects(self._entering(), self._perform)
+
+    async def aenter(self) -> object:
+        return await arun_effects(self._entering(), self._aperform)
 
     def exit(self, token: object) -> None:
         if not isinstance(token, str):

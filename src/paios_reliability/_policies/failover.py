@@ -11,10 +11,11 @@ skipped, one :class:`FailoverExhaustedError` carries every entry's failure.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .._core.dispatch import callable_name, is_async_callable
+from .._core.effects import arun_effects, run_effects
 from .._core.events import emit
 from .._core.exceptions import CircuitOpenError, FailoverExhaustedError
 from .._core.taxonomy import is_retryable
@@ -120,7 +121,7 @@ class Failover:
     def __repr__(self) -> str:
         return f"failover({list(self.labels)!r}, name={self.name!r})"
 
-    # -- one step of the chain, shared by the sync and async drivers ---------------
+    # -- the chain, written once for the sync and async drivers -------------------
 
     def _skipped(self, index: int, exc: Exception) -> bool:
         breaker = self.breakers[index]
@@ -181,35 +182,34 @@ class Failover:
             context={"failover": self.name},
         )
 
+    def _chain(
+        self, failures: list[tuple[str, BaseException]]
+    ) -> Generator[Callable[..., Any], Any, Any]:
+        """Yields each entry to call in turn; returns the first answer."""
+        for index, call in enumerate(self._calls):
+            try:
+                result = yield call
+            except Exception as exc:  # noqa: BLE001 - decided by `on`
+                self._failed(index, exc, failures)
+                continue
+            self._answered(index, failures)
+            return result
+        raise self._exhausted(failures) from failures[-1][1]
+
     # -- drivers ------------------------------------------------------------------
 
     def _run(
         self, failures: list[tuple[str, BaseException]], args: Any, kwargs: Any
     ) -> Any:
-        for index, call in enumerate(self._calls):
-            try:
-                result = call(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - decided by `on`
-                self._failed(index, exc, failures)
-                continue
-            self._answered(index, failures)
-            return result
-        raise self._exhausted(failures) from failures[-1][1]
+        return run_effects(self._chain(failures), lambda call: call(*args, **kwargs))
 
     async def _arun(
         self, failures: list[tuple[str, BaseException]], args: Any, kwargs: Any
     ) -> Any:
-        for index, call in enumerate(self._calls):
-            try:
-                result = await cast(Callable[..., Awaitable[Any]], call)(
-                    *args, **kwargs
-                )
-            except Exception as exc:  # noqa: BLE001 - decided by `on`
-                self._failed(index, exc, failures)
-                continue
-            self._answered(index, failures)
-            return result
-        raise self._exhausted(failures) from failures[-1][1]
+        async def perform(call: Callable[..., Awaitable[Any]]) -> Any:
+            return await call(*args, **kwargs)
+
+        return await arun_effects(self._chain(failures), perform)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Try the entries in order with these arguments (await it when async)."""

@@ -53,6 +53,9 @@ R = TypeVar("R")
 # What an admission step answers: (admitted, wait in ns). Admitted with a
 # positive wait means a slot was reserved that far in the future.
 Decision = tuple[bool, int]
+# What one admission against the store answers: a Decision, or with several
+# windows (admitted, wait in ns, index of the window that set the wait).
+_Answer = Decision | tuple[bool, int, int]
 # Writes tried with a growing TTL before one is made whatever the horizon.
 _HORIZON_ATTEMPTS = 8
 
@@ -332,23 +335,41 @@ class RateLimiter(_Keyed):
             horizon = max(needed, 2 * horizon)
             self._horizon_hint = horizon
 
-    def _decide(self, limit: int | None, cost: float = 1) -> Decision:
-        return drive(
-            self._decisions(limit, cost),
-            self._store,
-            self._key,
-            ttl=ttl_seconds(self._interval * self.burst / NS),
-            clock=get_clock(self._clock),
-        )
+    def _decide(self, limit: int | None, cost: float = 1) -> _Answer | None:
+        """One admission against the store (every window with ``limits``).
 
-    async def _adecide(self, limit: int | None, cost: float = 1) -> Decision:
-        return await adrive(
-            self._decisions(limit, cost),
-            self._store,
-            self._key,
-            ttl=ttl_seconds(self._interval * self.burst / NS),
-            clock=get_clock(self._clock),
-        )
+        Returns ``None`` when the store is down and ``fail_open`` admits the
+        call; raises :class:`StoreUnavailableError` when it is down otherwise.
+        """
+        try:
+            if self._limits is not None:
+                return self._limits.decide(cost, limit)
+            return drive(
+                self._decisions(limit, cost),
+                self._store,
+                self._key,
+                ttl=ttl_seconds(self._interval * self.burst / NS),
+                clock=get_clock(self._clock),
+            )
+        except StoreUnavailableError as exc:
+            self._store_down("rate_limiter", exc)
+            return None
+
+    async def _adecide(self, limit: int | None, cost: float = 1) -> _Answer | None:
+        """:meth:`_decide` without blocking the event loop on store I/O."""
+        try:
+            if self._limits is not None:
+                return await self._limits.adecide(cost, limit)
+            return await adrive(
+                self._decisions(limit, cost),
+                self._store,
+                self._key,
+                ttl=ttl_seconds(self._interval * self.burst / NS),
+                clock=get_clock(self._clock),
+            )
+        except StoreUnavailableError as exc:
+            self._store_down("rate_limiter", exc)
+            return None
 
     def _limit(self) -> int | None:
         """The longest wait (ns) this call may take for a slot."""
@@ -408,8 +429,13 @@ class RateLimiter(_Keyed):
 
         return Reservation(self, self.name, cost, wait)
 
-    def _admit(self, decision: tuple[bool, int, int] | Decision, cost: float) -> float:
-        """Seconds to sleep for an admitted call; raise for a refused one."""
+    def _admit(self, decision: _Answer | None, cost: float) -> float:
+        """Seconds to sleep for an admitted call; raise for a refused one.
+
+        ``None`` (the store is down, the call let through) admits at once.
+        """
+        if decision is None:
+            return 0.0
         if self._limits is None:
             return self._decided(cast(Decision, decision))
         admitted, wait, worst = cast(tuple[bool, int, int], decision)
@@ -433,17 +459,7 @@ class RateLimiter(_Keyed):
         cost = self._cost(cost)
         if not _config._state.active:
             return self._reservation(cost, 0.0)
-        limit = self._limit()
-        try:
-            decision = (
-                self._decide(limit, cost)
-                if self._limits is None
-                else self._limits.decide(cost, limit)
-            )
-        except StoreUnavailableError as exc:
-            self._store_down("rate_limiter", exc)
-            return self._reservation(cost, 0.0)
-        pause = self._admit(decision, cost)
+        pause = self._admit(self._decide(self._limit(), cost), cost)
         if pause:
             get_clock(self._clock).sleep(pause)
         return self._reservation(cost, pause)
@@ -453,17 +469,7 @@ class RateLimiter(_Keyed):
         cost = self._cost(cost)
         if not _config._state.active:
             return self._reservation(cost, 0.0)
-        limit = self._limit()
-        try:
-            decision = (
-                await self._adecide(limit, cost)
-                if self._limits is None
-                else await self._limits.adecide(cost, limit)
-            )
-        except StoreUnavailableError as exc:
-            self._store_down("rate_limiter", exc)
-            return self._reservation(cost, 0.0)
-        pause = self._admit(decision, cost)
+        pause = self._admit(await self._adecide(self._limit(), cost), cost)
         if pause:
             await get_clock(self._clock).asleep(pause)
         return self._reservation(cost, pause)
@@ -477,28 +483,16 @@ class RateLimiter(_Keyed):
         cost = self._cost(cost)
         if not _config._state.active:
             return True
-        try:
-            if self._limits is not None:
-                return self._limits.decide(cost, 0)[0]
-            admitted, _ = self._decide(0, cost)
-        except StoreUnavailableError as exc:
-            self._store_down("rate_limiter", exc)
-            return True
-        return admitted
+        decision = self._decide(0, cost)
+        return decision is None or decision[0]
 
     async def atry_acquire(self, cost: float = 1) -> bool:
         """:meth:`try_acquire` without blocking the event loop on store I/O."""
         cost = self._cost(cost)
         if not _config._state.active:
             return True
-        try:
-            if self._limits is not None:
-                return (await self._limits.adecide(cost, 0))[0]
-            admitted, _ = await self._adecide(0, cost)
-        except StoreUnavailableError as exc:
-            self._store_down("rate_limiter", exc)
-            return True
-        return admitted
+        decision = await self._adecide(0, cost)
+        return decision is None or decision[0]
 
     def _settle_steps(
         self, delta: float

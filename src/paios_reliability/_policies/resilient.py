@@ -140,6 +140,12 @@ class _OutcomeRun:
                 raise
             return False, _FallbackFailed(final)
 
+    def ended(self, exc: Exception, used: bool, value: Any) -> Outcome[Any]:
+        """The Outcome of a call that failed with ``exc``, after :meth:`failed`."""
+        if isinstance(value, _FallbackFailed):
+            return self.outcome(False, None, value.error, fallback=False)
+        return self.outcome(False, value, exc, fallback=used)
+
 
 class _FallbackFailed:
     """The fallback itself failed (a failover chain ran out): the Outcome's error."""
@@ -429,9 +435,7 @@ def _async_entry(
                     if never_a_fallback(final):
                         raise
                     used, value = False, _FallbackFailed(final)
-            if isinstance(value, _FallbackFailed):
-                return call.outcome(False, None, value.error, fallback=False)
-            return call.outcome(False, value, exc, fallback=used)
+            return call.ended(exc, used, value)
         finally:
             call.close()
         return call.succeeded(value)
@@ -478,10 +482,7 @@ def _sync_entry(
         try:
             value = srun(inner, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - reported in the Outcome
-            used, value = call.failed(exc, args, kwargs)
-            if isinstance(value, _FallbackFailed):
-                return call.outcome(False, None, value.error, fallback=False)
-            return call.outcome(False, value, exc, fallback=used)
+            return call.ended(exc, *call.failed(exc, args, kwargs))
         finally:
             call.close()
         return call.succeeded(value)

@@ -45,6 +45,18 @@ def _encode(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
+def _read(conn: sqlite3.Connection, key: str) -> Any:
+    """The row of ``key`` (``(value, expires_at)``), or ``None``."""
+    return conn.execute(
+        "SELECT value, expires_at FROM paios_state WHERE key = ?", (key,)
+    ).fetchone()
+
+
+def _live(row: Any, now: float) -> Any:
+    """The value a row holds, or ``None`` when there is none or it expired by ``now``."""
+    return None if row is None or row[1] <= now else json.loads(row[0])
+
+
 class SQLiteStore:
     """State shared by every process on this host that opens the same file.
 
@@ -138,15 +150,10 @@ class SQLiteStore:
     def get(self, key: str) -> Any:
         with self._lock:
             try:
-                conn = self._connection()
-                row = conn.execute(
-                    "SELECT value, expires_at FROM paios_state WHERE key = ?", (key,)
-                ).fetchone()
+                row = _read(self._connection(), key)
             except (sqlite3.Error, ReliabilityError) as exc:
                 raise self._unavailable(exc, "get") from exc
-        if row is None or row[1] <= time.time():
-            return None
-        return json.loads(row[0])
+        return _live(row, time.time())
 
     def update(self, key: str, fn: Callable[[Any], tuple[Any, R]], *, ttl: float) -> R:
         budget = max(0.05, self._busy_timeout_ms / 1000)
@@ -157,24 +164,14 @@ class SQLiteStore:
                 # when ``fn`` changes nothing (a closed breaker admitting, a
                 # limiter refusing) its answer is exact as of this read, and
                 # no writer is held up. Otherwise run it again under the lock.
-                row = conn.execute(
-                    "SELECT value, expires_at FROM paios_state WHERE key = ?", (key,)
-                ).fetchone()
-                current = (
-                    None if row is None or row[1] <= time.time() else json.loads(row[0])
-                )
+                current = _live(_read(conn, key), time.time())
                 new, result = fn(current)
                 if new is current:
                     return result
                 with write_transaction(conn, budget=budget, max_attempts=3):
-                    row = conn.execute(
-                        "SELECT value, expires_at FROM paios_state WHERE key = ?",
-                        (key,),
-                    ).fetchone()
+                    row = _read(conn, key)
                     now = time.time()
-                    current = (
-                        None if row is None or row[1] <= now else json.loads(row[0])
-                    )
+                    current = _live(row, now)
                     new, result = fn(current)
                     if new is None:
                         if row is not None:
