@@ -21,7 +21,7 @@ import functools
 import inspect
 import random
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from .._core.clock import get_clock
 from .._core.dispatch import (
@@ -29,6 +29,7 @@ from .._core.dispatch import (
     is_async_callable,
     through_method_descriptors,
 )
+from .._core.effects import arun_effects, run_effects
 from .._core.events import emit
 from .._core.exceptions import LockConflictError
 from .._stores import (
@@ -44,7 +45,7 @@ from .._stores import (
     ttl_seconds,
 )
 from .._stores._renewal import renew
-from .._stores.engine import report_lost_write
+from .._stores.engine import Steps, report_lost_write
 from .idempotency_steps import (
     _GONE,
     _HIT,
@@ -81,8 +82,13 @@ _FINISH_PAUSE = 0.05
 _FINISH_PAUSE_MAX = 1.0
 
 
-# Storing the outcome after the function ran: at most this many writes, the
-# pauses between them doubling from the first up to the last.
+class _Drive(NamedTuple):
+    """A step machine to run on a key's record, with :func:`drive` or :func:`adrive`."""
+
+    steps: Steps[Any]
+    key: str
+    undo: Callable[[Any], tuple[Any, Any]] | None = None
+    catch: tuple[type[Exception], ...] = ()
 
 
 class IdempotencyStore:
@@ -335,42 +341,114 @@ class IdempotencyStore:
             yield ("sleep", min(pause, left))
             pause = min(_FINISH_PAUSE_MAX, pause * 2)
 
-    def _end(
-        self,
-        claim: _Claim,
-        make_step: Callable[[], Callable[[Any], tuple[Any, Any]]],
-        attempts: int = _FINISH_ATTEMPTS,
-    ) -> tuple[bool, Any]:
-        try:
-            return drive(
-                self._ending_steps(claim, make_step, attempts),
-                self.store,
-                claim.store_key,
-                ttl=self._store_ttl,
-                clock=get_clock(self._clock),
-                catch=(Exception,),
-            )
-        finally:
-            self._stop(claim)
+    # -- the call, in bodies shared by run() and arun() ---------------------------
+    #
+    # Each body yields a _Drive (a step machine to run on the key's record);
+    # _perform runs it with drive(), _aperform with adrive(). run() and arun()
+    # call the function, re-raise its error and replay a stored outcome
+    # themselves, outside the bodies: an exception raised through a generator
+    # is not always the one that comes out (a StopIteration turns into a
+    # RuntimeError).
 
-    async def _aend(
+    def _perform(self, op: _Drive) -> Any:
+        return drive(
+            op.steps,
+            self.store,
+            op.key,
+            ttl=self._store_ttl,
+            clock=get_clock(self._clock),
+            undo=op.undo,
+            catch=op.catch,
+        )
+
+    async def _aperform(self, op: _Drive) -> Any:
+        return await adrive(
+            op.steps,
+            self.store,
+            op.key,
+            ttl=self._store_ttl,
+            clock=get_clock(self._clock),
+            finish_on_cancel=True,
+            undo=op.undo,
+            catch=op.catch,
+        )
+
+    def _claiming(self, key: str) -> Generator[_Drive, Any, _Claim | Mapping[str, Any]]:
+        """Claim ``key``: the running claim, or the stored record to replay.
+
+        Interrupted or cancelled while claiming, the claim it may have taken
+        is dropped again.
+        """
+        store_key = self._store_key(key)
+        holder = _holder()
+        outcome, value = yield _Drive(
+            self._claim_steps(key, holder), store_key, undo=self._abandon(holder)
+        )
+        if outcome == _HIT:
+            return cast(Mapping[str, Any], value)
+        return self._start(key, value)
+
+    def _ending(
         self,
         claim: _Claim,
         make_step: Callable[[], Callable[[Any], tuple[Any, Any]]],
-        attempts: int = _FINISH_ATTEMPTS,
-    ) -> tuple[bool, Any]:
+        attempts: int,
+    ) -> Generator[_Drive, Any, tuple[bool, Any]]:
+        """Write the claim's end (see :meth:`_ending_steps`), then stop renewing it."""
+        steps = self._ending_steps(claim, make_step, attempts)
         try:
-            return await adrive(
-                self._ending_steps(claim, make_step, attempts),
-                self.store,
-                claim.store_key,
-                ttl=self._store_ttl,
-                clock=get_clock(self._clock),
-                finish_on_cancel=True,
-                catch=(Exception,),
+            ended: tuple[bool, Any] = yield _Drive(
+                steps, claim.store_key, catch=(Exception,)
             )
         finally:
             self._stop(claim)
+        return ended
+
+    def _failing(
+        self, claim: _Claim, exc: BaseException | None
+    ) -> Generator[_Drive, Any, None]:
+        """End a call that left no result: store its error, or drop the claim.
+
+        The error is stored only with ``cache_errors`` (and never a
+        ``BaseException`` such as a cancellation). One write: the claim would
+        expire by itself, and the caller should get the error now rather than
+        after store retries.
+        """
+        if isinstance(exc, Exception) and self.cache_errors:
+            make_step = self._finish(claim, "error", {"e": _error_info(exc)})
+            stored, _ = yield from self._ending(claim, make_step, 1)
+            if stored:
+                emit(_PRIMITIVE, "stored", level="debug", subject=claim.key, error=True)
+            return
+        abandon = self._abandon(claim.holder)
+        stored, _ = yield from self._ending(claim, lambda: abandon, 1)
+        if stored:
+            emit(_PRIMITIVE, "abandoned", level="debug", subject=claim.key)
+
+    def _succeeding(
+        self, claim: _Claim, fn: Callable[..., Any], result: T
+    ) -> Generator[_Drive, Any, T]:
+        """Store ``fn``'s result, then return it.
+
+        A result the serializer refuses is not stored: the claim is dropped
+        (one write) and the TypeError raised.
+        """
+        try:
+            payload = self._payload(fn, result)
+        except TypeError as exc:
+            refused: TypeError | None = exc
+        else:
+            refused = None
+        if refused is not None:
+            yield from self._failing(claim, None)
+            raise refused
+        make_step = self._finish(claim, "done", payload)
+        stored, won = yield from self._ending(claim, make_step, _FINISH_ATTEMPTS)
+        if stored:
+            emit(
+                _PRIMITIVE, "stored", level="debug", subject=claim.key, first=bool(won)
+            )
+        return result
 
     def _abandon(self, holder: str) -> Callable[[Any], tuple[Any, bool]]:
         return functools.partial(abandon_step, holder=holder)
@@ -405,74 +483,15 @@ class IdempotencyStore:
             Exception: Whatever ``fn`` raised (or the stored error, with
                 ``cache_errors=True``).
         """
-        store_key = self._store_key(key)
-        holder = _holder()
-        outcome, value = drive(
-            self._claim_steps(key, holder),
-            self.store,
-            store_key,
-            ttl=self._store_ttl,
-            clock=get_clock(self._clock),
-            undo=self._abandon(holder),
-        )
-        if outcome == _HIT:
-            return cast(T, self._replay(key, value))
-        claim = self._start(key, value)
+        claim = run_effects(self._claiming(key), self._perform)
+        if not isinstance(claim, _Claim):
+            return cast(T, self._replay(key, claim))
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            # One write: the claim would expire by itself, and the caller
-            # should get fn's error now rather than after store retries.
-            step, fields = self._failure_step(claim, exc)
-            stored, _ = self._end(claim, step, attempts=1)
-            self._failed(claim, fields, stored)
+            run_effects(self._failing(claim, exc), self._perform)
             raise
-        step, payload_error = self._success_step(claim, fn, result)
-        stored, won = self._end(claim, step, 1 if payload_error else _FINISH_ATTEMPTS)
-        return self._succeeded(claim, stored, won, payload_error, result)
-
-    def _failure_step(
-        self, claim: _Claim, exc: BaseException | None
-    ) -> tuple[Callable[[], Callable[[Any], tuple[Any, bool]]], bool]:
-        """The step that ends a failed call: store the error, or drop the claim."""
-        if isinstance(exc, Exception) and self.cache_errors:
-            return self._finish(claim, "error", {"e": _error_info(exc)}), True
-        abandon = self._abandon(claim.holder)
-        return lambda: abandon, False
-
-    def _success_step(
-        self, claim: _Claim, fn: Callable[..., Any], result: Any
-    ) -> tuple[Callable[[], Callable[[Any], tuple[Any, bool]]], TypeError | None]:
-        try:
-            payload = self._payload(fn, result)
-        except TypeError as exc:
-            return self._failure_step(claim, None)[0], exc
-        return self._finish(claim, "done", payload), None
-
-    def _succeeded(
-        self,
-        claim: _Claim,
-        stored: bool,
-        won: Any,
-        payload_error: TypeError | None,
-        result: T,
-    ) -> T:
-        if payload_error is not None:
-            self._failed(claim, False, stored)
-            raise payload_error
-        if stored:
-            emit(
-                _PRIMITIVE, "stored", level="debug", subject=claim.key, first=bool(won)
-            )
-        return result
-
-    def _failed(self, claim: _Claim, stored_error: bool, stored: bool) -> None:
-        if not stored:
-            return  # record_lost was emitted; the claim expires on its own
-        if stored_error:
-            emit(_PRIMITIVE, "stored", level="debug", subject=claim.key, error=True)
-        else:
-            emit(_PRIMITIVE, "abandoned", level="debug", subject=claim.key)
+        return run_effects(self._succeeding(claim, fn, result), self._perform)
 
     # -- async ----------------------------------------------------------------------
 
@@ -489,31 +508,15 @@ class IdempotencyStore:
         Cancelled while claiming, it waits for the store update in flight and
         drops the claim it may have taken before the cancellation propagates.
         """
-        store_key = self._store_key(key)
-        holder = _holder()
-        outcome, value = await adrive(
-            self._claim_steps(key, holder),
-            self.store,
-            store_key,
-            ttl=self._store_ttl,
-            clock=get_clock(self._clock),
-            undo=self._abandon(holder),
-        )
-        if outcome == _HIT:
-            return cast(T, self._replay(key, value))
-        claim = self._start(key, value)
+        claim = await arun_effects(self._claiming(key), self._aperform)
+        if not isinstance(claim, _Claim):
+            return cast(T, self._replay(key, claim))
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            step, fields = self._failure_step(claim, exc)
-            stored, _ = await self._aend(claim, step, attempts=1)
-            self._failed(claim, fields, stored)
+            await arun_effects(self._failing(claim, exc), self._aperform)
             raise
-        step, payload_error = self._success_step(claim, fn, result)
-        stored, won = await self._aend(
-            claim, step, 1 if payload_error else _FINISH_ATTEMPTS
-        )
-        return self._succeeded(claim, stored, won, payload_error, result)
+        return await arun_effects(self._succeeding(claim, fn, result), self._aperform)
 
     # -- management -----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from .._core.clock import get_clock
+from .._core.effects import arun_effects, run_effects
 from .._core.events import emit
 from .._core.exceptions import LockConflictError
 from .._stores import (
@@ -43,6 +44,7 @@ from .._stores._renewal import Renewal, renew
 from .._stores.engine import report_lost_write
 
 if TYPE_CHECKING:
+    from .._core.events import Level
     from .._core.exc_info import ExcType, ExcValue, Traceback
     from ..typing import Clock, StateStore
 
@@ -56,6 +58,8 @@ _POLL_MIN = 0.001
 _POLL_MAX = 0.05
 
 Step = Callable[[Any], tuple[Any, Any]]
+# One update of a lease's record: the step and the record's TTL.
+_Update = tuple[Step, float]
 
 
 # -- the pure steps (each runs inside store.update) ---------------------------------
@@ -210,6 +214,17 @@ class Lease:
             f"expires_at={self.expires_at!r})"
         )
 
+    def _event(self, action: str, level: Level, **fields: Any) -> None:
+        """Emit ``lock.<action>`` about this lease (its key and fencing token)."""
+        emit(
+            _PRIMITIVE,
+            action,
+            level=level,
+            subject=self.key,
+            fencing_token=self.token,
+            **fields,
+        )
+
     @property
     def expires_at(self) -> float:
         """When the lease runs out, in seconds on the store's clock.
@@ -230,29 +245,34 @@ class Lease:
         """Whether :meth:`release` has been called."""
         return self._released
 
-    # -- extend -----------------------------------------------------------------
+    # -- extend and release: one body each, run by a sync and an async driver --------
 
-    def _extend_step(self, ttl: float | None) -> tuple[float, Step]:
+    def _update(self, op: _Update) -> Any:
+        """Run a body's update of this lease's record."""
+        step, ttl = op
+        m = self._manager
+        return m.store.update(m._key(self.key), step, ttl=ttl)
+
+    async def _aupdate(self, op: _Update) -> Any:
+        """:meth:`_update` without blocking the event loop."""
+        step, ttl = op
+        m = self._manager
+        return await m.store.aupdate(m._key(self.key), step, ttl=ttl)
+
+    def _extend_body(self, ttl: float | None) -> Generator[_Update, Any, float]:
+        """:meth:`extend`, yielding its one store update."""
         seconds = self.ttl if ttl is None else check_seconds("Lease.extend", "ttl", ttl)
-        now = self._manager._now()
+        m = self._manager
+        now = m._now()
         ttl_ns = seconds_to_ns(seconds)
-        return seconds, lambda data: extend_step(
-            data, now, self.holder, self.token, ttl_ns
+        expires, current = yield (
+            lambda data: extend_step(data, now, self.holder, self.token, ttl_ns),
+            m._ttl(seconds),
         )
-
-    def _extended(self, seconds: float, outcome: tuple[int | None, Any]) -> float:
-        expires, current = outcome
         if expires is None:
             if not self._releasing:
                 self.lost = True
-                emit(
-                    _PRIMITIVE,
-                    "extend_refused",
-                    level="warning",
-                    subject=self.key,
-                    fencing_token=self.token,
-                    holder=current,
-                )
+                self._event("extend_refused", "warning", holder=current)
             raise LockConflictError(
                 f"cannot extend the lease on {self.key!r} (token {self.token}): it "
                 "has expired or was released"
@@ -262,14 +282,7 @@ class Lease:
             )
         self.ttl = seconds
         self._expires_ns = expires
-        emit(
-            _PRIMITIVE,
-            "extended",
-            level="debug",
-            subject=self.key,
-            fencing_token=self.token,
-            ttl=seconds,
-        )
+        self._event("extended", "debug", ttl=seconds)
         return self.expires_at
 
     def extend(self, ttl: float | None = None) -> float:
@@ -286,48 +299,30 @@ class Lease:
                 names the current holder, if any).
             StoreUnavailableError: The store cannot be reached.
         """
-        seconds, step = self._extend_step(ttl)
-        m = self._manager
-        return self._extended(
-            seconds, m.store.update(m._key(self.key), step, ttl=m._ttl(seconds))
-        )
+        return run_effects(self._extend_body(ttl), self._update)
 
     async def aextend(self, ttl: float | None = None) -> float:
         """:meth:`extend` without blocking the event loop."""
-        seconds, step = self._extend_step(ttl)
-        m = self._manager
-        outcome = await m.store.aupdate(m._key(self.key), step, ttl=m._ttl(seconds))
-        return self._extended(seconds, outcome)
+        return await arun_effects(self._extend_body(ttl), self._aupdate)
 
-    # -- release ----------------------------------------------------------------
-
-    def _release_step(self) -> Step:
+    def _release_body(self) -> Generator[_Update, Any, bool]:
+        """:meth:`release`, yielding its one store update."""
+        if self._released:
+            return False
         self._releasing = True
         self._stop_renewing()
-        now = self._manager._now()
-        return lambda data: release_step(data, now, self.holder, self.token)
-
-    def _released_as(self, outcome: tuple[bool, Any]) -> bool:
-        released, current = outcome
+        m = self._manager
+        now = m._now()
+        released, current = yield (
+            lambda data: release_step(data, now, self.holder, self.token),
+            m._ttl(0),
+        )
         self._released = True
         if released:
-            emit(
-                _PRIMITIVE,
-                "released",
-                level="debug",
-                subject=self.key,
-                fencing_token=self.token,
-            )
+            self._event("released", "debug")
         else:
             self.lost = True
-            emit(
-                _PRIMITIVE,
-                "release_refused",
-                level="warning",
-                subject=self.key,
-                fencing_token=self.token,
-                holder=current,
-            )
+            self._event("release_refused", "warning", holder=current)
         return bool(released)
 
     def release(self) -> bool:
@@ -344,21 +339,11 @@ class Lease:
             StoreUnavailableError: The store cannot be reached; the lease then
                 simply expires after its ttl.
         """
-        if self._released:
-            return False
-        step = self._release_step()
-        m = self._manager
-        return self._released_as(m.store.update(m._key(self.key), step, ttl=m._ttl(0)))
+        return run_effects(self._release_body(), self._update)
 
     async def arelease(self) -> bool:
         """:meth:`release` without blocking the event loop."""
-        if self._released:
-            return False
-        step = self._release_step()
-        m = self._manager
-        return self._released_as(
-            await m.store.aupdate(m._key(self.key), step, ttl=m._ttl(0))
-        )
+        return await arun_effects(self._release_body(), self._aupdate)
 
     # -- automatic extension ----------------------------------------------------
 
@@ -369,13 +354,7 @@ class Lease:
             self.extend()
         except LockConflictError:
             if not self._releasing:
-                emit(
-                    _PRIMITIVE,
-                    "lost",
-                    level="error",
-                    subject=self.key,
-                    fencing_token=self.token,
-                )
+                self._event("lost", "error")
             return False
         except StoreUnavailableError as exc:
             report_lost_write(_PRIMITIVE, "renew_failed", self.key, exc)
@@ -400,51 +379,36 @@ class Lease:
 
     # -- with / async with --------------------------------------------------------
 
-    def _closed(self, released: bool, body_failed: bool) -> None:
-        if released or body_failed:
+    def _exit_body(self, block_failed: bool) -> Generator[_Update, Any, None]:
+        """The end of a ``with`` block: release, and complain if the lease ran out."""
+        if self._released:
             return
-        emit(
-            _PRIMITIVE,
-            "lost",
-            level="error",
-            subject=self.key,
-            fencing_token=self.token,
-        )
+        try:
+            released = yield from self._release_body()
+        except StoreUnavailableError as exc:
+            # The block's outcome matters more than ours: the lease expires by itself.
+            report_lost_write(_PRIMITIVE, "release_failed", self.key, exc)
+            return
+        if released or block_failed:
+            return
+        self._event("lost", "error")
         raise LockConflictError(
             f"the lease on {self.key!r} (token {self.token}) expired before the "
             "block ended: another worker may have held the lock meanwhile",
             key=self.key,
         )
 
-    def _release_failed(self, exc: StoreUnavailableError) -> None:
-        # The body's outcome matters more than ours: the lease expires by itself.
-        report_lost_write(_PRIMITIVE, "release_failed", self.key, exc)
-
     def __enter__(self) -> Lease:
         return self
 
     def __exit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
-        if self._released:
-            return
-        try:
-            released = self.release()
-        except StoreUnavailableError as error:
-            self._release_failed(error)
-            return
-        self._closed(released, exc_type is not None)
+        run_effects(self._exit_body(exc_type is not None), self._update)
 
     async def __aenter__(self) -> Lease:
         return self
 
     async def __aexit__(self, exc_type: ExcType, exc: ExcValue, tb: Traceback) -> None:
-        if self._released:
-            return
-        try:
-            released = await self.arelease()
-        except StoreUnavailableError as error:
-            self._release_failed(error)
-            return
-        self._closed(released, exc_type is not None)
+        await arun_effects(self._exit_body(exc_type is not None), self._aupdate)
 
 
 class _LockBlock:
