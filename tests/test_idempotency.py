@@ -293,6 +293,48 @@ async def test_a_result_json_cannot_hold_fails_loudly_and_stores_nothing(
     assert body.runs == 2
 
 
+class _Refusing:
+    """A serializer that fails as pickle does on a lambda (not a TypeError)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def dumps(self, value: object) -> bytes:
+        raise self.error
+
+    def loads(self, data: bytes) -> object:
+        return pickle.loads(data)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [pickle.PicklingError("cannot pickle a lambda"), RecursionError("deep")],
+    ids=["PicklingError", "RecursionError"],
+)
+async def test_any_serializer_error_is_a_type_error_and_drops_the_claim(
+    store: StateStore, mode: str, error: Exception
+) -> None:
+    # The claim must be ended, not left renewing: the next call runs at once
+    # instead of waiting for a duplicate that no longer exists.
+    idem = IdempotencyStore(store, serializer=_Refusing(error), wait=0)
+    body = Body()
+    with pytest.raises(TypeError, match="cannot be stored") as info:
+        await run(idem, mode, "k", body)
+    assert info.value.__cause__ is error
+    assert store.get("idempotency:k") is None
+    with pytest.raises(TypeError, match="cannot be stored"):
+        await run(idem, mode, "k", body)
+    assert body.runs == 2
+
+
+def test_ctrl_c_while_serializing_drops_the_claim(store: StateStore) -> None:
+    idem = IdempotencyStore(store, serializer=_Refusing(KeyboardInterrupt()), wait=0)
+    body = Body()
+    with pytest.raises(KeyboardInterrupt):
+        idem.run("k", body)
+    assert store.get("idempotency:k") is None
+
+
 async def test_pickle_serializer_stores_any_object(
     store: StateStore, mode: str
 ) -> None:

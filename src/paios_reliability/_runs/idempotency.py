@@ -230,7 +230,7 @@ class IdempotencyStore:
     def _payload(self, fn: Callable[..., Any], result: Any) -> dict[str, Any]:
         try:
             data = self.serializer.dumps(result)
-        except (TypeError, ValueError) as exc:
+        except Exception as exc:  # pickle's PicklingError, a RecursionError...
             raise TypeError(
                 f"the result of {callable_name(fn)} cannot be stored by "
                 f"{type(self.serializer).__name__}: {exc}; return JSON data or pass "
@@ -431,12 +431,13 @@ class IdempotencyStore:
         """Store ``fn``'s result, then return it.
 
         A result the serializer refuses is not stored: the claim is dropped
-        (one write) and the TypeError raised.
+        (one write) and the TypeError raised; so is a claim whose
+        serialization was interrupted (Ctrl-C).
         """
         try:
             payload = self._payload(fn, result)
-        except TypeError as exc:
-            refused: TypeError | None = exc
+        except BaseException as exc:  # noqa: BLE001 - dropped, then re-raised
+            refused: BaseException | None = exc
         else:
             refused = None
         if refused is not None:
