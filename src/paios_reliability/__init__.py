@@ -61,7 +61,8 @@ if TYPE_CHECKING:
         traceparent,
     )
     from ._data.atomic import atomic_open, atomic_write
-    from ._data.config_file import ConfigFile, SaveResult
+    from ._data.config_file import ConfigFile
+    from ._data.config_result import SaveResult
     from ._data.credential_formats import (
         AuthProfilesFormat,
         CredentialFormat,
@@ -268,7 +269,7 @@ _LAZY: dict[str, str] = {
     "Restorer": "_core.settings",
     "ResumePlan": "_runs.checkpoint",
     "SQLiteStore": "_stores._sqlite",
-    "SaveResult": "_data.config_file",
+    "SaveResult": "_data.config_result",
     "RetryBudget": "_policies.budget",
     "RetryBudgetState": "_policies.budget",
     "StallWatchdog": "_ops.watchdogs",

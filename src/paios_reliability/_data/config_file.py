@@ -16,8 +16,6 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import re
-import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from types import GenericAlias
@@ -35,6 +33,7 @@ from .atomic import (
     os_error_code,
     read_regular_file,
 )
+from .config_backups import _BACKUP_NAME, _backup_time, _copy_private, _suffix
 from .config_format import (
     _dump_json,
     _is_part_of,
@@ -47,6 +46,8 @@ from .config_format import (
     _TomlData,
     validation_errors,
 )
+from .config_result import SaveResult
+from .held_lock import _held_in_thread
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -69,134 +70,6 @@ else:
     M = None  # the base's parameter matters to type checkers only
 
 __all__ = ["ConfigFile", "SaveResult"]
-
-_BACKUP_NAME = re.compile(r"^(\d{8}T\d{12})Z(?:\.[^/]*)?$")
-_MAX_DIFF_LINES = 2000
-
-
-class SaveResult:
-    """What :meth:`ConfigFile.save` did (or, for a dry run, would do).
-
-    Attributes:
-        changed: Whether the file content differs (differed) from the value.
-        backup: The backup made of the replaced version, if any.
-        diff: Unified diff from the old to the new content ("" if unchanged).
-            Computed on first access, so a save of a large file does not pay
-            for a diff nobody reads.
-        dry_run: True if nothing was written on purpose.
-    """
-
-    __slots__ = ("_backup", "_diff", "_source", "changed", "dry_run")
-
-    def __init__(
-        self,
-        changed: bool,
-        backup: str | os.PathLike[str] | None,
-        diff: str | None = None,
-        dry_run: bool = False,
-        *,
-        source: tuple[str, bytes | None, bytes] | None = None,
-    ) -> None:
-        self.changed = changed
-        self._backup = backup
-        self.dry_run = dry_run
-        self._diff = diff
-        self._source = source
-
-    @property
-    def backup(self) -> Path | None:
-        if self._backup is None:
-            return None
-        from pathlib import Path  # not at import: a hook never reads it
-
-        return Path(self._backup)
-
-    @property
-    def diff(self) -> str:
-        if self._diff is None:
-            self._diff = "" if self._source is None else _unified_diff(*self._source)
-            self._source = None
-        return self._diff
-
-    def __repr__(self) -> str:
-        return (
-            f"SaveResult(changed={self.changed!r}, backup={self.backup!r}, "
-            f"dry_run={self.dry_run!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SaveResult):
-            return NotImplemented
-        return (self.changed, self.backup, self.diff, self.dry_run) == (
-            other.changed,
-            other.backup,
-            other.diff,
-            other.dry_run,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def _unified_diff(path: str, old: bytes | None, new: bytes) -> str:
-    old_text = "" if old is None else old.decode("utf-8", "replace")
-    import difflib  # 10 ms at import; only a diff someone reads needs it
-
-    lines = difflib.unified_diff(
-        old_text.splitlines(keepends=True),
-        new.decode("utf-8", "replace").splitlines(keepends=True),
-        fromfile=f"{path} (current)" if old is not None else "/dev/null",
-        tofile=f"{path} (new)",
-    )
-    out = []
-    for i, line in enumerate(lines):
-        if i >= _MAX_DIFF_LINES:
-            out.append("... (diff truncated)\n")
-            break
-        out.append(line if line.endswith("\n") else line + "\n")
-    return "".join(out)
-
-
-@contextlib.asynccontextmanager
-async def _held_in_thread(
-    locked: Callable[[], contextlib.AbstractContextManager[None]],
-) -> AsyncIterator[None]:
-    """Hold ``locked()`` in one worker thread for the duration of the block.
-
-    The thread and inter-process locks belong to the thread that took them,
-    and asyncio's worker threads change between calls; so one thread takes
-    the lock, waits for the block to end and lets the lock go itself.
-    """
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    acquired: asyncio.Future[None] = loop.create_future()
-    release = threading.Event()
-
-    def settle(error: BaseException | None) -> None:
-        if acquired.done():
-            return
-        if error is None:
-            acquired.set_result(None)
-        else:
-            acquired.set_exception(error)
-
-    def hold() -> None:
-        try:
-            with locked():
-                loop.call_soon_threadsafe(settle, None)
-                release.wait()
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting task
-            with contextlib.suppress(RuntimeError):  # the loop has closed
-                loop.call_soon_threadsafe(settle, exc)
-
-    holder = threading.Thread(target=hold, name="config-file-lock", daemon=True)
-    holder.start()
-    try:
-        await acquired
-        yield
-    finally:
-        release.set()
-        await asyncio.to_thread(holder.join)
 
 
 class ConfigFile(_Generic[M]):
@@ -799,54 +672,3 @@ class ConfigFile(_Generic[M]):
             code="CONFIG_MISSING",
             message=f"cannot roll back {self._file}: only {found} valid backup(s)",
         )
-
-
-def _backup_time(stamp: str) -> _dt.datetime:
-    """``20240102T030405123456`` -> that UTC datetime.
-
-    By hand: ``strptime`` imports ``_strptime`` and ``locale`` (~10 ms), a
-    cost every short-lived hook that saves a config would pay.
-    """
-    return _dt.datetime(
-        int(stamp[0:4]),
-        int(stamp[4:6]),
-        int(stamp[6:8]),
-        int(stamp[9:11]),
-        int(stamp[11:13]),
-        int(stamp[13:15]),
-        int(stamp[15:21]),
-        tzinfo=_dt.timezone.utc,
-    )
-
-
-def _suffix(path: str) -> str:
-    """The final component's suffix, as :attr:`pathlib.PurePath.suffix` gives it."""
-    name = os.path.basename(path.rstrip(os.sep))
-    dot = name.rfind(".")
-    return name[dot:] if 0 < dot < len(name) - 1 else ""
-
-
-def _copy_private(source: str, backup: str) -> None:
-    """Copy ``source`` to a new ``backup`` that is never more readable than it.
-
-    ``shutil.copy2`` creates the copy with the umask's mode and copies the
-    mode afterwards: a 0600 file's backup would be readable in between.
-    """
-    import shutil
-
-    st = os.stat(source)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(backup, flags, stat.S_IMODE(st.st_mode) & 0o777)
-    try:
-        with open(source, "rb") as src, os.fdopen(fd, "wb", closefd=False) as dst:
-            shutil.copyfileobj(src, dst)
-        if os.name == "posix":
-            os.fchmod(fd, stat.S_IMODE(st.st_mode))  # the bits the umask took
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(backup)
-        raise
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.utime(backup, ns=(st.st_atime_ns, st.st_mtime_ns))
