@@ -316,7 +316,7 @@ def cred_rotate(path: str) -> dict[str, object]:
 
 def hold_lock(path: str, ready: str) -> dict[str, object]:
     """Hold the sidecar lock of ``path`` until stdin closes."""
-    from paios_reliability._data.atomic import file_lock
+    from paios_reliability._data.file_lock import file_lock
 
     with file_lock(path, timeout=10):
         open(ready, "w").close()

@@ -33,10 +33,9 @@ from paios_reliability import LockConflictError, atomic_open, atomic_write
 from paios_reliability._data.atomic import (
     FileTooLargeError,
     NotARegularFileError,
-    file_lock,
-    lock_path_for,
     read_regular_file,
 )
+from paios_reliability._data.file_lock import file_lock, lock_path_for
 from paios_reliability.testing import FakeClock, capture_events
 
 WORKERS = str(Path(__file__).with_name("_proc_data_workers.py"))

@@ -43,8 +43,8 @@ from paios_reliability import (
     CredentialStore,
     audit_event,
 )
-from paios_reliability._data.atomic import file_lock
 from paios_reliability._data.credential_status import credential_status
+from paios_reliability._data.file_lock import file_lock
 from paios_reliability.testing import CapturedEvents, FakeClock, capture_events
 from strategies import SENTINEL_PREFIX, secret_keys
 

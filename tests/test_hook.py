@@ -206,7 +206,7 @@ def test_finding_16_lock_waits_inside_a_hook_are_capped_by_its_budget(
             sys.executable,
             "-c",
             "import sys\n"
-            "from paios_reliability._data.atomic import file_lock\n"
+            "from paios_reliability._data.file_lock import file_lock\n"
             f"with file_lock({str(config)!r}):\n"
             "    print('held', flush=True)\n"
             "    sys.stdin.read()\n",

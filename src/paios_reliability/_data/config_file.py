@@ -29,7 +29,6 @@ from .atomic import (
     _resolve,
     atomic_write,
     describe_os_error,
-    file_lock,
     os_error_code,
     read_regular_file,
 )
@@ -47,6 +46,7 @@ from .config_format import (
     validation_errors,
 )
 from .config_result import SaveResult
+from .file_lock import file_lock
 from .held_lock import _held_in_thread
 
 if TYPE_CHECKING:

@@ -43,7 +43,6 @@ from .atomic import (
     _resolve,
     atomic_write,
     describe_os_error,
-    file_lock,
     os_error_code,
     read_regular_file,
     refuse_special_file,
@@ -51,6 +50,7 @@ from .atomic import (
 from .credential_formats import _FORMATS, CredentialFormat, _parse, _render
 from .credential_keyring import _KeyringSecrets
 from .credential_model import _UTC, Credential, _iso, _later, _now, _revalidated
+from .file_lock import file_lock
 
 __all__ = ["CredentialStore"]
 
