@@ -49,7 +49,7 @@ def _open(args: argparse.Namespace) -> Any:
 def _summaries(args: argparse.Namespace) -> list[dict[str, Any]]:
     from .._observe.status import _read_only, _state_rows
     from .._observe.status_text import _iso
-    from .._runs.checkpoint import _store_rows
+    from .._runs.checkpoint_backends import _store_rows
 
     runs: dict[str, list[tuple[str, float, float]]] = {}
     if _is_state(args):
