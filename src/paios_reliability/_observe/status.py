@@ -686,7 +686,7 @@ def read_events(
         ConfigError: ``USAGE_ERROR`` for an unknown level.
         sqlite3.Error, OSError: The store cannot be opened or read.
     """
-    from .eventstore import _LEVELNO, LEVELS
+    from .eventstore_schema import _LEVELNO, LEVELS
     from .stored_event import _row_to_event
 
     clauses: list[str] = []

@@ -114,7 +114,7 @@ def _event_filters(query: Mapping[str, str], stores: int) -> dict[str, Any]:
         )
     if stores == 0:
         raise _BadRequest("no event store is configured")
-    from .._observe.eventstore import LEVELS
+    from .._observe.eventstore_schema import LEVELS
 
     level = query.get("level")
     if level is not None and level not in LEVELS:
