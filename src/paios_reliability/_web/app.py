@@ -223,7 +223,8 @@ def create_status_app(  # noqa: PLR0915 - the routes close over one configuratio
     )
     from starlette.routing import Route
 
-    from .._observe.status import collect_status, read_events
+    from .._observe.status import collect_status
+    from .._observe.status_events import read_events
     from .._observe.status_sources import load_status_sources
 
     src = load_status_sources() if sources is None else sources
