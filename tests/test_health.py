@@ -29,7 +29,7 @@ from paios_reliability import (
     HealthReport,
     LeakMonitor,
 )
-from paios_reliability._observe.health import health_command
+from paios_reliability._observe.health_command import health_command
 from paios_reliability.testing import FakeClock
 
 

@@ -483,7 +483,7 @@ def _describe(exc: BaseException) -> str:
 
 def _health(spec: str | HealthRegistry, found: _Findings) -> dict[str, Any] | None:
     try:
-        from .health import _load_registry
+        from .health_command import _load_registry
 
         if isinstance(spec, str):
             # Like `python -m`: modules in the working directory can be named.

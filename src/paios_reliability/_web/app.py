@@ -230,7 +230,7 @@ def create_status_app(  # noqa: PLR0915 - the routes close over one configuratio
     src = load_status_sources() if sources is None else sources
     registry = health
     if registry is None and src.health:
-        from .._observe.health import _load_registry
+        from .._observe.health_command import _load_registry
 
         registry = _load_registry(src.health)
     expected = token.encode() if token else None

@@ -11,7 +11,7 @@ __all__ = ["register"]
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
-    from .._observe.health import health_command
+    from .._observe.health_command import health_command
 
     status = emit(health_command(args.registry, as_json=args.json))
     # A failing dependency is a transient condition of the service, the same
