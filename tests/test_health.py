@@ -9,6 +9,7 @@ import http.server
 import json
 import socket
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -346,6 +347,25 @@ def test_http_check(http_server: str) -> None:
 
 
 # -- CLI -------------------------------------------------------------------------
+
+
+def test_health_command_finds_a_module_in_the_working_directory_and_leaves_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "cwd_health_app.py").write_text(
+        "from paios_reliability import HealthRegistry\n"
+        "registry = HealthRegistry()\n"
+        "registry.add('ok', lambda: 'fine')\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))]
+    )
+    before = list(sys.path)
+    text, status = health_command("cwd_health_app:registry")
+    assert status == 0
+    assert "OK" in text
+    assert sys.path == before
 
 
 def test_health_command_loads_module_attr(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 from .health import HealthRegistry
 
 __all__ = ["_load_registry", "health_command"]
@@ -24,8 +21,9 @@ def _load_registry(spec: str) -> HealthRegistry:
 def health_command(spec: str, *, as_json: bool = False) -> tuple[str, int]:
     """What ``paios-reliability health --registry module:attr [--json]`` does.
 
-    Imports ``module``, takes ``attr`` (a :class:`HealthRegistry`, or a
-    function returning one), runs it.
+    Imports ``module`` (found in the working directory too, as ``python -m``
+    finds it; ``sys.path`` is left as it was), takes ``attr`` (a
+    :class:`HealthRegistry`, or a function returning one), runs it.
 
     Returns:
         ``(text, status)``: the report as a table (or JSON), and 0 when ok or
@@ -34,9 +32,6 @@ def health_command(spec: str, *, as_json: bool = False) -> tuple[str, int]:
     Raises:
         ConfigError: ``USAGE_ERROR`` when the spec cannot be loaded.
     """
-    # Like `python -m`: modules in the working directory can be named.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
     report = _load_registry(spec).run()
     text = report.to_json(indent=2) if as_json else report.to_text()
     return text, report.exit_code
