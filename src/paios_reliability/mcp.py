@@ -18,13 +18,8 @@ be turned into a result. ``import paios_reliability`` never imports it.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import inspect
-import math
-import re
-import threading
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import (
     TYPE_CHECKING,
@@ -40,15 +35,20 @@ from typing import (
 from ._core import settings as _config
 from ._core.checks import positive_number
 from ._core.dispatch import callable_name, is_async_callable, through_method_descriptors
+from ._ops.mcp_results import (
+    _UNSET,
+    _error_result,
+    _is_deliberate,
+    _record,
+    _what_failed,
+    _what_to_do,
+)
+from ._ops.mcp_stdio import _DaemonThreads, _drain, _in_flight, _serve, _StdinLines
 
 if TYPE_CHECKING:
-    import asyncio
-
     from mcp.server.mcpserver import MCPServer
     from mcp.types import CallToolResult
 
-    from ._core.catalog import CatalogEntry
-    from ._core.events import Level
     from ._core.taxonomy import Failure
 
 __all__ = [
@@ -64,72 +64,6 @@ R = TypeVar("R")
 
 MAX_TEXT = 200
 """The longest agent-facing error text, in characters."""
-
-_UNSET: Any = object()
-# Rejections: the operation never ran, so there is nothing to debug.
-_REJECTED = frozenset({"CIRCUIT_OPEN", "RATE_LIMITED", "BULKHEAD_FULL"})
-# What failed, for codes whose catalog summary reads badly to a model.
-_WHAT: dict[str, str] = {
-    "UNCLASSIFIED": "the tool failed unexpectedly",
-    "TRANSIENT": "the tool failed temporarily",
-    "PERMANENT": "the tool failed",
-    "RELIABILITY_ERROR": "the tool failed",
-    "PROGRAMMING_ERROR": "the tool hit a bug",
-    "RECURSION_LIMIT": "the tool hit a bug",
-    "CIRCUIT_OPEN": "backend unavailable",
-    "TIMEOUT": "the tool ran out of time",
-    "RATE_LIMITED": "too many calls",
-    "BULKHEAD_FULL": "too many calls at once",
-    "CANCELLED": "the call was cancelled",
-}
-# What the agent can do about a permanent failure, by recovery mode.
-_DO: dict[str, str] = {
-    "fix_input": "fix the arguments before calling again",
-    "refresh_credentials": "ask the user to re-authenticate",
-    "request_approval": "ask the user to approve or complete the step first",
-    "fail_fast": "do not retry the same call",
-    "abort": "do not retry",
-}
-_DO_OPERATOR = "do not retry; the server's operator must fix it"
-# fail_fast codes that are really about the arguments the model sent.
-_ARGUMENT_CODES = frozenset({"HTTP_BAD_REQUEST", "HTTP_UNPROCESSABLE"})
-_NAME_CHARS = re.compile(r"[^A-Za-z0-9 .]+")
-_FIRST_CLAUSE = re.compile(r"(?<=[a-z0-9)])[.;](?:\s|$)")
-
-
-class _InFlight:
-    """Tool calls running in this process, and whether new ones are refused (draining).
-
-    ``with _in_flight:`` counts one call for its duration; entering raises
-    ``TransientError`` once the server is draining.
-    """
-
-    __slots__ = ("count", "draining", "lock")
-
-    def __init__(self) -> None:
-        import threading
-
-        self.lock = threading.Lock()
-        self.count = 0
-        self.draining = False
-
-    def __enter__(self) -> None:
-        with self.lock:
-            if self.draining:
-                from ._core.exceptions import TransientError
-
-                raise TransientError(
-                    "the server is shutting down and takes no new calls",
-                    code="SERVICE_UNAVAILABLE",
-                )
-            self.count += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self.lock:
-            self.count -= 1
-
-
-_in_flight = _InFlight()
 
 
 class ToolDecorator(Protocol):
@@ -320,75 +254,6 @@ class _Handler:
         return _error_result(text, value)
 
 
-def _is_deliberate(exc: BaseException) -> bool:
-    """An SDK error whose meaning the SDK defines: ToolError, ResourceError, MCPError."""
-    from ._core.taxonomy import _is_mcp_tool_error
-
-    if _is_mcp_tool_error(exc):
-        return True
-    return any(
-        cls.__name__ in ("MCPError", "McpError")
-        and str(cls.__module__).startswith("mcp.")
-        for cls in type(exc).__mro__
-    )
-
-
-def _record(
-    label: str,
-    exc: Exception,
-    failure: Failure,
-    text: str,
-    ref: str | None,
-    *,
-    deliberate: bool,
-) -> None:
-    from ._core.catalog import CATALOG
-    from ._core.events import emit
-    from ._core.taxonomy import audit_event
-
-    entry = CATALOG.get(failure.code)
-    level: Level = "warning" if deliberate or failure.code in _REJECTED else "error"
-    emit(
-        "mcp",
-        "tool_failed",
-        level=level,
-        subject=label,
-        exc=exc,
-        tool=label,
-        code=failure.code,
-        kind=failure.kind,
-        retryable=failure.retryable,
-        retry_after=failure.retry_after,
-        recovery=entry.recovery if entry is not None else None,
-        deliberate=deliberate,
-        ref=ref,
-        # What the client read; a deliberate error reaches it in the SDK's words.
-        text=None if deliberate else text,
-        audit=audit_event(exc, tool=label),
-    )
-
-
-def _error_result(text: str, fallback: Any) -> CallToolResult:
-    from mcp.types import CallToolResult
-
-    content: list[dict[str, str]] = [{"type": "text", "text": text}]
-    if fallback is not _UNSET and fallback is not None:
-        content.append({"type": "text", "text": _as_text(fallback)})
-    # Aliases: the same payload validates on every SDK version (isError/is_error).
-    return CallToolResult.model_validate({"content": content, "isError": True})
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    import pydantic_core
-
-    try:
-        return pydantic_core.to_json(value, fallback=str).decode()
-    except Exception:  # noqa: BLE001 - a fallback that cannot be shown is shown by type
-        return f"<{type(value).__name__}>"
-
-
 # -- the agent-facing text -----------------------------------------------------------
 
 
@@ -432,58 +297,6 @@ def tool_error_text(
     return f"{failure.code}: {what}{tail}"[:MAX_TEXT]
 
 
-def _what_failed(
-    exc: BaseException, failure: Failure, entry: CatalogEntry | None
-) -> str:
-    if failure.code == "CIRCUIT_OPEN":
-        breaker = getattr(exc, "breaker_name", None)
-        if isinstance(breaker, str):
-            words = _NAME_CHARS.sub(" ", breaker).strip()
-            if words:
-                return f"{words[:60]} unavailable"
-    if failure.code in _WHAT:
-        return _WHAT[failure.code]
-    if entry is None:
-        return "the tool failed"
-    # The first sentence: "A credential has expired; refresh it." -> "a credential
-    # has expired". Acronyms keep their case: "HTTP 404: ...", "MCP -32042: ...".
-    summary = _FIRST_CLAUSE.split(entry.summary.strip(), maxsplit=1)[0].rstrip(". ")
-    first = summary.split(" ", 1)[0]
-    if first[:1].isupper() and (len(first) == 1 or first[1:].islower()):
-        summary = summary[0].lower() + summary[1:]
-    return summary or "the tool failed"
-
-
-def _what_to_do(failure: Failure, entry: CatalogEntry | None) -> str:
-    if failure.retryable:
-        if failure.retry_after is not None:
-            return f"retry after {_duration(failure.retry_after)}"
-        recovery = entry.recovery if entry is not None else "retry"
-        if recovery == "reduce_load":
-            return "retry later with fewer calls at once"
-        if recovery == "wait_for_lock":
-            return "retry in a few seconds"
-        return "retry later"
-    if failure.code in _ARGUMENT_CODES:
-        return _DO["fix_input"]
-    recovery = entry.recovery if entry is not None else "fail_fast"
-    return _DO.get(
-        recovery, _DO_OPERATOR if recovery not in _RETRY_MODES else _DO["fail_fast"]
-    )
-
-
-_RETRY_MODES = frozenset({"retry", "retry_after", "wait_for_lock", "reduce_load"})
-
-
-def _duration(seconds: float) -> str:
-    whole = max(1, math.ceil(seconds))
-    if whole < 120:
-        return f"{whole} s"
-    if whole < 2 * 3600:
-        return f"{math.ceil(whole / 60)} min"
-    return f"{math.ceil(whole / 3600)} h"
-
-
 def _require_sdk() -> None:
     # Decorating a tool happens in a server that uses the SDK anyway; failing
     # here, at start-up, beats failing on the first error of the first call.
@@ -501,8 +314,6 @@ def _require_sdk() -> None:
 
 StopReason = Literal["eof", "SIGINT", "SIGTERM", "parent_gone"]
 """Why :func:`run_stdio` returned."""
-
-_MAX_LINE = 64 * 1024 * 1024
 
 
 def run_stdio(
@@ -647,181 +458,3 @@ async def _serve_until_stopped(
             _in_flight.draining = False
     emit("mcp", "server_stopped", subject=name, reason=reason, pid=os.getpid())
     return reason
-
-
-class _DaemonThreads(concurrent.futures.ThreadPoolExecutor):
-    """A default executor whose threads never hold the process open.
-
-    Each job runs on its own daemon thread; ``shutdown`` waits at most
-    ``grace`` seconds for the jobs still running, then lets them be
-    (``mcp.threads_left`` says how many). A ``ThreadPoolExecutor`` only
-    because asyncio accepts nothing else as a default executor.
-    """
-
-    def __init__(self, name: str, grace: float) -> None:
-        super().__init__(max_workers=1, thread_name_prefix=f"mcp:{name}")
-        self._label = name
-        self._grace = grace
-        self._running: set[threading.Thread] = set()
-        self._guard = threading.Lock()
-
-    def submit(
-        self, fn: Callable[..., R], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future[R]:
-        future: concurrent.futures.Future[R] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                if future.set_running_or_notify_cancel():
-                    try:
-                        result = fn(*args, **kwargs)
-                    except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-                        future.set_exception(exc)
-                    else:
-                        future.set_result(result)
-            finally:
-                with self._guard:
-                    self._running.discard(thread)
-
-        thread = threading.Thread(
-            target=run, name=f"mcp:{self._label}:worker", daemon=True
-        )
-        with self._guard:
-            self._running.add(thread)
-        thread.start()
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if not wait:
-            return
-        give_up = time.monotonic() + self._grace
-        with self._guard:
-            running = list(self._running)
-        for thread in running:
-            thread.join(max(0.0, give_up - time.monotonic()))
-        left = sum(thread.is_alive() for thread in running)
-        if left:
-            from ._core.events import emit
-
-            emit(
-                "mcp",
-                "threads_left",
-                level="warning",
-                subject=self._label,
-                count=left,
-                grace=self._grace,
-            )
-
-
-async def _drain(name: str, serving: asyncio.Future[None], grace: float) -> None:
-    import asyncio
-
-    from ._core.events import emit
-
-    with _in_flight.lock:
-        _in_flight.draining = True
-        busy = _in_flight.count
-    emit("mcp", "draining", level="info", subject=name, in_flight=busy, grace=grace)
-    deadline = time.monotonic() + grace
-    # Polled: the calls may run in worker threads, which cannot wake the loop.
-    while _in_flight.count > 0 and not serving.done() and time.monotonic() < deadline:  # noqa: ASYNC110 - see above
-        await asyncio.sleep(0.02)
-    left = _in_flight.count
-    emit(
-        "mcp",
-        "drained",
-        level="info" if left == 0 else "warning",
-        subject=name,
-        unfinished=left,
-    )
-
-
-async def _serve(server: MCPServer, readers: list[_StdinLines]) -> None:
-    from mcp.server.stdio import stdio_server
-
-    lowlevel = getattr(server, "_lowlevel_server", None)
-    lines = _StdinLines.claim() if lowlevel is not None else None
-    if lines is not None:
-        readers.append(lines)
-    if lines is None or lowlevel is None:
-        # No pollable stdin (a regular file, or a platform without it): the
-        # SDK's own reader, which never blocks on a file.
-        await server.run_stdio_async()
-        return
-    try:
-        async with stdio_server(stdin=cast(Any, lines)) as (read, write):
-            await lowlevel.run(read, write, lowlevel.create_initialization_options())
-    finally:
-        lines.release()
-
-
-class _StdinLines:
-    """stdin as an async iterator of text lines, read by the event loop.
-
-    A thread blocked in ``read(0)`` can be neither cancelled nor joined; the
-    loop's pipe transport can, so a stop never waits for the client's next
-    byte.
-    """
-
-    __slots__ = ("_fd", "_reader", "_transport")
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._reader: asyncio.StreamReader | None = None
-        self._transport: asyncio.BaseTransport | None = None
-
-    @classmethod
-    def claim(cls) -> _StdinLines | None:
-        import os
-        import stat
-
-        try:
-            mode = os.fstat(0).st_mode
-        except OSError:
-            return None
-        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
-            return None
-        import fcntl
-
-        private = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
-        null = os.open(os.devnull, os.O_RDONLY)
-        try:
-            os.dup2(null, 0)
-        finally:
-            os.close(null)
-        return cls(private)
-
-    def release(self) -> None:
-        import contextlib
-        import os
-
-        if self._transport is not None:
-            self._transport.close()
-        with contextlib.suppress(OSError):
-            os.dup2(self._fd, 0)
-        if self._transport is None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-
-    def finish(self) -> None:
-        """Read no further: the iteration ends as at end of file."""
-        if self._reader is not None:
-            self._reader.feed_eof()
-
-    def __aiter__(self) -> _StdinLines:
-        return self
-
-    async def __anext__(self) -> str:
-        import asyncio
-        import os
-
-        if self._reader is None:
-            loop = asyncio.get_running_loop()
-            self._reader = asyncio.StreamReader(limit=_MAX_LINE)
-            protocol = asyncio.StreamReaderProtocol(self._reader)
-            pipe = os.fdopen(self._fd, "rb", buffering=0)
-            self._transport, _ = await loop.connect_read_pipe(lambda: protocol, pipe)
-        line = await self._reader.readline()
-        if not line:
-            raise StopAsyncIteration
-        return line.decode("utf-8", errors="replace")
