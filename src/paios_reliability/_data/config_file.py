@@ -47,7 +47,6 @@ from .config_format import (
 )
 from .config_result import SaveResult
 from .file_lock import file_lock
-from .held_lock import _held_in_thread
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -483,6 +482,8 @@ class ConfigFile(_Generic[M]):
         lock is let go as soon as it is had and nothing is written.
         """
         import asyncio
+
+        from .held_lock import _held_in_thread  # asyncio callers only
 
         async with _held_in_thread(self._locked):
             data = await asyncio.to_thread(self._load_for_edit)
