@@ -305,3 +305,37 @@ def test_the_module_cycle_check_finds_the_old_taxonomy_cycle() -> None:
     assert module_cycles(imports) == [
         ["_core.exceptions", "_core.taxonomy", "_core.exceptions"]
     ]
+
+
+# -- module size ---------------------------------------------------------------------
+
+# A module a reader can hold in their head: at most this many lines, unless it
+# is one cohesive class, listed here with the reason.
+MAX_MODULE_LINES = 700
+ONE_COHESIVE_CLASS = {
+    "_observe/eventstore.py": "the EventStore class: writer, queries, retention",
+}
+
+
+def _long_modules(root: Path, limit: int) -> dict[str, int]:
+    sizes = {
+        path.relative_to(root).as_posix(): len(path.read_text().splitlines())
+        for path in root.rglob("*.py")
+    }
+    return {name: n for name, n in sizes.items() if n > limit}
+
+
+def test_no_module_is_longer_than_a_reader_can_hold() -> None:
+    long = _long_modules(PACKAGE, MAX_MODULE_LINES)
+    assert set(long) <= set(ONE_COHESIVE_CLASS), (
+        f"modules over {MAX_MODULE_LINES} lines: "
+        f"{ {k: v for k, v in long.items() if k not in ONE_COHESIVE_CLASS} }; "
+        "split them by concern (a pure move), see docs/architecture.md"
+    )
+
+
+def test_the_size_check_sees_a_long_module(tmp_path: Path) -> None:
+    (tmp_path / "short.py").write_text("x = 1\n" * 10)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "long.py").write_text("x = 1\n" * 11)
+    assert _long_modules(tmp_path, 10) == {"sub/long.py": 11}
