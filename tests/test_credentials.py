@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -1289,6 +1289,9 @@ _auth_entry = st.dictionaries(
 
 
 @settings(max_examples=150, deadline=None)
+# Found by Hypothesis: a usage entry that is not an object crashed the write.
+@example(profiles={"": {"key": ""}}, stats={"": "0"})
+@example(profiles={"": {"key": ""}}, stats={"": 1})
 @given(
     profiles=st.dictionaries(st.text(max_size=6), _auth_entry | _json_leaf, max_size=3),
     stats=st.dictionaries(

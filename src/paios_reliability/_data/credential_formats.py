@@ -211,7 +211,9 @@ class AuthProfilesFormat:
                 entry["expires"] = _to_ms(cred.expires_at)
             entries[name] = {k: v for k, v in entry.items() if v is not None}
             if cred.use_count or cred.last_used is not None or name in stats:
-                usage = dict(stats.get(name) or {})
+                was_used = stats.get(name)
+                # A malformed entry (not an object) is replaced, as load ignored it.
+                usage = dict(was_used) if isinstance(was_used, dict) else {}
                 usage["count"] = cred.use_count
                 if cred.last_used is not None:
                     usage["lastUsed"] = _to_ms(cred.last_used)
