@@ -243,6 +243,8 @@ class RateLimiter(_Keyed):
         # with unbounded patience can lie any distance ahead; this is the
         # horizon the last such write needed (a hint, not a bound).
         self._horizon_hint = self._interval * self.burst
+        # A full bucket's TTL on the store: fixed, so computed once, not per call.
+        self._ttl = ttl_seconds(self._interval * self.burst / NS)
         if limits is not None:
             self._limits = WeightedLimits(name, limits, self._store, clock)
 
@@ -348,7 +350,7 @@ class RateLimiter(_Keyed):
                 self._decisions(limit, cost),
                 self._store,
                 self._key,
-                ttl=ttl_seconds(self._interval * self.burst / NS),
+                ttl=self._ttl,
                 clock=get_clock(self._clock),
             )
         except StoreUnavailableError as exc:
@@ -364,7 +366,7 @@ class RateLimiter(_Keyed):
                 self._decisions(limit, cost),
                 self._store,
                 self._key,
-                ttl=ttl_seconds(self._interval * self.burst / NS),
+                ttl=self._ttl,
                 clock=get_clock(self._clock),
             )
         except StoreUnavailableError as exc:
