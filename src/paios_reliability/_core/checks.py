@@ -1,35 +1,45 @@
-"""Checks of the numbers users pass to constructors, with one wording."""
+"""Checks of the arguments users pass to constructors, with one wording."""
 
 from __future__ import annotations
 
-import math
-
-__all__ = ["positive_number"]
+__all__ = ["check_count", "check_name", "check_optional_seconds", "check_seconds"]
 
 
-def positive_number(
-    owner: str, label: str, value: object, *, unit: str = "", allow_zero: bool = False
+def check_name(owner: str, name: object) -> str:
+    """``name`` if it is a non-empty string, else ``ValueError``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{owner} name must be a non-empty string, got {name!r}")
+    return name
+
+
+def check_seconds(
+    owner: str, label: str, value: object, *, zero: bool = False
 ) -> float:
-    """``value`` as a float, if it is a finite number above 0 (not a bool).
-
-    Args:
-        owner: Who takes the value, for the error, e.g. ``"Heartbeat"``.
-        label: The argument's name, for the error, e.g. ``"every"``.
-        value: What the user passed.
-        unit: Added to the error after "number", e.g. ``" of seconds"``.
-        allow_zero: Accept 0 as well.
-
-    Raises:
-        ValueError: ``"owner(label=...) must be a positive number, got value"``
-            (``"... must be a number >= 0, ..."`` with ``allow_zero``).
-    """
+    """A finite number of seconds > 0 (or >= 0 with ``zero``), else ``ValueError``."""
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not allow_zero)
+        or not (value >= 0 if zero else value > 0)
+        or value == float("inf")
     ):
-        wanted = f"a number{unit} >= 0" if allow_zero else f"a positive number{unit}"
-        raise ValueError(f"{owner}({label}=...) must be {wanted}, got {value!r}")
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(
+            f"{owner}({label}=...) must be a finite number {bound}, got {value!r}"
+        )
     return float(value)
+
+
+def check_optional_seconds(
+    owner: str, label: str, value: object, *, zero: bool = False
+) -> float | None:
+    """Like :func:`check_seconds`, but ``None`` passes."""
+    return None if value is None else check_seconds(owner, label, value, zero=zero)
+
+
+def check_count(owner: str, label: str, value: object, *, minimum: int = 1) -> int:
+    """An int >= ``minimum``, else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"{owner}({label}=...) must be an int >= {minimum}, got {value!r}"
+        )
+    return value

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
-from .._core.checks import positive_number
+from .._core.checks import check_optional_seconds
 from .._core.dispatch import callable_name, is_async_callable
 from .._core.events import emit
 
@@ -65,10 +65,7 @@ class Hedge:
     ) -> None:
         from .budget import RetryBudget
 
-        if delay is not None:
-            positive_number(
-                "hedge", "delay", delay, unit=" of seconds", allow_zero=True
-            )
+        check_optional_seconds("hedge", "delay", delay, zero=True)
         pct: object = percentile
         if (
             isinstance(pct, bool)

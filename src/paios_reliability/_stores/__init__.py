@@ -21,6 +21,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._core.checks import (
+    check_count,
+    check_name,
+    check_optional_seconds,
+    check_seconds,
+)
 from .._core.exceptions import StoreUnavailableError
 from ._memory import MemoryStore
 from .engine import (
@@ -28,10 +34,6 @@ from .engine import (
     NS,
     Steps,
     adrive,
-    check_count,
-    check_name,
-    check_optional_seconds,
-    check_seconds,
     complete,
     drive,
     now_ns,

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.aio import require_asyncio
+from .._core.checks import check_name
 from .._core.events import emit
 from .._core.exceptions import StoreUnavailableError
-from .engine import check_name
 
 if TYPE_CHECKING:
     import redis
