@@ -198,3 +198,19 @@ def test_finding_19_failover_breakers_share_a_store(
     assert one("x") == "b:x"
     assert two("x") == "b:x"  # the breaker the other chain opened skips "a"
     assert a.calls == 1
+
+
+def test_an_entry_error_on_rejects_reaches_the_caller_unchanged() -> None:
+    # Even a StopIteration: the chain is a generator, and must not turn it
+    # into "RuntimeError: generator raised StopIteration".
+    error = StopIteration("from the entry")
+
+    def entry(prompt: str) -> str:
+        raise error
+
+    chain = failover(
+        [entry, Provider("b")], on=lambda exc: not isinstance(exc, StopIteration)
+    )
+    with pytest.raises(StopIteration) as raised:
+        chain("hi")
+    assert raised.value is error
