@@ -245,6 +245,9 @@ async def use_arun() -> None:
     assert_type(done, pr.ProcessResult[bytes])
     text = await pr.arun_process(["ls"], capture_output=True, text=True)
     assert_type(text.stdout, str)
+    assert_type(await pr.arun_process(["ls"], encoding="utf-8"), pr.ProcessResult[str])
+    assert_type(await pr.arun_process(["ls"], text=flag), pr.ProcessResult[Any])
+    await pr.arun_process(["ls"], shell=True)  # type: ignore[call-overload]
 
 
 try:

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Literal, overload
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
 
 from .._core.effects import arun_effects, run_effects
 from .argv import Command, StrOrBytesPath, redact_argv
@@ -59,92 +60,126 @@ _DEFAULT_GRACE = 2.0
 
 # -- public entry points --------------------------------------------------------------
 
-# The overloads mirror typeshed's subprocess.run, so mypy infers the same
-# ProcessResult[str] / ProcessResult[bytes] as it does CompletedProcess[...].
+# One overload table for both entry points. It mirrors typeshed's
+# subprocess.run, so mypy infers the same ProcessResult[str] /
+# ProcessResult[bytes] as it does CompletedProcess[...]; the sync function
+# returns those, the async one coroutines of them.
+
+_Text_co = TypeVar("_Text_co", covariant=True)
+_Bytes_co = TypeVar("_Bytes_co", covariant=True)
+_Either_co = TypeVar("_Either_co", covariant=True)
 
 
-@overload
-def run_process(
-    args: Command,
-    *,
-    input: str | None = None,
-    capture_output: bool = False,
-    text: Literal[True],
-    encoding: str | None = None,
-    errors: str | None = None,
-    universal_newlines: bool | None = None,
-    timeout: float | None = None,
-    check: bool = False,
-    env: Environment | None = None,
-    cwd: StrOrBytesPath | None = None,
-    stdin: File = None,
-    stdout: File = None,
-    stderr: File = None,
-    grace: float = _DEFAULT_GRACE,
-    kill_group_on_exit: bool = True,
-) -> ProcessResult[str]: ...
-@overload
-def run_process(
-    args: Command,
-    *,
-    input: str | None = None,
-    capture_output: bool = False,
-    text: bool | None = None,
-    encoding: str,
-    errors: str | None = None,
-    universal_newlines: bool | None = None,
-    timeout: float | None = None,
-    check: bool = False,
-    env: Environment | None = None,
-    cwd: StrOrBytesPath | None = None,
-    stdin: File = None,
-    stdout: File = None,
-    stderr: File = None,
-    grace: float = _DEFAULT_GRACE,
-    kill_group_on_exit: bool = True,
-) -> ProcessResult[str]: ...
-@overload
-def run_process(
-    args: Command,
-    *,
-    input: bytes | bytearray | memoryview | None = None,
-    capture_output: bool = False,
-    text: Literal[False] | None = None,
-    encoding: None = None,
-    errors: None = None,
-    universal_newlines: Literal[False] | None = None,
-    timeout: float | None = None,
-    check: bool = False,
-    env: Environment | None = None,
-    cwd: StrOrBytesPath | None = None,
-    stdin: File = None,
-    stdout: File = None,
-    stderr: File = None,
-    grace: float = _DEFAULT_GRACE,
-    kill_group_on_exit: bool = True,
-) -> ProcessResult[bytes]: ...
-@overload
-def run_process(
-    args: Command,
-    *,
-    input: str | bytes | bytearray | memoryview | None = None,
-    capture_output: bool = False,
-    text: bool | None = None,
-    encoding: str | None = None,
-    errors: str | None = None,
-    universal_newlines: bool | None = None,
-    timeout: float | None = None,
-    check: bool = False,
-    env: Environment | None = None,
-    cwd: StrOrBytesPath | None = None,
-    stdin: File = None,
-    stdout: File = None,
-    stderr: File = None,
-    grace: float = _DEFAULT_GRACE,
-    kill_group_on_exit: bool = True,
-) -> ProcessResult[Any]: ...
+class _Runner(Protocol[_Text_co, _Bytes_co, _Either_co]):
+    """How :func:`run_process` and :func:`arun_process` are called, by text mode."""
+
+    @overload
+    def __call__(
+        self,
+        args: Command,
+        *,
+        input: str | None = None,
+        capture_output: bool = False,
+        text: Literal[True],
+        encoding: str | None = None,
+        errors: str | None = None,
+        universal_newlines: bool | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Environment | None = None,
+        cwd: StrOrBytesPath | None = None,
+        stdin: File = None,
+        stdout: File = None,
+        stderr: File = None,
+        grace: float = _DEFAULT_GRACE,
+        kill_group_on_exit: bool = True,
+    ) -> _Text_co: ...
+    @overload
+    def __call__(
+        self,
+        args: Command,
+        *,
+        input: str | None = None,
+        capture_output: bool = False,
+        text: bool | None = None,
+        encoding: str,
+        errors: str | None = None,
+        universal_newlines: bool | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Environment | None = None,
+        cwd: StrOrBytesPath | None = None,
+        stdin: File = None,
+        stdout: File = None,
+        stderr: File = None,
+        grace: float = _DEFAULT_GRACE,
+        kill_group_on_exit: bool = True,
+    ) -> _Text_co: ...
+    @overload
+    def __call__(
+        self,
+        args: Command,
+        *,
+        input: bytes | bytearray | memoryview | None = None,
+        capture_output: bool = False,
+        text: Literal[False] | None = None,
+        encoding: None = None,
+        errors: None = None,
+        universal_newlines: Literal[False] | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Environment | None = None,
+        cwd: StrOrBytesPath | None = None,
+        stdin: File = None,
+        stdout: File = None,
+        stderr: File = None,
+        grace: float = _DEFAULT_GRACE,
+        kill_group_on_exit: bool = True,
+    ) -> _Bytes_co: ...
+    @overload
+    def __call__(
+        self,
+        args: Command,
+        *,
+        input: str | bytes | bytearray | memoryview | None = None,
+        capture_output: bool = False,
+        text: bool | None = None,
+        encoding: str | None = None,
+        errors: str | None = None,
+        universal_newlines: bool | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Environment | None = None,
+        cwd: StrOrBytesPath | None = None,
+        stdin: File = None,
+        stdout: File = None,
+        stderr: File = None,
+        grace: float = _DEFAULT_GRACE,
+        kill_group_on_exit: bool = True,
+    ) -> _Either_co: ...
 
 
+if TYPE_CHECKING:
+    _Result = ProcessResult
+    _SyncRunner = _Runner[_Result[str], _Result[bytes], _Result[Any]]
+    _AsyncRunner = _Runner[
+        Coroutine[Any, Any, _Result[str]],
+        Coroutine[Any, Any, _Result[bytes]],
+        Coroutine[Any, Any, _Result[Any]],
+    ]
+
+
+def _sync_runner(fn: _SyncRunner) -> _SyncRunner:
+    """Type ``fn`` by the overload table (mypy checks that it fits)."""
+    return fn
+
+
+def _async_runner(fn: _AsyncRunner) -> _AsyncRunner:
+    """Type ``fn`` by the overload table (mypy checks that it fits)."""
+    return fn
+
+
+@_sync_runner
 def run_process(
     args: Command,
     *,
@@ -262,88 +297,7 @@ def run_process(
         child.close()
 
 
-@overload
-async def arun_process(
-    args: Command,
-    *,
-    input: str | None = None,
-    capture_output: bool = False,
-    text: Literal[True],
-    encoding: str | None = None,
-    errors: str | None = None,
-    universal_newlines: bool | None = None,
-    timeout: float | None = None,
-    check: bool = False,
-    env: Environment | None = None,
-    cwd: StrOrBytesPath | None = None,
-    stdin: File = None,
-    stdout: File = None,
-    stderr: File = None,
-    grace: float = _DEFAULT_GRACE,
-    kill_group_on_exit: bool = True,
-) -> ProcessResult[str]: ...
-@overload
-async def arun_process(
-    args: Command,
-    *,
-    input: str | None = None,
-    capture_output: bool = False,
-    text: bool | None = None,
-    encoding: str,
-    errors: str | None = None,
-    universal_newlines: bool | None = None,
-    timeout: float | None = None,
-    check: bool = False,
-    env: Environment | None = None,
-    cwd: StrOrBytesPath | None = None,
-    stdin: File = None,
-    stdout: File = None,
-    stderr: File = None,
-    grace: float = _DEFAULT_GRACE,
-    kill_group_on_exit: bool = True,
-) -> ProcessResult[str]: ...
-@overload
-async def arun_process(
-    args: Command,
-    *,
-    input: bytes | bytearray | memoryview | None = None,
-    capture_output: bool = False,
-    text: Literal[False] | None = None,
-    encoding: None = None,
-    errors: None = None,
-    universal_newlines: Literal[False] | None = None,
-    timeout: float | None = None,
-    check: bool = False,
-    env: Environment | None = None,
-    cwd: StrOrBytesPath | None = None,
-    stdin: File = None,
-    stdout: File = None,
-    stderr: File = None,
-    grace: float = _DEFAULT_GRACE,
-    kill_group_on_exit: bool = True,
-) -> ProcessResult[bytes]: ...
-@overload
-async def arun_process(
-    args: Command,
-    *,
-    input: str | bytes | bytearray | memoryview | None = None,
-    capture_output: bool = False,
-    text: bool | None = None,
-    encoding: str | None = None,
-    errors: str | None = None,
-    universal_newlines: bool | None = None,
-    timeout: float | None = None,
-    check: bool = False,
-    env: Environment | None = None,
-    cwd: StrOrBytesPath | None = None,
-    stdin: File = None,
-    stdout: File = None,
-    stderr: File = None,
-    grace: float = _DEFAULT_GRACE,
-    kill_group_on_exit: bool = True,
-) -> ProcessResult[Any]: ...
-
-
+@_async_runner
 async def arun_process(
     args: Command,
     *,
