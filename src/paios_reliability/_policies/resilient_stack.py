@@ -216,6 +216,16 @@ class _Facts:
         self.asyncio_only: list[str] = []
         self.breaker_reset: float | None = None
 
+    def _waits_up_to(self, wait: float | None) -> str:
+        """Count a wait of at most ``wait`` seconds (None: unbounded); its text."""
+        self.pre_wait += math.inf if wait is None else float(wait)
+        return _fmt(wait)
+
+    def _blocks_sync_callers(self, kind: str, layer: Any) -> None:
+        """Note a layer that blocks a thread while it waits on a shared store."""
+        if not _memory_store(layer):
+            self.asyncio_only.append(f"{kind} {layer.name!r} on a shared store")
+
     def describe_policy(self, role: str, layer: object) -> None:
         if _ours(layer, "_policies.keyed", "KeyedPolicy"):
             k: Any = layer
@@ -235,28 +245,24 @@ class _Facts:
                 f"{b.name!r} opens after {rule} for {b.reset_timeout:g}s; while "
                 "open, calls fail at once with CircuitOpenError"
             )
-            if not _memory_store(b):
-                self.asyncio_only.append(f"CircuitBreaker {b.name!r} on a shared store")
+            self._blocks_sync_callers("CircuitBreaker", b)
         elif _ours(layer, "_policies.ratelimit", "RateLimiter"):
             r: Any = layer
             if r.block:
-                wait = r.max_wait
-                self.pre_wait += math.inf if wait is None else float(wait)
-                how = f"waits up to {_fmt(wait)} for a slot (never past the deadline)"
+                up_to = self._waits_up_to(r.max_wait)
+                how = f"waits up to {up_to} for a slot (never past the deadline)"
             else:
                 how = "refuses at once when out of budget"
             text = (
                 f"{r.name!r} {r.rate:g} calls per {r.per:g}s (burst {r.burst}); {how}"
             )
-            if not _memory_store(r):
-                self.asyncio_only.append(f"RateLimiter {r.name!r} on a shared store")
+            self._blocks_sync_callers("RateLimiter", r)
         elif _ours(layer, "_policies.bulkhead", "Bulkhead"):
             h: Any = layer
             if h.max_queue:
-                wait = h.max_wait
-                self.pre_wait += math.inf if wait is None else float(wait)
+                up_to = self._waits_up_to(h.max_wait)
                 how = (
-                    f"queue of {h.max_queue}, waits up to {_fmt(wait)} "
+                    f"queue of {h.max_queue}, waits up to {up_to} "
                     "(never past the deadline)"
                 )
             else:
