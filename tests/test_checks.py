@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from paios_reliability._core.checks import check_optional_seconds, check_seconds
+from paios_reliability._core.checks import check_number, check_optional_number
 
 
 @pytest.mark.parametrize(
@@ -16,7 +16,7 @@ def test_anything_but_a_finite_number_above_zero_is_refused_naming_owner_and_lab
     value: object,
 ) -> None:
     with pytest.raises(ValueError) as info:
-        check_seconds("Thing", "every", value)
+        check_number("Thing", "every", value)
     assert str(info.value) == (
         f"Thing(every=...) must be a finite number > 0, got {value!r}"
     )
@@ -24,24 +24,24 @@ def test_anything_but_a_finite_number_above_zero_is_refused_naming_owner_and_lab
 
 @pytest.mark.parametrize(("value", "expected"), [(1, 1.0), (0.25, 0.25), (10**6, 1e6)])
 def test_a_positive_number_comes_back_as_a_float(value: float, expected: float) -> None:
-    result = check_seconds("Thing", "every", value)
+    result = check_number("Thing", "every", value)
     assert result == expected
     assert type(result) is float
 
 
 def test_zero_passes_only_when_allowed() -> None:
-    assert check_seconds("Thing", "grace", 0, zero=True) == 0.0
+    assert check_number("Thing", "grace", 0, zero=True) == 0.0
     with pytest.raises(ValueError, match="grace"):
-        check_seconds("Thing", "grace", 0)
+        check_number("Thing", "grace", 0)
     with pytest.raises(ValueError) as info:
-        check_seconds("Thing", "grace", -1, zero=True)
+        check_number("Thing", "grace", -1, zero=True)
     assert str(info.value) == "Thing(grace=...) must be a finite number >= 0, got -1"
     with pytest.raises(ValueError, match="grace"):
-        check_seconds("Thing", "grace", math.nan, zero=True)
+        check_number("Thing", "grace", math.nan, zero=True)
 
 
 def test_none_passes_only_the_optional_check() -> None:
-    assert check_optional_seconds("Thing", "delay", None) is None
-    assert check_optional_seconds("Thing", "delay", 0, zero=True) == 0.0
+    assert check_optional_number("Thing", "delay", None) is None
+    assert check_optional_number("Thing", "delay", 0, zero=True) == 0.0
     with pytest.raises(ValueError, match="delay"):
-        check_seconds("Thing", "delay", None)
+        check_number("Thing", "delay", None)

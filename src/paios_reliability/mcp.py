@@ -33,7 +33,7 @@ from typing import (
 )
 
 from ._core import settings as _config
-from ._core.checks import check_seconds
+from ._core.checks import check_number
 from ._core.dispatch import callable_name, is_async_callable, through_method_descriptors
 from ._ops.mcp_results import (
     _UNSET,
@@ -379,7 +379,7 @@ def run_stdio(
     _require_sdk()
     for label, given in (("stop_grace", stop_grace), ("drain", drain)):
         if label != "drain" or given is not None:
-            check_seconds("run_stdio", label, given)
+            check_number("run_stdio", label, given)
     from ._ops.exit_with_parent import exit_with_parent
 
     watch = exit_with_parent(interval=interval, grace=stop_grace + (drain or 0) + 5.0)

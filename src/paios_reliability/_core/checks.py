@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["check_count", "check_name", "check_optional_seconds", "check_seconds"]
+__all__ = ["check_count", "check_name", "check_number", "check_optional_number"]
+
+_INFINITY = float("inf")
 
 
 def check_name(owner: str, name: object) -> str:
@@ -12,15 +14,16 @@ def check_name(owner: str, name: object) -> str:
     return name
 
 
-def check_seconds(
-    owner: str, label: str, value: object, *, zero: bool = False
-) -> float:
-    """A finite number of seconds > 0 (or >= 0 with ``zero``), else ``ValueError``."""
+def check_number(owner: str, label: str, value: object, *, zero: bool = False) -> float:
+    """A finite number > 0 (or >= 0 with ``zero``) as a float, else ``ValueError``.
+
+    For seconds, rates, ratios and sizes alike; a bool is not a number here.
+    """
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not (value >= 0 if zero else value > 0)
-        or value == float("inf")
+        or value == _INFINITY
     ):
         bound = ">= 0" if zero else "> 0"
         raise ValueError(
@@ -29,11 +32,11 @@ def check_seconds(
     return float(value)
 
 
-def check_optional_seconds(
+def check_optional_number(
     owner: str, label: str, value: object, *, zero: bool = False
 ) -> float | None:
-    """Like :func:`check_seconds`, but ``None`` passes."""
-    return None if value is None else check_seconds(owner, label, value, zero=zero)
+    """Like :func:`check_number`, but ``None`` passes."""
+    return None if value is None else check_number(owner, label, value, zero=zero)
 
 
 def check_count(owner: str, label: str, value: object, *, minimum: int = 1) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .checks import check_optional_seconds
+from .checks import check_optional_number
 from .event import _error_text
 from .settings import Restorer
 
@@ -418,7 +418,7 @@ def set_log_summary(
     Raises:
         ValueError: ``interval`` is negative or not finite, or ``max_keys`` < 1.
     """
-    check_optional_seconds("set_log_summary", "interval", interval, zero=True)
+    check_optional_number("set_log_summary", "interval", interval, zero=True)
     keys: object = max_keys
     if isinstance(keys, bool) or not isinstance(keys, int) or keys < 1:
         raise ValueError(

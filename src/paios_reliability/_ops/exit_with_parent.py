@@ -18,7 +18,7 @@ import sys
 import threading
 from types import FrameType
 
-from .._core.checks import check_seconds
+from .._core.checks import check_number
 
 __all__ = ["ParentWatch", "exit_with_parent"]
 
@@ -183,7 +183,7 @@ def exit_with_parent(
     """
     global _active  # noqa: PLW0603 - one watch per process
     for label, value in (("interval", interval), ("grace", grace)):
-        check_seconds("exit_with_parent", label, value)
+        check_number("exit_with_parent", label, value)
     with _lock:
         if _active is not None and _active.active:
             return _active

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._core.checks import check_seconds
+from .._core.checks import check_number
 
 if TYPE_CHECKING:
     from .._observe.alerts import AlertDispatcher
@@ -94,11 +94,11 @@ class Heartbeat:
                 f"Heartbeat name {name!r} is invalid: 1-100 letters, digits, '_.:-'"
             )
         self.name = name
-        self.every = check_seconds("Heartbeat", "every", every)
+        self.every = check_number("Heartbeat", "every", every)
         self.grace = (
             self.every / 10
             if grace is None
-            else check_seconds("Heartbeat", "grace", grace, zero=True)
+            else check_number("Heartbeat", "grace", grace, zero=True)
         )
         self.store = store
         self._alerts = alerts

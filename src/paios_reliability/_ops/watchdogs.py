@@ -18,7 +18,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Literal
 
-from .._core.checks import check_seconds
+from .._core.checks import check_number
 
 if TYPE_CHECKING:
     import asyncio
@@ -197,7 +197,7 @@ class StallWatchdog:
 
     def __init__(self, threshold: float = 1.0, *, name: str = "event_loop") -> None:
         self._watcher = _Watcher(
-            "stall", name, check_seconds("StallWatchdog", "threshold", threshold)
+            "stall", name, check_number("StallWatchdog", "threshold", threshold)
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
@@ -274,7 +274,7 @@ class HangWatchdog:
 
     def __init__(self, timeout: float, *, name: str = "worker") -> None:
         self._watcher = _Watcher(
-            "hang", name, check_seconds("HangWatchdog", "timeout", timeout)
+            "hang", name, check_number("HangWatchdog", "timeout", timeout)
         )
         self._ping = _Pinger()
 

@@ -38,8 +38,8 @@ from .._stores import (
     StoreUnavailableError,
     check_count,
     check_name,
-    check_optional_seconds,
-    check_seconds,
+    check_number,
+    check_optional_number,
     resolve_store,
     seconds_to_ns,
 )
@@ -210,16 +210,14 @@ class CircuitBreaker:
             )
         check_count(owner, "half_open_max_calls", half_open_max_calls)
         check_count(owner, "minimum_calls", minimum_calls)
-        reset = check_seconds(owner, "reset_timeout", reset_timeout)
-        span = check_seconds(owner, "window", window)
-        reset_max = check_optional_seconds(
-            owner, "reset_timeout_max", reset_timeout_max
-        )
+        reset = check_number(owner, "reset_timeout", reset_timeout)
+        span = check_number(owner, "window", window)
+        reset_max = check_optional_number(owner, "reset_timeout_max", reset_timeout_max)
         if reset_max is not None and reset_max < reset:
             raise ValueError(
                 f"CircuitBreaker(reset_timeout_max={reset_timeout_max!r}) must be >= reset_timeout={reset_timeout!r}"
             )
-        slow = check_optional_seconds(owner, "slow_call_duration", slow_call_duration)
+        slow = check_optional_number(owner, "slow_call_duration", slow_call_duration)
         if not callable(counts):
             raise TypeError(
                 f"CircuitBreaker(counts=...) must be callable, got {counts!r}"

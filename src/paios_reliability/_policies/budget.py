@@ -27,7 +27,7 @@ from .._core.events import emit
 from .._stores import (
     StoreUnavailableError,
     check_name,
-    check_seconds,
+    check_number,
     now_ns,
     resolve_store,
     seconds_to_ns,
@@ -200,11 +200,11 @@ class RetryBudget:
     ) -> None:
         owner = "RetryBudget"
         self.name = check_name(owner, name)
-        self.ratio = check_seconds(owner, "ratio", ratio, zero=True)
-        self.min_per_second = check_seconds(
+        self.ratio = check_number(owner, "ratio", ratio, zero=True)
+        self.min_per_second = check_number(
             owner, "min_per_second", min_per_second, zero=True
         )
-        self.window = check_seconds(owner, "window", window)
+        self.window = check_number(owner, "window", window)
         if not isinstance(fail_open, bool):
             raise TypeError(
                 f"RetryBudget(fail_open=...) must be a bool, got {fail_open!r}"

@@ -30,8 +30,8 @@ from .._stores import (
     StoreUnavailableError,
     check_count,
     check_name,
-    check_optional_seconds,
-    check_seconds,
+    check_number,
+    check_optional_number,
     resolve_store,
 )
 from .._stores.engine import report_lost_write, store_down
@@ -127,8 +127,8 @@ class Bulkhead:
         self.name = check_name(owner, name)
         self.max_concurrent = check_count(owner, "max_concurrent", max_concurrent)
         self.max_queue = check_count(owner, "max_queue", max_queue, minimum=0)
-        self.max_wait = check_optional_seconds(owner, "max_wait", max_wait, zero=True)
-        self.lease_ttl = check_seconds(owner, "lease_ttl", lease_ttl)
+        self.max_wait = check_optional_number(owner, "max_wait", max_wait, zero=True)
+        self.lease_ttl = check_number(owner, "lease_ttl", lease_ttl)
         self.fail_open = bool(fail_open)
         self._clock = clock
         self.store = resolve_store(store)

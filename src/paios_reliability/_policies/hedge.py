@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
-from .._core.checks import check_optional_seconds
+from .._core.checks import check_optional_number
 from .._core.dispatch import callable_name, is_async_callable
 from .._core.events import emit
 
@@ -65,7 +65,7 @@ class Hedge:
     ) -> None:
         from .budget import RetryBudget
 
-        check_optional_seconds("hedge", "delay", delay, zero=True)
+        check_optional_number("hedge", "delay", delay, zero=True)
         pct: object = percentile
         if (
             isinstance(pct, bool)

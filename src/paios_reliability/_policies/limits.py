@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._core import settings as _config
-from .._core.checks import check_seconds
+from .._core.checks import check_number
 from .._core.clock import get_clock
 from .._core.events import emit
 from .._core.exceptions import RateLimitedError
@@ -73,10 +73,10 @@ class Limit:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        check_seconds("Limit", "rate", self.rate)
-        check_seconds("Limit", "per", self.per)
+        check_number("Limit", "rate", self.rate)
+        check_number("Limit", "per", self.per)
         if self.burst is not None:
-            check_seconds("Limit", "burst", self.burst)
+            check_number("Limit", "burst", self.burst)
         if self.unit not in ("cost", "call"):
             raise ValueError(
                 f"Limit(unit=...) must be 'cost' or 'call', got {self.unit!r}"

@@ -29,8 +29,8 @@ from .._stores import (
     adrive,
     check_count,
     check_name,
-    check_optional_seconds,
-    check_seconds,
+    check_number,
+    check_optional_number,
     drive,
     now_ns,
     resolve_store,
@@ -224,14 +224,14 @@ class RateLimiter(_Keyed):
             raise ValueError(
                 "RateLimiter needs rate= and per= (or limits=[Limit(...), ...])"
             )
-        self.rate = check_seconds(owner, "rate", rate)
-        self.per = check_seconds(owner, "per", per)
+        self.rate = check_number(owner, "rate", rate)
+        self.per = check_number(owner, "per", per)
         self.burst = (
             max(1, int(self.rate))
             if burst is None
             else check_count(owner, "burst", burst)
         )
-        self.max_wait = check_optional_seconds(owner, "max_wait", max_wait, zero=True)
+        self.max_wait = check_optional_number(owner, "max_wait", max_wait, zero=True)
         self.block = bool(block)
         self.fail_open = bool(fail_open)
         self._clock = clock

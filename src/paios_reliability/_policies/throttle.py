@@ -16,7 +16,7 @@ from .._stores import (
     StoreUnavailableError,
     check_count,
     check_name,
-    check_seconds,
+    check_number,
     resolve_store,
     seconds_to_ns,
     ttl_seconds,
@@ -58,7 +58,7 @@ class Throttle(_Keyed):
         fail_open: bool = False,
         clock: Clock | None = None,
     ) -> None:
-        self.interval = check_seconds("Throttle", "interval", interval)
+        self.interval = check_number("Throttle", "interval", interval)
         self.name = check_name("Throttle", name)
         self.fail_open = bool(fail_open)
         self._clock = clock
@@ -138,7 +138,7 @@ class OccurrenceThreshold(_Keyed):
             raise ValueError(
                 f"OccurrenceThreshold(count=...) must be <= 10000, got {count!r}"
             )
-        self.per = check_seconds("OccurrenceThreshold", "per", per)
+        self.per = check_number("OccurrenceThreshold", "per", per)
         self.name = check_name("OccurrenceThreshold", name)
         self.fail_open = bool(fail_open)
         self._clock = clock

@@ -109,7 +109,7 @@ def current_deadline() -> float | None:
     return _current.get()
 
 
-def _check_seconds(seconds: float | None, what: str) -> float | None:
+def _check_number(seconds: float | None, what: str) -> float | None:
     if seconds is None:
         return None
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
@@ -165,7 +165,7 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2.0):`
     )
 
     def __init__(self, seconds: float | None, *, name: str | None = None) -> None:
-        self.seconds = _check_seconds(seconds, "deadline(seconds)")
+        self.seconds = _check_number(seconds, "deadline(seconds)")
         self.name = name
         self.expires_at: float | None = None
         self._token: contextvars.Token[float | None] | None = None
@@ -391,7 +391,7 @@ class timeout:  # noqa: N801 - used like a function: `@timeout(2.0)`
     __slots__ = ("seconds",)
 
     def __init__(self, seconds: float) -> None:
-        checked = _check_seconds(seconds, "timeout(seconds)")
+        checked = _check_number(seconds, "timeout(seconds)")
         if checked is None or checked <= 0:
             raise ValueError(f"timeout(seconds) must be > 0, got {seconds!r}")
         self.seconds = checked

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._core.events import emit
-from .._stores import check_name, check_seconds, resolve_store
+from .._stores import check_name, check_number, resolve_store
 
 if TYPE_CHECKING:
     from ..typing import StateStore
@@ -109,7 +109,7 @@ def _check(expected_version: object, ttl: object) -> tuple[int, float]:
             f"expected_version must be an int >= 0 (0: the record must not exist), "
             f"got {expected_version!r}"
         )
-    return expected_version, check_seconds("compare_and_set", "ttl", ttl)
+    return expected_version, check_number("compare_and_set", "ttl", ttl)
 
 
 def _store(store: StateStore | None, function: str) -> StateStore:

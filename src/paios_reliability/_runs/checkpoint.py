@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._core.clock import get_clock
 from .._core.events import emit
-from .._stores import check_name, check_seconds
+from .._stores import check_name, check_number
 from .checkpoint_backends import (
     _DONE,
     _PRIMITIVE,
@@ -182,7 +182,7 @@ class CheckpointStore:
 
             self._backend = _StoreBackend(
                 resolve_store(path_or_store),
-                check_seconds("CheckpointStore", "retention", retention),
+                check_number("CheckpointStore", "retention", retention),
             )
 
     def __repr__(self) -> str:

@@ -37,7 +37,7 @@ from .._stores import (
     StoreUnavailableError,
     adrive,
     check_name,
-    check_seconds,
+    check_number,
     drive,
     now_ns,
     resolve_store,
@@ -143,9 +143,9 @@ class IdempotencyStore:
     ) -> None:
         owner = "IdempotencyStore"
         self.store = resolve_store(store)
-        self.ttl = check_seconds(owner, "ttl", ttl)
-        self.wait = check_seconds(owner, "wait", wait, zero=True)
-        self.lease_ttl = check_seconds(owner, "lease_ttl", lease_ttl)
+        self.ttl = check_number(owner, "ttl", ttl)
+        self.wait = check_number(owner, "wait", wait, zero=True)
+        self.lease_ttl = check_number(owner, "lease_ttl", lease_ttl)
         self.cache_errors = bool(cache_errors)
         self.serializer: Serializer = serializer if serializer is not None else _JSON()
         for method in ("dumps", "loads"):

@@ -34,7 +34,7 @@ from .._stores import (
     StoreUnavailableError,
     adrive,
     check_name,
-    check_seconds,
+    check_number,
     drive,
     now_ns,
     resolve_store,
@@ -261,7 +261,7 @@ class Lease:
 
     def _extend_body(self, ttl: float | None) -> Generator[_Update, Any, float]:
         """:meth:`extend`, yielding its one store update."""
-        seconds = self.ttl if ttl is None else check_seconds("Lease.extend", "ttl", ttl)
+        seconds = self.ttl if ttl is None else check_number("Lease.extend", "ttl", ttl)
         m = self._manager
         now = m._now()
         ttl_ns = seconds_to_ns(seconds)
@@ -520,8 +520,8 @@ class LockManager:
     ) -> Generator[tuple[str, Any], Any, Lease]:
         """The acquisition loop: yields ("update", step) or ("sleep", s)."""
         check_name("lock", key)
-        seconds = check_seconds("LockManager.acquire", "ttl", ttl)
-        patience = check_seconds("LockManager.acquire", "wait", wait, zero=True)
+        seconds = check_number("LockManager.acquire", "ttl", ttl)
+        patience = check_number("LockManager.acquire", "wait", wait, zero=True)
         from .._policies.timeout import remaining
 
         left = remaining()

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from .._core.checks import (
     check_count,
     check_name,
-    check_optional_seconds,
-    check_seconds,
+    check_number,
+    check_optional_number,
 )
 from .._core.exceptions import StoreUnavailableError
 from ._memory import MemoryStore
@@ -57,8 +57,8 @@ __all__ = [
     "adrive",
     "check_count",
     "check_name",
-    "check_optional_seconds",
-    "check_seconds",
+    "check_optional_number",
+    "check_number",
     "complete",
     "drive",
     "now_ns",
