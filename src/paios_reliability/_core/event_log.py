@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .checks import check_optional_number
+from .checks import check_count, check_optional_number
 from .event import _error_text
 from .settings import Restorer
 
@@ -419,11 +419,7 @@ def set_log_summary(
         ValueError: ``interval`` is negative or not finite, or ``max_keys`` < 1.
     """
     check_optional_number("set_log_summary", "interval", interval, zero=True)
-    keys: object = max_keys
-    if isinstance(keys, bool) or not isinstance(keys, int) or keys < 1:
-        raise ValueError(
-            f"set_log_summary(max_keys=...) must be an int >= 1, got {max_keys!r}"
-        )
+    check_count("set_log_summary", "max_keys", max_keys)
     new = _LogSummary(float(interval), max_keys) if interval else None
     old = _swap_summary(new)
     previous = (old.interval, old.max_keys) if old is not None else None

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
+from .._core.checks import check_count
 from .._core.dispatch import is_async_callable
 from .._core.events import emit
 from .._core.exceptions import BulkheadFullError, TimeoutExceeded
@@ -151,10 +152,7 @@ class AdaptiveLimiter:
             ("max_limit", max_limit),
         )
         for label, value in numbers:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"AdaptiveLimiter({label}=...) must be an int >= 1, got {value!r}"
-                )
+            check_count("AdaptiveLimiter", label, value)
         if not min_limit <= initial <= max_limit:
             raise ValueError(
                 "AdaptiveLimiter needs min_limit <= initial <= max_limit, got "

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import settings as _config
-from .._core.checks import check_optional_number
+from .._core.checks import check_count, check_optional_number
 from .._core.dispatch import callable_name, is_async_callable
 from .._core.events import emit
 
@@ -75,11 +75,7 @@ class Hedge:
             raise ValueError(
                 f"hedge(percentile=...) must be in (0, 1), got {percentile!r}"
             )
-        count: object = max_hedges
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(
-                f"hedge(max_hedges=...) must be an int >= 1, got {max_hedges!r}"
-            )
+        check_count("hedge", "max_hedges", max_hedges)
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(
                 f"hedge(budget=...) must be a RetryBudget or None, got {budget!r}"

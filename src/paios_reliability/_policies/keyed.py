@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
+from .._core.checks import check_count
 from .._core.dispatch import is_async_callable
 from .._core.events import emit
 
@@ -82,11 +83,7 @@ class KeyedPolicy(Generic[Pol]):
         key: Callable[..., object] | None,
         table: _Table[Pol] | None = None,
     ) -> None:
-        count: object = max_keys
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(
-                f"{kind}.keyed(max_keys=...) must be an int >= 1, got {max_keys!r}"
-            )
+        check_count(f"{kind}.keyed", "max_keys", max_keys)
         if key is not None and not callable(key):
             raise TypeError(
                 f"{kind}.keyed(key=...) must be a function of the call's arguments, "

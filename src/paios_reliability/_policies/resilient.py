@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._core import clock as _clock
 from .._core import settings as _config
+from .._core.checks import check_count
 from .._core.dispatch import (
     is_async_callable,
     through_method_descriptors,
@@ -286,11 +287,7 @@ def resilient(
         make_timeout(timeout)  # the same checks and messages as timeout()
     budget = _seconds(deadline, "deadline")
     stale_for = _seconds(stale_if_error, "stale_if_error")
-    count: object = retry_timeouts
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValueError(
-            f"resilient(retry_timeouts=...) must be an int >= 0, got {retry_timeouts!r}"
-        )
+    check_count("resilient", "retry_timeouts", retry_timeouts, minimum=0)
     boundary = None
     if fallback is not UNSET:
         from .boundary import error_boundary
