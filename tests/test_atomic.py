@@ -149,19 +149,26 @@ def test_finding_11_temp_file_is_created_with_its_final_mode(
 def test_finding_11_owner_kept_and_temp_owner_only_until_chown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("only root can give a file to another owner")
+    # Root gives the file to another user; anyone else to another of their
+    # own groups (the one change of owner a non-root user may make).
+    if os.geteuid() == 0:
+        owner = (65534, 65534)
+    else:
+        groups = [g for g in os.getgroups() if g != os.getgid()]
+        if not groups:
+            pytest.skip("not root, and in no group but the primary one")
+        owner = (os.getuid(), groups[0])
     target = tmp_path / "shared.json"
     target.write_text("old")
-    os.chown(target, 65534, 65534)
+    os.chown(target, *owner)
     target.chmod(0o640)
     created = record_creation_modes(monkeypatch, tmp_path)
     atomic_write(target, "new")
     monkeypatch.undo()
-    # Until fchown, the group bits would be root's group's: owner-only.
+    # Until fchown, the group bits would be our own group's: owner-only.
     assert [m for name, m in created if name.endswith(".tmp")] == [0o600]
     st = target.stat()
-    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o640)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (*owner, 0o640)
 
 
 def test_finding_19_temp_stays_locked_until_replaced(
@@ -550,6 +557,15 @@ def test_file_lock_times_out_against_another_process(tmp_path: Path) -> None:
         assert info.value.key == str(tmp_path / ".data.json.lock")
         assert info.value.retryable
         assert 1.9 <= sum(clock.sleeps) <= 2.0 + 1e-9
+        # Polls back off from 0.5 ms, doubling up to 50 ms; the last wait is
+        # clipped so the waits end exactly at the timeout.
+        expected: list[float] = []
+        wait = 0.0005
+        while sum(expected) + wait < 2.0:
+            expected.append(wait)
+            wait = min(wait * 2, 0.05)
+        expected.append(2.0 - sum(expected))
+        assert clock.sleeps == pytest.approx(expected)
         assert len(events.of("file_lock.timeout")) == 1
     finally:
         out, _ = holder.communicate(input="", timeout=60)

@@ -10,11 +10,13 @@ import asyncio
 import hashlib
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import types
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -37,6 +39,7 @@ from paios_reliability import (
     read_transaction,
     write_transaction,
 )
+from paios_reliability._data import transactions
 from paios_reliability.testing import FakeClock, capture_events
 
 WORKERS = str(Path(__file__).with_name("_proc_data_workers.py"))
@@ -224,8 +227,7 @@ def test_readonly(tmp_path: Path) -> None:
 
 
 def test_forked_child_cannot_use_the_connection(db: sqlite3.Connection) -> None:
-    if not hasattr(os, "fork"):
-        pytest.skip("no fork() on this platform")
+    # The library supports POSIX systems only, which all have fork().
     cursor = db.cursor()
     db.execute("INSERT INTO kv VALUES ('a', 1)")
     with warnings.catch_warnings():
@@ -318,7 +320,17 @@ def test_write_transaction_gives_up_with_db_locked(tmp_path: Path) -> None:
     waiter.close()
 
 
-def test_write_transaction_budget_bounds_the_retries(tmp_path: Path) -> None:
+def test_write_transaction_budget_bounds_the_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The longest jittered wait every time, so the waits are known: the caps
+    # 0.1, 0.2, 0.4 s, the last clipped to the 0.5 s budget. The busy waits
+    # inside SQLite count in real time; frozen here, so only the fake clock's
+    # waits spend the budget, however slow the machine.
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(
+        transactions, "time", types.SimpleNamespace(monotonic=lambda: 0.0)
+    )
     path = tmp_path / "budget.db"
     holder = open_database(path)
     waiter = open_database(path, busy_timeout_ms=1)
@@ -333,7 +345,7 @@ def test_write_transaction_budget_bounds_the_retries(tmp_path: Path) -> None:
             pass  # pragma: no cover
     finally:
         holder.rollback()
-    assert 1 <= len(clock.sleeps) < 1000
+    assert clock.sleeps == pytest.approx([0.1, 0.2, 0.2])
     assert sum(clock.sleeps) <= 0.5 + 1e-9
     # The budget, not max_attempts, ended it: one attempt per wait, plus one,
     # and the last wait is clipped so the waits use the budget exactly.
